@@ -1,0 +1,35 @@
+# make demo: the whole chain on config/config.yaml (creates .venv on first use).
+# make test: the test suite.   make lint / make dry-run: look before you run.
+VENV ?= .venv
+CORES ?= all
+PYTHON ?= python3
+SNAKEMAKE = $(VENV)/bin/snakemake --profile profiles/local --cores $(CORES)
+# Rules shell out to the `hrtem-wf` command installed in the venv.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: install demo test lint dry-run clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	# pip < 24.1: czone 2022.9.20's metadata is rejected by newer pip.
+	$(VENV)/bin/python -m pip install --quiet "pip==23.2.1"
+	$(VENV)/bin/python -m pip install --quiet -e ".[all,test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(SNAKEMAKE)
+	@echo "Report: $(CURDIR)/results/report/summary.md (figures beside it)"
+
+test: install
+	$(VENV)/bin/python -m pytest
+
+lint: install
+	$(VENV)/bin/snakemake --lint
+
+dry-run: install
+	$(SNAKEMAKE) --dry-run
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,35 @@
+# hrtem_wf: config -> structures -> exit waves -> micrographs + labels -> datasets -> models -> report.
+# Run `make demo`, or `snakemake --cores N` with the default config; see README.md.
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+from hrtem_wf.config import validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+# Stop before any job is built when the config is malformed; the message names the key.
+validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/structures.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/images.smk"
+include: "workflow/rules/datasets.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+localrules:
+    all,
+
+
+rule all:
+    input:
+        REPORT,
+    default_target: True

@@ -1,0 +1,181 @@
+"""`hrtem-wf`: one subcommand per workflow stage; each Snakemake rule calls one of them.
+
+Every subcommand takes its config block as JSON (`--spec`), the global seed and the item's
+block name and index, so a job needs nothing but its inputs and its params. Stage libraries are
+imported lazily: a structure job does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from hrtem_wf.sampling import derive_seed
+
+log = logging.getLogger("hrtem_wf")
+
+
+def _structure(args) -> None:
+    import ase.io
+
+    from hrtem_wf.io import atomic_path, versions
+    from hrtem_wf.structures import build_structure
+
+    seed = derive_seed(args.seed, args.block, args.index)
+    atoms = build_structure(args.spec, seed)
+    atoms.info.update({"block_name": args.block, "index": args.index, "seed": seed,
+                       "structure_id": f"{args.block}/{args.index:05d}",
+                       "hrtem_wf_version": versions().get("hrtem_wf", "")})
+    with atomic_path(args.output) as tmp:
+        ase.io.write(tmp, atoms, format="extxyz")
+    log.info("structure %s/%05d: %d atoms (%d particle)", args.block, args.index, len(atoms),
+             int(atoms.arrays["particle"].sum()))
+
+
+def _simulate(args) -> None:
+    import ase.io
+
+    from hrtem_wf.io import versions, write_arrays
+    from hrtem_wf.simulation import simulate_structure
+
+    atoms = ase.io.read(args.structure, format="extxyz")
+    seed = derive_seed(args.seed, args.block, args.index)
+    result = simulate_structure(atoms, args.spec, seed)
+    info = {k: v for k, v in atoms.info.items() if k not in ("block_name", "seed")}
+    attrs = {**result["attrs"], "block_name": args.block, "config": args.spec,
+             "structure_id": atoms.info["structure_id"],
+             "structure": {"block_name": atoms.info["block_name"], "seed": atoms.info["seed"],
+                           "path": args.structure, "info": info},
+             "versions": versions()}
+    write_arrays(args.output, {"full": result["full"], "particle": result["particle"]}, attrs)
+    log.info("simulation %s/%05d: %s waves, sampling %s A", args.block, args.index,
+             result["full"].shape, attrs["sampling_A"])
+
+
+def _images(args) -> None:
+    import numpy as np
+
+    from hrtem_wf.imaging import draw_images
+    from hrtem_wf.io import read_group, versions, write_arrays
+
+    simulation = read_group(args.simulation)
+    sim_attrs = dict(simulation.attrs)
+    seed = derive_seed(args.seed, args.block, args.index)
+    images, masks, records = draw_images(
+        np.asarray(simulation["full"][...]), np.asarray(simulation["particle"][...]),
+        sampling_A=tuple(sim_attrs["sampling_A"]), energy_eV=sim_attrs["energy_eV"],
+        block=args.spec, rng=np.random.default_rng(seed))
+    attrs = {"block_name": args.block, "config": args.spec, "seed": seed,
+             "structure_id": sim_attrs["structure_id"], "records": records,
+             "simulation": {"block_name": sim_attrs["block_name"], "seed": sim_attrs["seed"],
+                            "path": args.simulation, "config": sim_attrs["config"],
+                            "structure": sim_attrs["structure"]},
+             "versions": versions()}
+    write_arrays(args.output, {"images": images, "masks": masks}, attrs)
+    log.info("images %s/%05d: %d draws of %s", args.block, args.index, len(images), images.shape[1:])
+
+
+def _dataset(args) -> None:
+    from hrtem_wf.datasets import build_dataset
+
+    table = build_dataset(args.spec, args.name, args.inputs, args.seed, args.zarr, args.parquet)
+    log.info("dataset %s: %d images, splits %s", args.name, len(table),
+             table["split"].value_counts().to_dict())
+
+
+def _train(args) -> None:
+    from hrtem_wf.training import train_model
+
+    summary = train_model(args.spec, args.dataset_zarr, args.dataset_parquet, args.model_seed,
+                          args.out_dir, log=log.info)
+    log.info("trained: %s", json.dumps(summary, default=str))
+
+
+def _evaluate(args) -> None:
+    from hrtem_wf.evaluation import evaluate_model
+    from hrtem_wf.io import write_json
+
+    metrics = evaluate_model(args.model_dir, args.dataset_zarr, args.dataset_parquet, split=args.split)
+    write_json(args.output, metrics)
+    log.info("evaluation: %s", json.dumps(metrics, default=str))
+
+
+def _report(args) -> None:
+    from hrtem_wf.evaluation import write_report
+
+    write_report(args.evaluations, args.model_dirs, args.dataset_zarr, args.dataset_parquet,
+                 args.out_dir)
+    log.info("report written to %s", args.out_dir)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hrtem-wf", description=__doc__.splitlines()[0])
+    parser.add_argument("--log", help="append progress to this file (default: stderr)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def item(name, func, help_):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--spec", type=json.loads, required=True, help="the block's config as JSON")
+        p.add_argument("--seed", type=int, required=True, help="the config's global seed")
+        p.add_argument("--block", required=True, help="the block's name")
+        p.add_argument("--index", type=int, required=True, help="the item's index in its block")
+        p.add_argument("--output", required=True)
+        p.set_defaults(func=func)
+        return p
+
+    item("structure", _structure, "build one structure (extxyz)")
+    item("simulate", _simulate, "simulate one structure (Zarr)").add_argument("--structure", required=True)
+    item("images", _images, "draw the images of one simulation (Zarr)").add_argument(
+        "--simulation", required=True)
+
+    p = sub.add_parser("dataset", help="gather image stores into a dataset (Zarr + Parquet)")
+    p.add_argument("--spec", type=json.loads, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--zarr", required=True)
+    p.add_argument("--parquet", required=True)
+    p.add_argument("inputs", nargs="+", help="image stores")
+    p.set_defaults(func=_dataset)
+
+    p = sub.add_parser("train", help="train one model (weights, history, metadata)")
+    p.add_argument("--spec", type=json.loads, required=True)
+    p.add_argument("--model-seed", type=int, required=True)
+    p.add_argument("--dataset-zarr", required=True)
+    p.add_argument("--dataset-parquet", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="metrics of one model on a dataset split (JSON)")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--dataset-zarr", required=True)
+    p.add_argument("--dataset-parquet", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("report", help="summary table and figures for all models")
+    p.add_argument("--evaluations", nargs="+", required=True)
+    p.add_argument("--model-dirs", nargs="+", required=True)
+    p.add_argument("--dataset-zarr", required=True)
+    p.add_argument("--dataset-parquet", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = logging.FileHandler(args.log) if args.log else logging.StreamHandler(sys.stderr)
+    logging.basicConfig(level=logging.INFO, handlers=[handler],
+                        format="%(asctime)s %(levelname)s %(message)s")
+    start = time.perf_counter()
+    args.func(args)
+    log.info("%s done in %.1f s", args.command, time.perf_counter() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Config validation and the block graph (structures -> simulations -> images -> datasets -> models).
+
+`validate` runs before Snakemake builds any job: the JSON schema checks keys, types and ranges;
+`check_references` checks what a schema cannot (parents exist, splits sum to 1, shapes fit the
+network). Every message names the offending key as a dotted path.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from hrtem_wf.sampling import support
+
+PARENT_KEY = {"simulations": "structures", "images": "simulations", "datasets": "images",
+              "models": "dataset"}
+PARENT_SECTION = {"simulations": "structures", "images": "simulations", "datasets": "images",
+                  "models": "datasets"}
+ELEMENTS = {"Au": "Au", "amorphous_carbon": "C"}
+
+
+class ConfigError(ValueError):
+    """A config that must not run; the message names the key."""
+
+
+def _dotted(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def load_schema(path: str | Path) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def validate(config: dict, schema_path: str | Path) -> dict:
+    """Raise ConfigError listing every problem, each with the key path; return the config."""
+    validator = Draft202012Validator(load_schema(schema_path))
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = [f"  {_dotted(e.absolute_path)}: {_message(e)}" for e in errors]
+        raise ConfigError("invalid config:\n" + "\n".join(lines))
+    check_references(config)
+    return config
+
+
+def _message(error) -> str:
+    if error.validator == "additionalProperties":
+        return f"unknown key ({error.message})"
+    if error.validator == "oneOf" and error.context:
+        # A distribution that matches no form: show the closest form's complaint.
+        best = min(error.context, key=lambda e: len(e.message))
+        return f"{best.message} (expected a number or a distribution mapping)"
+    return error.message
+
+
+def check_references(config: dict) -> None:
+    problems = []
+    for section, parent_key in PARENT_KEY.items():
+        parent_section = PARENT_SECTION[section]
+        for name, block in config[section].items():
+            parents = block[parent_key]
+            for parent in parents if isinstance(parents, list) else [parents]:
+                if parent not in config[parent_section]:
+                    problems.append(f"{section}.{name}.{parent_key}: {parent!r} is not a block of "
+                                    f"'{parent_section}' (have: {sorted(config[parent_section])})")
+    problems += _check_ranges(config)
+    if problems:
+        raise ConfigError("invalid config:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _check_ranges(config: dict) -> list[str]:
+    problems = []
+    for name, block in config["structures"].items():
+        for key, spec in (("radius_A", block["radius_A"]),
+                          ("substrate.thickness_A", block["substrate"]["thickness_A"])):
+            problems += _check_distribution(f"structures.{name}.{key}", spec, positive=True)
+        r_max = support(block["radius_A"])[1]
+        needed = 2 * (r_max + block["edge_margin_A"])
+        if math.isfinite(r_max) and min(block["cell_A"]) < needed:
+            problems.append(f"structures.{name}.cell_A: {block['cell_A']} is smaller than "
+                            f"2 x (largest radius {r_max} + edge_margin_A) = {needed}")
+    for name, block in config["simulations"].items():
+        parent = config["structures"].get(block["structures"])
+        if parent is not None:
+            elements = {ELEMENTS[parent["material"]], ELEMENTS[parent["substrate"]["material"]]}
+            missing = sorted(elements - set(block["debye_waller_sigma_A"]))
+            if missing:
+                problems.append(f"simulations.{name}.debye_waller_sigma_A: no entry for {missing}")
+    for name, block in config["images"].items():
+        for key in ("defocus_A", "spherical_aberration_A", "dose_e_per_A2"):
+            problems += _check_distribution(f"images.{name}.{key}", block[key],
+                                            positive=key == "dose_e_per_A2")
+        problems += _check_distribution(f"images.{name}.focal_spread.sigma_A",
+                                        block["focal_spread"]["sigma_A"], nonnegative=True)
+    for name, block in config["datasets"].items():
+        total = sum(block["split"].values())
+        if abs(total - 1) > 1e-6:
+            problems.append(f"datasets.{name}.split: fractions sum to {total}, not 1")
+        crops = {tuple(config["images"][i]["crop_px"]) for i in block["images"] if i in config["images"]}
+        if len(crops) > 1:
+            problems.append(f"datasets.{name}.images: image blocks have different crop_px {sorted(crops)}")
+    for name, block in config["models"].items():
+        depth = block["encoder_depth"]
+        if len(block["decoder_channels"]) != depth:
+            problems.append(f"models.{name}.decoder_channels: needs {depth} entries "
+                            f"(one per encoder_depth), has {len(block['decoder_channels'])}")
+        dataset = config["datasets"].get(block["dataset"], {"images": []})
+        for image_block in dataset["images"]:
+            crop = config["images"].get(image_block, {}).get("crop_px", [])
+            if any(size % 2**depth for size in crop):
+                problems.append(f"models.{name}.encoder_depth: images.{image_block}.crop_px {crop} "
+                                f"is not divisible by 2**{depth}")
+    return problems
+
+
+def _check_distribution(key: str, spec, positive=False, nonnegative=False) -> list[str]:
+    low, high = support(spec)
+    problems = []
+    if isinstance(spec, dict) and spec["distribution"] in ("uniform", "loguniform") and low > high:
+        problems.append(f"{key}: low {low} > high {high}")
+    if isinstance(spec, dict) and spec["distribution"] == "normal" and low > high:
+        problems.append(f"{key}: min {low} > max {high}")
+    if isinstance(spec, dict) and spec["distribution"] == "loguniform" and low <= 0:
+        problems.append(f"{key}: loguniform needs low > 0")
+    if positive and low <= 0:
+        problems.append(f"{key}: values must be > 0 (the distribution allows {low}; set min/low)")
+    if nonnegative and low < 0:
+        problems.append(f"{key}: values must be >= 0 (the distribution allows {low})")
+    return problems
+
+
+# --- the block graph, used by the Snakefile's input functions ---------------------------------
+
+def structures_of(config: dict, section: str, name: str) -> str:
+    """The structures block at the root of a simulations or images block."""
+    if section == "images":
+        return structures_of(config, "simulations", config["images"][name]["simulations"])
+    if section == "simulations":
+        return config["simulations"][name]["structures"]
+    raise ValueError(section)
+
+
+def structure_ids(config: dict, structures_block: str) -> list[str]:
+    """Zero-padded item ids 00000 .. count-1: file names sort in item order."""
+    return [f"{i:05d}" for i in range(config["structures"][structures_block]["count"])]

@@ -1,0 +1,89 @@
+"""Gather image stores into one dataset: a Zarr of images and masks plus a Parquet table with
+one row per image (every structure, simulation and imaging parameter, ids, seeds, split)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hrtem_wf.io import atomic_path, read_group, versions, write_arrays
+from hrtem_wf.sampling import derive_seed
+
+SPLITS = ("train", "validation", "test")
+
+
+def assign_splits(structure_ids: list[str], fractions: dict, seed: int, dataset: str) -> dict[str, str]:
+    """Split by structure (no structure in two splits), in proportions `fractions`.
+
+    Structures are ordered by a hash of (seed, dataset, id), so the order does not depend on
+    which other structures exist; then the first round(n f_train) go to train, and so on."""
+    unique = sorted(set(structure_ids))
+    order = sorted(unique, key=lambda sid: derive_seed(seed, dataset, 0, sid))
+    n = len(order)
+    n_train = int(round(n * fractions["train"]))
+    n_val = int(round(n * fractions["validation"]))
+    if n >= 3:  # every split gets at least one structure when there are enough
+        n_train = min(max(n_train, 1), n - 2)
+        n_val = min(max(n_val, 1), n - n_train - 1)
+    split = {}
+    for position, sid in enumerate(order):
+        split[sid] = "train" if position < n_train else (
+            "validation" if position < n_train + n_val else "test")
+    return split
+
+
+def _flatten(prefix: str, values: dict) -> dict:
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(name + ".", value))
+        elif isinstance(value, list):
+            flat[name] = str(value) if any(isinstance(v, (list, dict)) for v in value) else (
+                ",".join(map(str, value)))
+        else:
+            flat[name] = value
+    return flat
+
+
+def build_dataset(block: dict, name: str, image_stores: list[str], seed: int,
+                  zarr_path: str, parquet_path: str) -> pd.DataFrame:
+    images, masks, rows = [], [], []
+    for store_path in image_stores:
+        group = read_group(store_path)
+        attrs = dict(group.attrs)
+        images.append(np.asarray(group["images"][...]))
+        masks.append(np.asarray(group["masks"][...]))
+        upstream = {
+            "structure_id": attrs["structure_id"],
+            "image_block": attrs["block_name"],
+            "image_seed": attrs["seed"],
+            "simulation_block": attrs["simulation"]["block_name"],
+            "simulation_seed": attrs["simulation"]["seed"],
+            "structure_block": attrs["simulation"]["structure"]["block_name"],
+            "structure_seed": attrs["simulation"]["structure"]["seed"],
+            "image_store": store_path,
+        }
+        structure = _flatten("structure.", attrs["simulation"]["structure"]["info"])
+        simulation = _flatten("simulation.", attrs["simulation"]["config"])
+        for record in attrs["records"]:
+            rows.append({**upstream, **structure, **simulation, **_flatten("image.", record)})
+    table = pd.DataFrame(rows)
+    splits = assign_splits(list(table["structure_id"]), block["split"], seed, name)
+    table.insert(0, "row", np.arange(len(table)))
+    table.insert(1, "split", table["structure_id"].map(splits))
+    table.insert(2, "dataset", name)
+
+    shapes = {a.shape[1:] for a in images}
+    if len(shapes) > 1:
+        raise ValueError(f"dataset {name}: image stores have different image shapes {shapes}")
+    write_arrays(zarr_path, {"images": np.concatenate(images).astype(np.float32),
+                             "masks": np.concatenate(masks).astype(np.uint8)},
+                 {"dataset": name, "config": block, "n_images": len(table),
+                  "split_counts": table["split"].value_counts().to_dict(), "versions": versions()})
+    with atomic_path(parquet_path) as tmp:
+        table.to_parquet(tmp, index=False)
+    return table
+
+
+__all__ = ["build_dataset", "assign_splits", "SPLITS"]

@@ -1,0 +1,56 @@
+# Helpers for the rules: block specs (the params that decide an output) and target lists.
+# Input functions read only the config, never the filesystem.
+import json
+
+from hrtem_wf.config import structure_ids, structures_of
+
+RESULTS = "results"
+REPORT = [
+    f"{RESULTS}/report/summary.md",
+    f"{RESULTS}/report/training_curves.png",
+    f"{RESULTS}/report/examples.png",
+]
+
+
+wildcard_constraints:
+    structures=r"[A-Za-z][A-Za-z0-9_-]*",
+    simulations=r"[A-Za-z][A-Za-z0-9_-]*",
+    images=r"[A-Za-z][A-Za-z0-9_-]*",
+    dataset=r"[A-Za-z][A-Za-z0-9_-]*",
+    model=r"[A-Za-z][A-Za-z0-9_-]*",
+    item=r"\d{5}",
+    seed=r"\d+",
+
+
+def block_spec(section, name, drop=()):
+    """The block's config as canonical JSON: exactly what decides the block's outputs."""
+    block = {k: v for k, v in config[section][name].items() if k not in drop}
+    return json.dumps(block, sort_keys=True, separators=(",", ":"))
+
+
+def image_stores(dataset):
+    return [
+        f"{RESULTS}/images/{block}/{item}.zarr"
+        for block in config["datasets"][dataset]["images"]
+        for item in structure_ids(config, structures_of(config, "images", block))
+    ]
+
+
+def model_runs():
+    return [(m, s) for m, block in config["models"].items() for s in block["seeds"]]
+
+
+def dataset_of(wc):
+    name = config["models"][wc.model]["dataset"]
+    return {
+        "zarr": f"{RESULTS}/datasets/{name}.zarr",
+        "parquet": f"{RESULTS}/datasets/{name}.parquet",
+    }
+
+
+def first_dataset():
+    name = config["models"][model_runs()[0][0]]["dataset"]
+    return {
+        "zarr": f"{RESULTS}/datasets/{name}.zarr",
+        "parquet": f"{RESULTS}/datasets/{name}.parquet",
+    }

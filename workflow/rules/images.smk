@@ -1,0 +1,18 @@
+rule images:
+    input:
+        simulation=lambda wc: f"{RESULTS}/simulations/{config['images'][wc.images]['simulations']}/{wc.item}.zarr",
+    output:
+        directory(f"{RESULTS}/images/{{images}}/{{item}}.zarr"),
+    params:
+        spec=lambda wc: block_spec("images", wc.images),
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/images/{{images}}/{{item}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/images/{{images}}/{{item}}.tsv"
+    conda:
+        "../envs/images.yaml"
+    shell:
+        "hrtem-wf --log {log} images --spec {params.spec:q} --seed {params.seed}"
+        " --block {wildcards.images} --index {wildcards.item}"
+        " --simulation {input.simulation} --output {output}"

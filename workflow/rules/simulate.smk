@@ -1,0 +1,18 @@
+rule simulate:
+    input:
+        structure=lambda wc: f"{RESULTS}/structures/{config['simulations'][wc.simulations]['structures']}/{wc.item}.extxyz",
+    output:
+        directory(f"{RESULTS}/simulations/{{simulations}}/{{item}}.zarr"),
+    params:
+        spec=lambda wc: block_spec("simulations", wc.simulations),
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/simulate/{{simulations}}/{{item}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/simulate/{{simulations}}/{{item}}.tsv"
+    conda:
+        "../envs/simulate.yaml"
+    shell:
+        "hrtem-wf --log {log} simulate --spec {params.spec:q} --seed {params.seed}"
+        " --block {wildcards.simulations} --index {wildcards.item}"
+        " --structure {input.structure} --output {output}"

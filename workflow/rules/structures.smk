@@ -1,0 +1,16 @@
+rule structure:
+    output:
+        f"{RESULTS}/structures/{{structures}}/{{item}}.extxyz",
+    params:
+        # `count` is left out: growing a set must not rerun the structures it already has.
+        spec=lambda wc: block_spec("structures", wc.structures, drop=("count",)),
+        seed=config["seed"],
+    log:
+        f"{RESULTS}/logs/structures/{{structures}}/{{item}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/structures/{{structures}}/{{item}}.tsv"
+    conda:
+        "../envs/structures.yaml"
+    shell:
+        "hrtem-wf --log {log} structure --spec {params.spec:q} --seed {params.seed}"
+        " --block {wildcards.structures} --index {wildcards.item} --output {output}"

@@ -1,0 +1,20 @@
+rule train:
+    input:
+        unpack(dataset_of),
+    output:
+        weights=f"{RESULTS}/models/{{model}}/seed{{seed}}/weights.pt",
+        history=f"{RESULTS}/models/{{model}}/seed{{seed}}/history.csv",
+        metadata=f"{RESULTS}/models/{{model}}/seed{{seed}}/metadata.json",
+    params:
+        # `seeds` is left out: adding a seed must not retrain the others.
+        spec=lambda wc: block_spec("models", wc.model, drop=("seeds",)),
+    log:
+        f"{RESULTS}/logs/train/{{model}}/seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{model}}/seed{{seed}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "hrtem-wf --log {log} train --spec {params.spec:q} --model-seed {wildcards.seed}"
+        " --dataset-zarr {input.zarr} --dataset-parquet {input.parquet}"
+        " --out-dir $(dirname {output.weights})"
