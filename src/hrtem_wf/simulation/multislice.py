@@ -85,6 +85,28 @@ def resample_bandlimited(waves: np.ndarray, extent_A: tuple[float, float], gpts:
     return resampled.astype(np.complex64)
 
 
+# Atoms' potentials reach a few A; keep this much empty space above the first atom.
+ENTRANCE_MARGIN_A = 4.0
+
+
+def drop_empty_entrance(configurations: list[Atoms], slice_thickness_A: float) -> list[Atoms]:
+    """Remove the atom-free slab at the beam entrance (z = 0 up to the first atom).
+
+    A plane wave crossing vacuum stays a plane wave, so the exit wave is unchanged while the
+    particle-only scene (substrate removed) skips most of its slices. The exit plane stays at
+    the cell top, so both scenes share the same reference plane. The cut is a whole number of
+    slices so every atom stays in the same slice as in the full-height cell."""
+    z_first = min(config.positions[:, 2].min() for config in configurations)
+    cut_A = max(0.0, z_first - ENTRANCE_MARGIN_A) // slice_thickness_A * slice_thickness_A
+    shortened = []
+    for config in configurations:
+        config = config.copy()
+        config.positions[:, 2] -= cut_A
+        config.cell[2, 2] -= cut_A
+        shortened.append(config)
+    return shortened
+
+
 def simulate_structure(atoms: Atoms, block: dict, seed: int) -> dict:
     """Run the full scene and the particle-only scene; return stored arrays and attributes.
 
@@ -103,6 +125,7 @@ def simulate_structure(atoms: Atoms, block: dict, seed: int) -> dict:
         full_configs = displaced_configurations(
             atoms, block["frozen_phonons"], block["debye_waller_sigma_A"], seed)
         particle_configs = [config[is_particle] for config in full_configs]
+        particle_configs = drop_empty_entrance(particle_configs, block["slice_thickness_A"])
         stored = {}
         for name, configs in (("full", full_configs), ("particle", particle_configs)):
             waves = exit_waves(configs, block)

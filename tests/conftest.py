@@ -1,0 +1,77 @@
+"""Shared fixtures: the repository root, configs, and a runner for Snakemake on a temporary
+copy of the workflow (so tests never write into the checkout)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+BIN = Path(sys.executable).parent  # the venv's bin: snakemake and hrtem-wf live there
+
+
+def load_config(name: str = "config/config.yaml") -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+@pytest.fixture
+def default_config() -> dict:
+    return load_config()
+
+
+@pytest.fixture
+def tiny_config() -> dict:
+    return load_config("tests/configs/tiny.yaml")
+
+
+class WorkflowCopy:
+    """Snakefile, workflow/ and profiles/ copied into a temporary directory with a given config."""
+
+    def __init__(self, path: Path, config: dict):
+        self.path = path
+        for name in ("Snakefile", "workflow", "profiles"):
+            source = ROOT / name
+            if source.is_dir():
+                shutil.copytree(source, path / name)
+            else:
+                shutil.copy(source, path / name)
+        self.write_config(config)
+
+    def write_config(self, config: dict) -> None:
+        (self.path / "config").mkdir(exist_ok=True)
+        (self.path / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def snakemake(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+        result = subprocess.run([str(BIN / "snakemake"), "--cores", "2", *args], cwd=self.path,
+                                env=env, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise AssertionError(f"snakemake {args} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table that Snakemake prints."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats")) + 3
+    counts = {}
+    for line in lines[start:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.fixture
+def workflow_copy(tmp_path):
+    def make(config: dict) -> WorkflowCopy:
+        return WorkflowCopy(tmp_path, config)
+    return make
