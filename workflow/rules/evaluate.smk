@@ -5,6 +5,7 @@ rule evaluate:
         metadata=f"{RESULTS}/models/{{model}}/seed{{seed}}/metadata.json",
     output:
         f"{RESULTS}/evaluations/{{model}}/seed{{seed}}.json",
+    threads: 8
     log:
         f"{RESULTS}/logs/evaluate/{{model}}/seed{{seed}}.log",
     benchmark:

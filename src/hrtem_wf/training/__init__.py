@@ -1,0 +1,25 @@
+"""Training UNet particle segmenters on curated datasets (DaCosta et al. 2024, methods)."""
+
+from .data import SegmentationDataset, d4_transform, normalize_min_max, random_d4, read_split
+from .loss import segmentation_loss, soft_f1
+from .model import DEFAULT_MODEL_BLOCK, build_model, check_image_shape, load_model, resolve_device
+from .train import HISTORY_COLUMNS, TRAINING_CODE_VERSION, evaluate_loss, train_model
+
+__all__ = [
+    "DEFAULT_MODEL_BLOCK",
+    "HISTORY_COLUMNS",
+    "TRAINING_CODE_VERSION",
+    "SegmentationDataset",
+    "build_model",
+    "check_image_shape",
+    "d4_transform",
+    "evaluate_loss",
+    "load_model",
+    "normalize_min_max",
+    "random_d4",
+    "read_split",
+    "resolve_device",
+    "segmentation_loss",
+    "soft_f1",
+    "train_model",
+]

@@ -1,0 +1,25 @@
+"""Loss of DaCosta et al.: categorical cross-entropy + (1 - soft F1 of the particle class)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+#: Keeps the soft F1 finite for a batch with neither predicted nor labelled particle pixels.
+SOFT_F1_EPS = 1e-7
+
+
+def soft_f1(particle_probability: torch.Tensor, particle_mask: torch.Tensor) -> torch.Tensor:
+    """2 sum(p y) / (sum p + sum y), pooled over every pixel of the batch."""
+    particle_mask = particle_mask.to(particle_probability.dtype)
+    overlap = (particle_probability * particle_mask).sum()
+    total = particle_probability.sum() + particle_mask.sum()
+    return 2.0 * overlap / (total + SOFT_F1_EPS)
+
+
+def segmentation_loss(logits: torch.Tensor, particle_mask: torch.Tensor) -> torch.Tensor:
+    """Mean pixel cross-entropy + 1 - soft F1; logits (B, 2, H, W), mask (B, H, W) in {0, 1}."""
+    particle_mask = particle_mask.long()
+    cross_entropy = F.cross_entropy(logits, particle_mask)
+    particle_probability = torch.softmax(logits, dim=1)[:, 1]
+    return cross_entropy + 1.0 - soft_f1(particle_probability, particle_mask)

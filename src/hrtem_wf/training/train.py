@@ -1,0 +1,239 @@
+"""The training loop: plain PyTorch, deterministic given the seed, best-validation-loss weights."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hrtem_wf.io import atomic_path, versions, write_json
+
+from .data import SegmentationDataset, read_split
+from .loss import segmentation_loss
+from .model import build_model, check_image_shape, count_parameters, resolve_device, resolved_block
+
+#: Bumped when a change here changes what training produces (for the workflow's rerun triggers).
+TRAINING_CODE_VERSION = "1"
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_f1", "val_loss", "val_f1", "lr", "seconds")
+
+
+class PixelCounts:
+    """Running particle-pixel counts (true/false positives, false negatives) for a hard F1."""
+
+    def __init__(self) -> None:
+        self.true_positive = self.false_positive = self.false_negative = 0
+
+    def add(self, logits: torch.Tensor, particle_mask: torch.Tensor) -> None:
+        # Class 1 wins the 2-class argmax exactly when its softmax probability exceeds 0.5.
+        predicted = logits.argmax(dim=1) == 1
+        labelled = particle_mask == 1
+        self.true_positive += int((predicted & labelled).sum())
+        self.false_positive += int((predicted & ~labelled).sum())
+        self.false_negative += int((~predicted & labelled).sum())
+
+    def f1(self) -> float:
+        errors = self.false_positive + self.false_negative
+        if self.true_positive + errors == 0:
+            return 1.0  # nothing to find and nothing found
+        return self.true_positive / (self.true_positive + 0.5 * errors)
+
+
+def evaluate_loss(model: torch.nn.Module, loader, device: torch.device) -> tuple[float, float]:
+    """(mean loss per image, pooled hard F1) of ``model`` in eval mode over ``loader``."""
+    model.eval()
+    loss_sum, n_images, counts = 0.0, 0, PixelCounts()
+    with torch.no_grad():
+        for images, masks in loader:
+            images, masks = images.to(device), masks.to(device)
+            logits = model(images)
+            loss_sum += float(segmentation_loss(logits, masks)) * len(images)
+            n_images += len(images)
+            counts.add(logits, masks)
+    return loss_sum / n_images, counts.f1()
+
+
+def recalibrate_batchnorm(model: torch.nn.Module, loader, device: torch.device) -> None:
+    """Replace BatchNorm running statistics by their exact average over ``loader`` (precise BN).
+
+    With few batches per epoch and fast-moving weights, the momentum-averaged statistics lag
+    the batch statistics the network trains with, and the model collapses in eval mode (seen:
+    validation F1 0 at training F1 0.9 on the demo set); exact statistics remove that lag."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the whole pass
+    model.train()
+    with torch.no_grad():
+        for images, _ in loader:
+            model(images.to(device))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+
+
+def _train_one_epoch(model, loader, optimizer, device) -> tuple[float, float]:
+    model.train()
+    loss_sum, n_images, counts = 0.0, 0, PixelCounts()
+    for images, masks in loader:
+        images, masks = images.to(device), masks.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(images)
+        loss = segmentation_loss(logits, masks)
+        loss.backward()
+        optimizer.step()
+        loss_sum += float(loss.detach()) * len(images)
+        n_images += len(images)
+        counts.add(logits.detach(), masks)
+    return loss_sum / n_images, counts.f1()
+
+
+def _model_name(block: dict, out_dir: Path) -> str:
+    """The block's name: given as block['name'], else read from results/models/<N>/seed<k>."""
+    if block.get("name"):
+        return str(block["name"])
+    out_dir = out_dir.resolve()
+    return out_dir.parent.name if out_dir.name.startswith("seed") else out_dir.name
+
+
+def train_model(
+    block: dict,
+    dataset_zarr: str,
+    dataset_parquet: str,
+    seed: int,
+    out_dir: str,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train one network of a ``models.<N>`` block with one seed; write weights, history, metadata.
+
+    Writes ``out_dir/weights.pt`` (state_dict of the epoch with the lowest validation loss),
+    ``out_dir/history.csv`` (one row per epoch) and, last, ``out_dir/metadata.json``.
+    Returns the metadata as a dict.
+    """
+    block = resolved_block(block)
+    out_dir = Path(out_dir)
+    device = resolve_device(str(block["device"]))
+    epochs, batch_size = int(block["epochs"]), int(block["batch_size"])
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs ({epochs}) and batch_size ({batch_size}) must be >= 1")
+
+    train_split = read_split(dataset_zarr, dataset_parquet, "train")
+    validation_split = read_split(dataset_zarr, dataset_parquet, "validation")
+    if len(train_split) == 0 or len(validation_split) == 0:
+        raise ValueError(
+            f"{dataset_parquet} needs images in both the 'train' ({len(train_split)}) and "
+            f"'validation' ({len(validation_split)}) splits"
+        )
+    check_image_shape(train_split.image_shape, block["encoder_depth"])
+
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    warn_only_before = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn_benchmark_before = torch.backends.cudnn.benchmark
+    try:
+        # CPU kernels are deterministic; some CUDA backward kernels are not, so only warn there.
+        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+        torch.backends.cudnn.benchmark = False
+        if device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.manual_seed(seed)  # model initialization
+        augmentation_rng = np.random.default_rng(seed)
+        shuffle_generator = torch.Generator().manual_seed(seed)
+
+        train_loader = torch.utils.data.DataLoader(
+            SegmentationDataset(train_split, augment_d4=bool(block["augment_d4"]), rng=augmentation_rng),
+            batch_size=batch_size,
+            shuffle=True,
+            generator=shuffle_generator,
+            num_workers=0,
+        )
+        # The training images without augmentation, for the BatchNorm statistics.
+        statistics_loader = torch.utils.data.DataLoader(
+            SegmentationDataset(train_split), batch_size=batch_size, shuffle=False, num_workers=0
+        )
+        validation_loader = torch.utils.data.DataLoader(
+            SegmentationDataset(validation_split), batch_size=batch_size, shuffle=False, num_workers=0
+        )
+
+        model = build_model(block).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=float(block["learning_rate"]))
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(block["lr_decay_per_epoch"]))
+        n_parameters = count_parameters(model)
+
+        model_name = _model_name(block, out_dir)
+        log(
+            f"training {model_name} seed {seed} on {device}: {len(train_split)} train / "
+            f"{len(validation_split)} validation images of {train_split.image_shape[0]} x "
+            f"{train_split.image_shape[1]} px, {n_parameters} parameters, {epochs} epochs"
+        )
+        history: list[dict] = []
+        best_state, best_epoch, best_val_loss = None, 0, float("inf")
+        start = time.perf_counter()
+        for epoch in range(1, epochs + 1):
+            epoch_start = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            train_loss, train_f1 = _train_one_epoch(model, train_loader, optimizer, device)
+            recalibrate_batchnorm(model, statistics_loader, device)
+            val_loss, val_f1 = evaluate_loss(model, validation_loader, device)
+            scheduler.step()
+            seconds = time.perf_counter() - epoch_start
+            history.append(
+                dict(epoch=epoch, train_loss=train_loss, train_f1=train_f1, val_loss=val_loss,
+                     val_f1=val_f1, lr=lr, seconds=seconds)
+            )
+            improved = val_loss < best_val_loss
+            if improved:
+                best_epoch, best_val_loss = epoch, val_loss
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            log(
+                f"epoch {epoch}/{epochs} train_loss {train_loss:.4f} train_f1 {train_f1:.4f} "
+                f"val_loss {val_loss:.4f} val_f1 {val_f1:.4f} lr {lr:.3g} {seconds:.1f} s"
+                + (" (best)" if improved else "")
+            )
+        n_parameters_used = sum(p.numel() for p in model.parameters() if p.grad is not None)
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before, warn_only=warn_only_before)
+        torch.backends.cudnn.benchmark = cudnn_benchmark_before
+
+    if best_state is None:  # every validation loss was NaN
+        raise RuntimeError(f"training {model_name} seed {seed} diverged: validation loss is NaN")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # metadata.json is written last: a killed job leaves no complete-looking set of files.
+    with atomic_path(out_dir / "weights.pt") as path:
+        torch.save(best_state, path)
+    with atomic_path(out_dir / "history.csv") as path, open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(history)
+
+    best = history[best_epoch - 1]
+    metadata = {
+        "model": model_name,
+        "dataset": block.get("dataset"),
+        "block": block,
+        "seed": int(seed),
+        "dataset_zarr": str(dataset_zarr),
+        "dataset_parquet": str(dataset_parquet),
+        "image_shape": list(train_split.image_shape),
+        "n_train": len(train_split),
+        "n_val": len(validation_split),
+        "device": str(device),
+        "epochs": epochs,
+        "best_epoch": best_epoch,
+        "best_val_loss": best["val_loss"],
+        "best_val_f1": best["val_f1"],
+        "final_train_loss": history[-1]["train_loss"],
+        "seconds_training": time.perf_counter() - start,
+        "parameter_count": n_parameters,
+        "parameter_count_trained": n_parameters_used,  # smp keeps unused deeper encoder stages
+        "training_code_version": TRAINING_CODE_VERSION,
+        "versions": versions(),
+    }
+    write_json(out_dir / "metadata.json", metadata)
+    log(f"best epoch {best_epoch}: val_loss {best['val_loss']:.4f} val_f1 {best['val_f1']:.4f}; wrote {out_dir}")
+    return metadata

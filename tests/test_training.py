@@ -1,0 +1,209 @@
+"""Training: model building, loss, D4 augmentation, the loop's outputs, determinism and checks."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import segmentation_models_pytorch as smp
+import torch
+import yaml
+
+from hrtem_wf.training import (
+    HISTORY_COLUMNS,
+    SegmentationDataset,
+    build_model,
+    d4_transform,
+    evaluate_loss,
+    load_model,
+    random_d4,
+    read_split,
+    segmentation_loss,
+    train_model,
+)
+from conftest import write_synthetic_dataset
+from hrtem_wf.training.data import DatasetSplit
+
+CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
+
+TINY_BLOCK = {
+    "dataset": "toy",
+    "seeds": [0],
+    "encoder": "resnet18",
+    "encoder_depth": 3,
+    "decoder_channels": [16, 8, 8],
+    "epochs": 4,
+    "batch_size": 4,
+    "learning_rate": 1.0e-3,
+    "lr_decay_per_epoch": 0.8,
+    "augment_d4": True,
+    "device": "cpu",
+}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_synthetic_dataset(tmp_path_factory.mktemp("dataset"))
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("models") / "tiny" / "seed0"
+    log_lines: list[str] = []
+    summary = train_model(TINY_BLOCK, *dataset, seed=0, out_dir=str(out_dir), log=log_lines.append)
+    return out_dir, summary, log_lines
+
+
+def test_default_block_builds_a_two_class_unet_with_input_sized_output():
+    block = yaml.safe_load(CONFIG.read_text())["models"]["unet_demo"]
+    model = build_model(block)
+    assert isinstance(model, smp.Unet)
+    assert model.segmentation_head[0].out_channels == 2
+    model.eval()
+    with torch.no_grad():
+        output = model(torch.rand(2, 1, 64, 96))
+    assert output.shape == (2, 2, 64, 96)
+
+
+def test_decoder_channels_must_match_encoder_depth():
+    with pytest.raises(ValueError, match="decoder_channels"):
+        build_model({**TINY_BLOCK, "decoder_channels": [16, 8]})
+
+
+def test_loss_is_cross_entropy_plus_one_minus_soft_f1_by_hand():
+    # pixel 0 is particle with p1 = 3/4 (logits 0, ln 3); pixel 1 is background with p1 = 1/2
+    logits = torch.tensor([[[[0.0, 0.0]], [[math.log(3.0), 0.0]]]])  # (B=1, C=2, H=1, W=2)
+    mask = torch.tensor([[[1, 0]]])
+    cross_entropy = (-math.log(0.75) - math.log(0.5)) / 2
+    soft_f1 = 2 * 0.75 / (0.75 + 0.5 + 1.0)  # 2 sum(p y) / (sum p + sum y) = 2/3
+    expected = cross_entropy + 1.0 - soft_f1
+    assert float(segmentation_loss(logits, mask)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_loss_is_small_for_a_confident_correct_prediction():
+    mask = torch.tensor([[[1, 0], [0, 1]]])
+    logits = torch.stack([(1 - mask) * 20.0, mask * 20.0], dim=1).float()
+    assert float(segmentation_loss(logits, mask)) < 1e-6
+
+
+def test_d4_elements_keep_image_and_mask_aligned():
+    rng = np.random.default_rng(3)
+    image = rng.random((8, 8)).astype(np.float32)  # no symmetry: all 8 elements differ
+    mask = (image > 0.5).astype(np.uint8)
+    seen = set()
+    for quarter_turns in range(4):
+        for flip in (False, True):
+            moved_image, moved_mask = d4_transform(image, mask, quarter_turns, flip)
+            np.testing.assert_array_equal(moved_mask, moved_image > 0.5)
+            seen.add(moved_image.tobytes())
+    assert len(seen) == 8
+    for _ in range(20):
+        moved_image, moved_mask = random_d4(image, mask, rng)
+        np.testing.assert_array_equal(moved_mask, moved_image > 0.5)
+
+
+def test_augmented_dataset_items_stay_aligned_and_normalized():
+    rng = np.random.default_rng(4)
+    masks = (rng.random((6, 16, 16)) > 0.5).astype(np.uint8)
+    # particle pixels well above 275 counts, background well below: no pixel sits on the threshold
+    images = np.where(masks, rng.uniform(300, 500, masks.shape), rng.uniform(50, 250, masks.shape))
+    images = images.astype(np.float32)
+    split = DatasetSplit(images, masks, np.arange(6), pd.DataFrame({"row": np.arange(6)}))
+    dataset = SegmentationDataset(split, augment_d4=True, rng=np.random.default_rng(0))
+    moved = 0
+    for index in range(len(dataset)):
+        for _ in range(4):
+            image, mask = dataset[index]
+            assert image.shape == (1, 16, 16) and mask.dtype == torch.int64
+            assert float(image.min()) == 0.0 and float(image.max()) == 1.0
+            # min-max scaling is monotonic, so the threshold moves with it
+            threshold = (275 - images[index].min()) / (images[index].max() - images[index].min())
+            np.testing.assert_array_equal(mask.numpy(), (image[0].numpy() > threshold))
+            moved += not np.array_equal(mask.numpy(), masks[index])
+    assert moved > 0  # the augmentation did change something
+
+
+def test_training_lowers_the_loss_and_writes_its_outputs(trained):
+    out_dir, summary, log_lines = trained
+    history = pd.read_csv(out_dir / "history.csv")
+    assert tuple(history.columns) == HISTORY_COLUMNS
+    assert list(history["epoch"]) == [1, 2, 3, 4]
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    np.testing.assert_allclose(history["lr"], 1.0e-3 * 0.8 ** np.arange(4), rtol=1e-9)
+    assert len(log_lines) >= 4 and any("epoch 4/4" in line for line in log_lines)
+
+    state = torch.load(out_dir / "weights.pt", weights_only=True)
+    model = build_model(TINY_BLOCK)
+    model.load_state_dict(state)
+
+    metadata = json.loads((out_dir / "metadata.json").read_text())
+    assert metadata == json.loads(json.dumps(summary))
+    assert metadata["model"] == "tiny" and metadata["seed"] == 0
+    assert metadata["block"]["decoder_channels"] == [16, 8, 8]
+    assert (metadata["n_train"], metadata["n_val"]) == (16, 4)
+    assert metadata["parameter_count"] == sum(p.numel() for p in model.parameters())
+    for package in ("torch", "segmentation-models-pytorch", "hrtem_wf"):
+        assert metadata["versions"][package]
+    assert not list(out_dir.glob("*.partial"))
+
+
+def test_saved_weights_are_those_of_the_lowest_validation_loss(trained, dataset):
+    out_dir, summary, _ = trained
+    history = pd.read_csv(out_dir / "history.csv")
+    best_index = int(history["val_loss"].idxmin())
+    assert summary["best_epoch"] == int(history["epoch"][best_index])
+    assert summary["best_val_loss"] == pytest.approx(history["val_loss"][best_index])
+    validation = torch.utils.data.DataLoader(
+        SegmentationDataset(read_split(*dataset, "validation")), batch_size=TINY_BLOCK["batch_size"]
+    )
+    val_loss, val_f1 = evaluate_loss(load_model(out_dir), validation, torch.device("cpu"))
+    assert val_loss == pytest.approx(history["val_loss"][best_index], abs=1e-5)
+    assert val_f1 == pytest.approx(history["val_f1"][best_index], abs=1e-9)
+
+
+def test_same_seed_gives_the_same_history(trained, dataset, tmp_path):
+    out_dir, _, _ = trained
+    train_model(TINY_BLOCK, *dataset, seed=0, out_dir=str(tmp_path / "again"), log=lambda line: None)
+    first = pd.read_csv(out_dir / "history.csv")
+    again = pd.read_csv(tmp_path / "again" / "history.csv")
+    for column in ("train_loss", "train_f1", "val_loss", "val_f1", "lr"):
+        np.testing.assert_allclose(again[column], first[column], rtol=0, atol=1e-6)
+    short_block = {**TINY_BLOCK, "epochs": 1}
+    train_model(short_block, *dataset, seed=1, out_dir=str(tmp_path / "other"), log=lambda line: None)
+    other = pd.read_csv(tmp_path / "other" / "history.csv")
+    assert abs(other["train_loss"][0] - first["train_loss"][0]) > 1e-6
+
+
+def test_gpu_without_cuda_is_a_clear_error(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="CUDA"):
+        train_model({**TINY_BLOCK, "device": "gpu"}, *dataset, seed=0, out_dir=str(tmp_path / "m"))
+    assert not (tmp_path / "m").exists()
+
+
+def test_image_size_not_divisible_by_the_encoder_is_a_clear_error(tmp_path):
+    dataset = write_synthetic_dataset(tmp_path, n_images=12, size=36)
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*encoder_depth = 8"):
+        train_model(TINY_BLOCK, *dataset, seed=0, out_dir=str(tmp_path / "m"))
+    assert not (tmp_path / "m").exists()
+
+
+def test_recalibrated_batchnorm_holds_the_exact_statistics():
+    from hrtem_wf.training.train import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 3, 3)
+    norm = torch.nn.BatchNorm2d(3)
+    model = torch.nn.Sequential(conv, norm)
+    images = torch.rand(10, 1, 8, 8) * 5 + 2
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, images), batch_size=5)
+    recalibrate_batchnorm(model, loader, torch.device("cpu"))
+    with torch.no_grad():
+        features = conv(images)
+    # Equal-size batches: the average of batch means is the mean over all images.
+    torch.testing.assert_close(norm.running_mean, features.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-5)
+    assert norm.momentum == 0.1  # restored for training
