@@ -9,31 +9,12 @@ from pathlib import Path
 import segmentation_models_pytorch as smp
 import torch
 
-#: The defaults of a ``models.<N>`` block (DaCosta et al. methods, batch and epochs scaled down).
-DEFAULT_MODEL_BLOCK: dict = {
-    "encoder": "resnet18",
-    "encoder_depth": 3,
-    "decoder_channels": [128, 64, 32],
-    "epochs": 12,
-    "batch_size": 8,
-    "learning_rate": 1.0e-3,
-    "lr_decay_per_epoch": 0.8,
-    "augment_d4": True,
-    "device": "cpu",
-}
-
 #: Two output classes: 0 = background (substrate and vacuum), 1 = particle.
 N_CLASSES = 2
 
 
-def resolved_block(block: dict) -> dict:
-    """The block with defaults filled in for the keys it leaves out."""
-    return {**DEFAULT_MODEL_BLOCK, **dict(block)}
-
-
 def build_model(block: dict) -> torch.nn.Module:
     """An untrained smp UNet: 1 input channel (the micrograph), 2 output logits per pixel."""
-    block = resolved_block(block)
     encoder_depth = int(block["encoder_depth"])
     decoder_channels = [int(c) for c in block["decoder_channels"]]
     if len(decoder_channels) != encoder_depth:

@@ -15,7 +15,7 @@ from hrtem_wf.io import atomic_path, versions, write_json
 
 from .data import SegmentationDataset, read_split
 from .loss import segmentation_loss
-from .model import build_model, check_image_shape, count_parameters, resolve_device, resolved_block
+from .model import build_model, check_image_shape, count_parameters, resolve_device
 
 #: Bumped when a change here changes what training produces (for the workflow's rerun triggers).
 TRAINING_CODE_VERSION = "1"
@@ -115,7 +115,6 @@ def train_model(
     ``out_dir/history.csv`` (one row per epoch) and, last, ``out_dir/metadata.json``.
     Returns the metadata as a dict.
     """
-    block = resolved_block(block)
     out_dir = Path(out_dir)
     device = resolve_device(str(block["device"]))
     epochs, batch_size = int(block["epochs"]), int(block["batch_size"])

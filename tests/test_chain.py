@@ -1,0 +1,62 @@
+"""Across stages on a real structure: the label made from the particle-only exit wave covers the
+projected particle, and the image shows the particle where the label is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hrtem_wf.imaging import draw_images
+from hrtem_wf.imaging.labels import particle_mask
+from hrtem_wf.simulation import simulate_structure
+from hrtem_wf.structures import build_structure
+
+
+@pytest.fixture(scope="module")
+def demo_config():
+    from conftest import load_config
+
+    return load_config("config/config.yaml")
+
+
+@pytest.fixture(scope="module")
+def simulated(demo_config):
+    """One structure of the demo's set (R ~ 1.2 nm), two frozen phonons."""
+    atoms = build_structure(demo_config["structures"]["au_small"], seed=12345)
+    block = {**demo_config["simulations"]["au_small_fp"], "frozen_phonons": 2}
+    return atoms, simulate_structure(atoms, block, seed=1)
+
+
+def projected_footprint(atoms, shape_yx, sampling_A):
+    """Pixels inside the projected sphere: within the particle radius of its centre (x, y)."""
+    center_x, center_y = atoms.info["center_A"][:2]
+    y, x = (np.indices(shape_yx) + 0.5) * np.reshape(sampling_A, (2, 1, 1))
+    return (x - center_x) ** 2 + (y - center_y) ** 2 < atoms.info["radius_A"] ** 2
+
+
+def iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+@pytest.mark.parametrize("defocus_A", [0.0, 100.0, -100.0])  # the demo's defocus range
+def test_label_overlaps_the_projected_particle(simulated, demo_config, defocus_A):
+    atoms, result = simulated
+    label = demo_config["images"]["au_small_hrtem"]["label"]
+    sampling = tuple(result["attrs"]["sampling_A"])
+    mask = particle_mask(result["particle"], sampling, 300e3, defocus_A, -19130.0,
+                         threshold=label["threshold"], smoothing_sigma_px=label["smoothing_sigma_px"],
+                         smoothing_threshold=label["smoothing_threshold"])
+    footprint = projected_footprint(atoms, mask.shape, sampling)
+    assert iou(mask, footprint) >= 0.8
+
+
+def test_image_contrast_is_where_the_label_is(simulated, demo_config):
+    """Gold scatters more than carbon: at high dose the image varies more inside the label."""
+    _, result = simulated
+    block = {**demo_config["images"]["au_small_hrtem"], "crop_px": [256, 256],
+             "dose_e_per_A2": 1e5, "draws_per_structure": 1}
+    images, masks, _ = draw_images(result["full"], result["particle"], (0.2, 0.2), 300e3, block,
+                                   np.random.default_rng(0))
+    image, mask = images[0], masks[0].astype(bool)
+    assert 0.05 < mask.mean() < 0.6
+    assert image[mask].std() > 1.5 * image[~mask].std()
