@@ -7,7 +7,7 @@ SNAKEMAKE = $(VENV)/bin/snakemake --profile profiles/local --cores $(CORES)
 # Rules shell out to the `hrtem-wf` command installed in the venv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install demo test lint dry-run clean
+.PHONY: install demo test lint dry-run clean plan bench-dag
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,9 @@ dry-run: install
 
 clean:
 	rm -rf results .snakemake
+
+plan: install
+	$(VENV)/bin/hrtem-wf plan --rulegraph results/plan/rulegraph.png
+
+bench-dag: install
+	$(VENV)/bin/python benchmarks/dag.py

@@ -35,24 +35,42 @@ def tiny_config() -> dict:
 
 
 class WorkflowCopy:
-    """Snakefile, workflow/ and profiles/ copied into a temporary directory with a given config."""
+    """Snakefile, workflow/ and profiles/ copied into a temporary directory with a given config.
 
-    def __init__(self, path: Path, config: dict):
+    `package=True` also copies src/hrtem_wf and puts it first on PYTHONPATH, so a test can edit
+    the library that this copy (the Snakefile and the hrtem-wf jobs) runs."""
+
+    def __init__(self, path: Path, config: dict | None = None, package: bool = False):
         self.path = path
-        for name in ("Snakefile", "workflow", "profiles"):
-            source = ROOT / name
-            if source.is_dir():
-                shutil.copytree(source, path / name)
-            else:
-                shutil.copy(source, path / name)
-        self.write_config(config)
+        if config is not None:
+            for name in ("Snakefile", "workflow", "profiles"):
+                source = ROOT / name
+                if source.is_dir():
+                    shutil.copytree(source, path / name)
+                else:
+                    shutil.copy(source, path / name)
+            self.write_config(config)
+        if package and not (path / "src").exists():
+            shutil.copytree(ROOT / "src" / "hrtem_wf", path / "src" / "hrtem_wf",
+                            ignore=shutil.ignore_patterns("__pycache__"))
+
+    @property
+    def config(self) -> dict:
+        return yaml.safe_load((self.path / "config" / "config.yaml").read_text())
 
     def write_config(self, config: dict) -> None:
         (self.path / "config").mkdir(exist_ok=True)
         (self.path / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
+    def clone(self, destination: Path) -> "WorkflowCopy":
+        """A copy of this directory, results and Snakemake's metadata included (mtimes kept)."""
+        shutil.copytree(self.path, destination, symlinks=True)
+        return WorkflowCopy(destination)
+
     def snakemake(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+        if (self.path / "src").exists():
+            env["PYTHONPATH"] = str(self.path / "src")
         result = subprocess.run([str(BIN / "snakemake"), "--cores", "2", *args], cwd=self.path,
                                 env=env, capture_output=True, text=True)
         if check and result.returncode != 0:
@@ -71,6 +89,15 @@ def job_counts(output: str) -> dict[str, int]:
             break
         counts[parts[0]] = int(parts[1])
     return counts
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny config run once for real, with a copy of the library: clone it to change it."""
+    flow = WorkflowCopy(tmp_path_factory.mktemp("tiny"), load_config("tests/configs/tiny.yaml"),
+                        package=True)
+    flow.snakemake()
+    return flow
 
 
 @pytest.fixture

@@ -30,17 +30,8 @@ def test_lint_is_clean(default_config, workflow_copy):
     assert "Congratulations" in result.stdout + result.stderr
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from conftest import WorkflowCopy, load_config
-
-    flow = WorkflowCopy(tmp_path_factory.mktemp("tiny"), load_config("tests/configs/tiny.yaml"))
-    first = flow.snakemake()
-    return flow, first
-
-
 def test_tiny_run_produces_every_stage(tiny_run):
-    flow, _ = tiny_run
+    flow = tiny_run
     results = flow.path / "results"
     atoms = read(results / "structures/tiny/00000.extxyz")
     assert set(atoms.get_chemical_symbols()) == {"Au", "C"} and "particle" in atoms.arrays
@@ -70,7 +61,7 @@ def test_tiny_run_produces_every_stage(tiny_run):
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
-    flow, _ = tiny_run
+    flow = tiny_run
     again = flow.snakemake()
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -79,16 +70,10 @@ def test_items_are_deterministic(tiny_run, tmp_path):
     """A structure rebuilt from the same (seed, block, index) is identical to the workflow's."""
     from hrtem_wf import cli
 
-    flow, _ = tiny_run
-    spec = {k: v for k, v in flow_config(flow)["structures"]["tiny"].items() if k != "count"}
+    flow = tiny_run
+    spec = {k: v for k, v in flow.config["structures"]["tiny"].items() if k != "count"}
     out = tmp_path / "again.extxyz"
     cli.main(["structure", "--spec", json.dumps(spec), "--seed", "7", "--block", "tiny",
               "--index", "1", "--output", str(out)])
     original = read(flow.path / "results/structures/tiny/00001.extxyz")
     np.testing.assert_array_equal(read(out).positions, original.positions)
-
-
-def flow_config(flow):
-    import yaml
-
-    return yaml.safe_load((flow.path / "config/config.yaml").read_text())

@@ -78,14 +78,6 @@ def _images(args) -> None:
     log.info("images %s/%05d: %d draws of %s", args.block, args.index, len(images), images.shape[1:])
 
 
-def _dataset(args) -> None:
-    from hrtem_wf.datasets import build_dataset
-
-    table = build_dataset(args.spec, args.name, args.inputs, args.seed, args.zarr, args.parquet)
-    log.info("dataset %s: %d images, splits %s", args.name, len(table),
-             table["split"].value_counts().to_dict())
-
-
 def _train(args) -> None:
     from hrtem_wf.training import train_model
 
@@ -111,6 +103,12 @@ def _report(args) -> None:
     log.info("report written to %s", args.out_dir)
 
 
+def _plan(args) -> None:
+    from hrtem_wf.plan import run
+
+    run(args)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrtem-wf", description=__doc__.splitlines()[0])
     parser.add_argument("--log", help="append progress to this file (default: stderr)")
@@ -130,15 +128,6 @@ def _parser() -> argparse.ArgumentParser:
     item("simulate", _simulate, "simulate one structure (Zarr)").add_argument("--structure", required=True)
     item("images", _images, "draw the images of one simulation (Zarr)").add_argument(
         "--simulation", required=True)
-
-    p = sub.add_parser("dataset", help="gather image stores into a dataset (Zarr + Parquet)")
-    p.add_argument("--spec", type=json.loads, required=True)
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--name", required=True)
-    p.add_argument("--zarr", required=True)
-    p.add_argument("--parquet", required=True)
-    p.add_argument("inputs", nargs="+", help="image stores")
-    p.set_defaults(func=_dataset)
 
     p = sub.add_parser("train", help="train one model (weights, history, metadata)")
     p.add_argument("--spec", type=json.loads, required=True)
@@ -163,6 +152,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-parquet", required=True)
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("plan", help="what a run would do: jobs per stage and block, and why")
+    p.add_argument("--directory", default=".", help="the workflow directory (default: .)")
+    p.add_argument("--configfile", help="passed to snakemake (merged over config/config.yaml)")
+    p.add_argument("--rulegraph", metavar="PNG", help="also draw the rule graph into this PNG")
+    p.add_argument("--snakemake-args", nargs=argparse.REMAINDER, default=[],
+                   help="everything after this goes to snakemake (e.g. --forceall)")
+    p.set_defaults(func=_plan)
     return parser
 
 

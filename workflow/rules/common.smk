@@ -2,6 +2,7 @@
 # Input functions read only the config, never the filesystem.
 import json
 
+from hrtem_wf.codeversion import code_version
 from hrtem_wf.config import structure_ids, structures_of
 
 RESULTS = "results"

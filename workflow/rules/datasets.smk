@@ -7,12 +7,12 @@ rule dataset:
     params:
         spec=lambda wc: block_spec("datasets", wc.dataset),
         seed=config["seed"],
+        code=code_version("datasets"),  # library code version: reruns the stage when its code changes
     log:
         f"{RESULTS}/logs/datasets/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/datasets/{{dataset}}.tsv"
     conda:
         "../envs/datasets.yaml"
-    shell:
-        "hrtem-wf --log {log} dataset --spec {params.spec:q} --seed {params.seed}"
-        " --name {wildcards.dataset} --zarr {output.zarr} --parquet {output.parquet} {input}"
+    script:
+        "../scripts/dataset.py"

@@ -5,6 +5,8 @@ rule evaluate:
         metadata=f"{RESULTS}/models/{{model}}/seed{{seed}}/metadata.json",
     output:
         f"{RESULTS}/evaluations/{{model}}/seed{{seed}}.json",
+    params:
+        code=code_version("evaluate"),
     threads: 8
     log:
         f"{RESULTS}/logs/evaluate/{{model}}/seed{{seed}}.log",
@@ -28,6 +30,7 @@ rule report:
         examples=REPORT[2],
     params:
         model_dirs=[f"{RESULTS}/models/{m}/seed{s}" for m, s in model_runs()],
+        code=code_version("evaluate"),
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:

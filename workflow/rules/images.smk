@@ -6,6 +6,7 @@ rule images:
     params:
         spec=lambda wc: block_spec("images", wc.images),
         seed=config["seed"],
+        code=code_version("images"),  # library code version: reruns the stage when its code changes
     log:
         f"{RESULTS}/logs/images/{{images}}/{{item}}.log",
     benchmark:

@@ -6,6 +6,7 @@ rule simulate:
     params:
         spec=lambda wc: block_spec("simulations", wc.simulations),
         seed=config["seed"],
+        code=code_version("simulate"),  # library code version: reruns the stage when its code changes
     log:
         f"{RESULTS}/logs/simulate/{{simulations}}/{{item}}.log",
     benchmark:

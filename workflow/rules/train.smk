@@ -8,6 +8,7 @@ rule train:
     params:
         # `seeds` is left out: adding a seed must not retrain the others.
         spec=lambda wc: block_spec("models", wc.model, drop=("seeds",)),
+        code=code_version("train"),  # library code version: reruns the stage when its code changes
     threads: 8  # capped at --cores; Snakemake sets OMP_NUM_THREADS, which torch follows
     log:
         f"{RESULTS}/logs/train/{{model}}/seed{{seed}}.log",
