@@ -7,7 +7,7 @@ SNAKEMAKE = $(VENV)/bin/snakemake --profile profiles/local --cores $(CORES)
 # Rules shell out to the `hrtem-wf` command installed in the venv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install demo test lint dry-run clean plan bench-dag
+.PHONY: install demo test lint dry-run clean plan bench-dag slurm-up slurm-down
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -39,3 +39,10 @@ plan: install
 
 bench-dag: install
 	$(VENV)/bin/python benchmarks/dag.py
+
+# A single-node SLURM on this machine for tests/test_slurm.py (root; installs slurm-wlm + munge).
+slurm-up:
+	bash tests/slurm/slurm-up.sh
+
+slurm-down:
+	bash tests/slurm/slurm-down.sh

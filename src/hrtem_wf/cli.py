@@ -109,9 +109,29 @@ def _plan(args) -> None:
     run(args)
 
 
+def _gpu_probe(args) -> None:
+    """Diagnostic: record which GPU this job was bound to (tests prove binding without a GPU)."""
+    import os
+    import socket
+    from pathlib import Path
+
+    start = time.time()
+    time.sleep(args.seconds)  # hold the slot, so concurrent jobs overlap
+    record = {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid(),
+              "host": socket.gethostname(), "start": start, "end": time.time(), "failed": args.fail}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
+    if args.fail:  # a failing GPU job: its slot must be freed all the same
+        log.error("gpu-probe: failing on purpose (--fail)")
+        raise SystemExit(1)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrtem-wf", description=__doc__.splitlines()[0])
     parser.add_argument("--log", help="append progress to this file (default: stderr)")
+    parser.add_argument("--bind-gpu", action="store_true",
+                        help="take one free GPU of the node for this job (sets CUDA_VISIBLE_DEVICES; "
+                             "for several GPU jobs in one allocation, see hrtem_wf.gpu)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def item(name, func, help_):
@@ -160,6 +180,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--snakemake-args", nargs=argparse.REMAINDER, default=[],
                    help="everything after this goes to snakemake (e.g. --forceall)")
     p.set_defaults(func=_plan)
+
+    p = sub.add_parser("gpu-probe", help="diagnostic: write the GPU binding of this job as JSON")
+    p.add_argument("--output", required=True)
+    p.add_argument("--seconds", type=float, default=0.0, help="hold the GPU this long")
+    p.add_argument("--fail", action="store_true", help="exit 1 after writing the JSON")
+    p.set_defaults(func=_gpu_probe)
     return parser
 
 
@@ -168,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.FileHandler(args.log) if args.log else logging.StreamHandler(sys.stderr)
     logging.basicConfig(level=logging.INFO, handlers=[handler],
                         format="%(asctime)s %(levelname)s %(message)s")
+    if args.bind_gpu:
+        # Before any stage imports CuPy or torch: CUDA reads CUDA_VISIBLE_DEVICES once, at init.
+        from hrtem_wf.gpu import bind_gpu
+
+        log.info("--bind-gpu: this job uses GPU %s (CUDA_VISIBLE_DEVICES set to it)", bind_gpu())
     start = time.perf_counter()
     args.func(args)
     log.info("%s done in %.1f s", args.command, time.perf_counter() - start)

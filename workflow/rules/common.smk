@@ -1,6 +1,7 @@
 # Helpers for the rules: block specs (the params that decide an output) and target lists.
 # Input functions read only the config, never the filesystem.
 import json
+import os
 
 from hrtem_wf.codeversion import code_version
 from hrtem_wf.config import structure_ids, structures_of
@@ -55,3 +56,27 @@ def first_dataset():
         "zarr": f"{RESULTS}/datasets/{name}.zarr",
         "parquet": f"{RESULTS}/datasets/{name}.parquet",
     }
+
+
+def on_gpu(section, name):
+    return config[section][name]["device"] == "gpu"
+
+
+def gpus(section, name):
+    """GPUs a job of this block asks for: SLURM (--gpus) and --resources gpu=N count them."""
+    return 1 if on_gpu(section, name) else 0
+
+
+def bind_gpu_flag(section, name):
+    """A GPU job binds its own device (hrtem_wf.gpu): Snakemake only counts GPUs."""
+    return "--bind-gpu" if on_gpu(section, name) else ""
+
+
+def slurm_account(section, name):
+    """Perlmutter charges GPU nodes to a separate account (<project>_g): SLURM_GPU_ACCOUNT."""
+    return os.environ.get("SLURM_GPU_ACCOUNT" if on_gpu(section, name) else "SLURM_ACCOUNT", "")
+
+
+def node_constraint(section, name):
+    """Perlmutter-style node type (sbatch -C); ignored by local runs."""
+    return "gpu" if on_gpu(section, name) else "cpu"

@@ -8,6 +8,8 @@ rule dataset:
         spec=lambda wc: block_spec("datasets", wc.dataset),
         seed=config["seed"],
         code=code_version("datasets"),  # library code version: reruns the stage when its code changes
+    resources:
+        constraint="cpu",
     log:
         f"{RESULTS}/logs/datasets/{{dataset}}.log",
     benchmark:

@@ -7,7 +7,12 @@ rule evaluate:
         f"{RESULTS}/evaluations/{{model}}/seed{{seed}}.json",
     params:
         code=code_version("evaluate"),
+        bind_gpu=lambda wc: bind_gpu_flag("models", wc.model),
     threads: 8
+    resources:
+        gpu=lambda wc: gpus("models", wc.model),
+        constraint=lambda wc: node_constraint("models", wc.model),
+        slurm_account=lambda wc: slurm_account("models", wc.model),
     log:
         f"{RESULTS}/logs/evaluate/{{model}}/seed{{seed}}.log",
     benchmark:
@@ -15,7 +20,7 @@ rule evaluate:
     conda:
         "../envs/train.yaml"
     shell:
-        "hrtem-wf --log {log} evaluate --model-dir $(dirname {input.weights})"
+        "hrtem-wf --log {log} {params.bind_gpu} evaluate --model-dir $(dirname {input.weights})"
         " --dataset-zarr {input.zarr} --dataset-parquet {input.parquet} --output {output}"
 
 
@@ -31,6 +36,8 @@ rule report:
     params:
         model_dirs=[f"{RESULTS}/models/{m}/seed{s}" for m, s in model_runs()],
         code=code_version("evaluate"),
+    resources:
+        constraint="cpu",
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:

@@ -7,6 +7,8 @@ rule images:
         spec=lambda wc: block_spec("images", wc.images),
         seed=config["seed"],
         code=code_version("images"),  # library code version: reruns the stage when its code changes
+    resources:
+        constraint="cpu",
     log:
         f"{RESULTS}/logs/images/{{images}}/{{item}}.log",
     benchmark:

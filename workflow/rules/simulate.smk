@@ -7,6 +7,11 @@ rule simulate:
         spec=lambda wc: block_spec("simulations", wc.simulations),
         seed=config["seed"],
         code=code_version("simulate"),  # library code version: reruns the stage when its code changes
+        bind_gpu=lambda wc: bind_gpu_flag("simulations", wc.simulations),
+    resources:
+        gpu=lambda wc: gpus("simulations", wc.simulations),
+        constraint=lambda wc: node_constraint("simulations", wc.simulations),
+        slurm_account=lambda wc: slurm_account("simulations", wc.simulations),
     log:
         f"{RESULTS}/logs/simulate/{{simulations}}/{{item}}.log",
     benchmark:
@@ -14,6 +19,6 @@ rule simulate:
     conda:
         "../envs/simulate.yaml"
     shell:
-        "hrtem-wf --log {log} simulate --spec {params.spec:q} --seed {params.seed}"
+        "hrtem-wf --log {log} {params.bind_gpu} simulate --spec {params.spec:q} --seed {params.seed}"
         " --block {wildcards.simulations} --index {wildcards.item}"
         " --structure {input.structure} --output {output}"

@@ -6,6 +6,8 @@ rule structure:
         spec=lambda wc: block_spec("structures", wc.structures, drop=("count",)),
         seed=config["seed"],
         code=code_version("structures"),  # library code version: reruns the stage when its code changes
+    resources:
+        constraint="cpu",
     log:
         f"{RESULTS}/logs/structures/{{structures}}/{{item}}.log",
     benchmark:

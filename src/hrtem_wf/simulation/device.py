@@ -23,11 +23,13 @@ def require_gpu() -> None:
 
 @contextlib.contextmanager
 def use_device(device: str):
-    """abTEM's configuration for one simulation: the device and a synchronous scheduler
-    (one process per job; Snakemake does the parallelism)."""
+    """abTEM's configuration for one simulation: the device, a synchronous scheduler (one
+    process per job; Snakemake does the parallelism) and numpy's FFT: abTEM's default FFTW
+    plans with FFTW_MEASURE, which picks different algorithms from run to run, so reruns
+    would not be bit-identical."""
     if device not in ("cpu", "gpu"):
         raise ValueError(f"device must be 'cpu' or 'gpu', not {device!r}")
     if device == "gpu":
         require_gpu()
-    with abtem.config.set({"device": device, "scheduler": "synchronous"}):
+    with abtem.config.set({"device": device, "scheduler": "synchronous", "fft": "numpy"}):
         yield
