@@ -32,7 +32,8 @@ def _set(config, path, value):
 MALFORMED = [
     ("structures.au_small.colour", "red", ["structures.au_small", "colour"]),
     ("simulations.au_small_fp.frozen_phonons", "four", ["simulations.au_small_fp.frozen_phonons"]),
-    ("images.au_small_hrtem.median_filter_px", 0, ["images.au_small_hrtem.median_filter_px"]),
+    ("images.au_small_hrtem.detector.median_filter_px", 0,
+     ["images.au_small_hrtem.detector.median_filter_px"]),
     ("images.au_small_hrtem.simulations", "no_such_sim", ["images.au_small_hrtem.simulations",
                                                            "no_such_sim"]),
     ("datasets.au_small_demo.split.train", 0.9, ["datasets.au_small_demo.split"]),
@@ -43,6 +44,16 @@ MALFORMED = [
      ["structures.au_small.radius_A"]),
     ("models.unet_demo.dataset", KeyError, ["models.unet_demo", "dataset"]),
     ("structures.au_small.cell_A", [20.0, 20.0], ["structures.au_small.cell_A"]),
+    ("images.au_small_hrtem.aberrations.preset", "team99", ["images.au_small_hrtem.aberrations.preset"]),
+    ("images.au_small_hrtem.aberrations.coefficients", {"C10": 5.0},
+     ["images.au_small_hrtem.aberrations.coefficients"]),
+    ("images.au_small_hrtem.plasmons", {"weight": {"distribution": "uniform", "low": 0.3, "high": 1.5},
+                                        "background": 1.0}, ["images.au_small_hrtem.plasmons.weight"]),
+    ("images.au_small_hrtem.plasmons", KeyError, ["images.au_small_hrtem", "plasmons"]),
+    ("images.au_small_hrtem.focal_spread.method", "partial", ["images.au_small_hrtem.focal_spread.method"]),
+    ("images.au_small_hrtem.detector.mtf", {"c1": 1.5, "c2": 0.5, "c3": 2.0},
+     ["images.au_small_hrtem.detector.mtf"]),
+    ("images.au_small_hrtem.label.threshold", {"CdSe": 0.1}, ["images.au_small_hrtem.label.threshold", "Au"]),
 ]
 
 

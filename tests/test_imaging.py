@@ -8,32 +8,63 @@ import json
 import numpy as np
 import pytest
 
-from hrtem_wf.imaging import aberration_phase, draw_images, intensity, particle_mask, wavelength_A
-from hrtem_wf.imaging.formation import detector_counts, focal_spread_defoci
+from hrtem_wf.imaging import (
+    PRESETS,
+    aberration_phase,
+    apply_mtf,
+    draw_aberrations,
+    draw_images,
+    intensity,
+    mtf,
+    particle_mask,
+    plasmon_losses,
+    temporal_envelope,
+    wavelength_A,
+)
+from hrtem_wf.imaging.formation import detector_counts, focal_spread_defoci, median_filter
 
 ENERGY_EV = 300e3
 SAMPLING_A = (0.2, 0.2)
 CS_A = -19130.0
+CS = {"C30": CS_A}
 
 # The demo config's image block, copied so other edits of config.yaml cannot change these tests.
 BLOCK = {
     "simulations": "au_small_fp",
+    "device": "cpu",
     "draws_per_structure": 4,
     "defocus_A": {"distribution": "uniform", "low": -100.0, "high": 100.0},
-    "spherical_aberration_A": CS_A,
-    "focal_spread": {"sigma_A": {"distribution": "fixed", "value": 15.0}, "samples": 9,
-                     "extent_sigmas": 3.0},
+    "aberrations": {"preset": "none", "coefficients": {"C30": CS_A}},
+    "focal_spread": {"method": "incoherent", "sigma_A": {"distribution": "fixed", "value": 15.0},
+                     "samples": 9, "extent_sigmas": 3.0},
     "frozen_phonons": "all",
+    "plasmons": None,
     "dose_e_per_A2": {"distribution": "uniform", "low": 400.0, "high": 1000.0},
-    "median_filter_px": 3,
-    "detector_pixel_size_A": 0.2,
+    "detector": {"pixel_size_A": 0.2, "mtf": None, "blur_sigma_px": 0.0, "median_filter_px": 3},
     "crop_px": [96, 96],
     "label": {"method": "phase", "threshold": 0.2618, "smoothing_sigma_px": 3.0,
               "smoothing_threshold": 0.1},
 }
 
+# Every effect on, as the study's Optimal Au images (SI section 1.8).
+ALL_EFFECTS = {
+    **BLOCK,
+    "defocus_A": {"distribution": "uniform", "low": -400.0, "high": 400.0},
+    "aberrations": {"preset": "team05_table_s1",
+                    "magnitude_scale": {"distribution": "normal", "mean": 1.0, "sd": 0.25},
+                    "rotation_shift_rad": {"distribution": "normal", "mean": 0.0, "sd": np.pi / 4}},
+    "focal_spread": {"method": "incoherent",
+                     "sigma_A": {"distribution": "uniform", "low": 10.0, "high": 25.0},
+                     "samples": 25, "extent_sigmas": 3.0},
+    "plasmons": {"weight": {"distribution": "uniform", "low": 0.3, "high": 0.85}, "background": 1.0},
+    "dose_e_per_A2": {"distribution": "uniform", "low": 200.0, "high": 700.0},
+    "detector": {"pixel_size_A": 0.2, "mtf": {"c1": 0.1, "c2": 0.5, "c3": 2.5},
+                 "blur_sigma_px": 0.5, "median_filter_px": 3},
+}
+
 DEG = np.pi / 180
-# SI Table S1 (TEAM 0.5, 300 kV) in abTEM's polar symbols, Angstrom and radian.
+# SI Table S1 (TEAM 0.5, 300 kV) written out by hand in abTEM's polar symbols, Angstrom and
+# radian: C_{n,m} (n = power of the angle) -> C{n-1}{m}, nm x 10, um x 1e4, mm x 1e7, deg -> rad.
 TABLE_S1 = {
     "C12": 16.02, "phi12": -68.5 * DEG, "C21": 239.0, "phi21": 29.2 * DEG,
     "C23": 179.8, "phi23": -170.7 * DEG, "C30": -19130.0, "C32": 426.4, "phi32": -34.5 * DEG,
@@ -43,9 +74,13 @@ TABLE_S1 = {
 }
 
 
-def block_with(**changes):
-    block = copy.deepcopy(BLOCK)
-    block.update(changes)
+def block_with(base=BLOCK, **changes):
+    block = copy.deepcopy(base)
+    for key, value in changes.items():
+        if key in ("pixel_size_A", "median_filter_px", "mtf", "blur_sigma_px"):
+            block["detector"][key] = value
+        else:
+            block[key] = value
     return block
 
 
@@ -80,7 +115,7 @@ COEFFICIENT_SETS = [
     {"C10": -50.0, "C30": CS_A},  # defocus (50 A underfocus) + Cs
     {"C10": 120.0, "C12": 20.0, "phi12": 0.7, "C21": 300.0, "phi21": -1.1, "C23": 150.0,
      "phi23": 2.0},
-    {"C10": -37.0, **TABLE_S1},
+    {"C10": -37.0, **PRESETS["team05_table_s1"]},
     {"C32": 5000.0, "phi32": 0.4, "C43": 4e4, "phi43": -2.5, "C52": 3e5, "phi52": 1.3,
      "C54": 2e5, "phi54": -0.9},
 ]
@@ -119,7 +154,7 @@ def test_intensity_matches_abtem_ctf_image():
         ctf = abtem.CTF(energy=ENERGY_EV, defocus=defocus_A, Cs=CS_A, **extra)
         waves = abtem.Waves(wave_xy, energy=ENERGY_EV, sampling=(sx, sy))
         reference = np.asarray(waves.apply_transform(ctf).intensity().compute().array)
-    ours = intensity(wave_xy.T, (sy, sx), ENERGY_EV, defocus_A, CS_A, aberrations=extra).T
+    ours = intensity(wave_xy.T, (sy, sx), ENERGY_EV, defocus_A, {**extra, **CS}).T
     assert reference.std() > 0.05
     assert np.abs(ours - reference).max() < 1e-4
 
@@ -135,7 +170,7 @@ def test_aberration_phase_rejects_unknown_symbols():
 @pytest.mark.parametrize("sigma_A", [0.0, 15.0])
 def test_vacuum_image_is_flat(defocus_A, sigma_A):
     vacuum = np.ones((3, 64, 80), dtype=np.complex64)
-    image = intensity(vacuum, SAMPLING_A, ENERGY_EV, defocus_A, CS_A, sigma_A, 9, 3.0)
+    image = intensity(vacuum, SAMPLING_A, ENERGY_EV, defocus_A, CS, sigma_A, 9, 3.0)
     assert image.shape == (64, 80)
     assert abs(image.mean() - 1.0) < 1e-5
     assert image.std() / image.mean() < 1e-5
@@ -151,18 +186,21 @@ def test_focal_spread_weights():
 
 def test_zero_focal_spread_is_the_coherent_image():
     waves = weak_phase_object((64, 64), phonons=2)
-    coherent = intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS_A)
-    assert np.array_equal(intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS_A, 0.0, 9, 3.0),
+    coherent = intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS)
+    assert np.array_equal(intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS, 0.0, 25, 3.0),
                           coherent)
-    # and continuously so: a vanishing spread converges to it
-    tiny = intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS_A, 1e-3, 9, 3.0)
-    assert np.abs(tiny - coherent).max() < 1e-4
+    # and continuously so: a vanishing spread, sampled 25 times, converges to it
+    for sigma_A in (1e-4, 1e-6):
+        tiny = intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS, sigma_A, 25, 3.0)
+        assert np.abs(tiny / coherent - 1).max() < 1e-6
+    assert np.abs(intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS, 15.0, 25, 3.0)
+                  - coherent).max() > 1e-3
 
 
 def test_focal_spread_damps_high_spatial_frequencies():
     waves = weak_phase_object((256, 256))
-    coherent = intensity(waves, SAMPLING_A, ENERGY_EV, 50.0, CS_A)
-    spread = intensity(waves, SAMPLING_A, ENERGY_EV, 50.0, CS_A, 15.0, 25, 3.0)
+    coherent = intensity(waves, SAMPLING_A, ENERGY_EV, 50.0, CS)
+    spread = intensity(waves, SAMPLING_A, ENERGY_EV, 50.0, CS, 15.0, 25, 3.0)
     # temporal envelope exp(-(pi lambda sigma k^2)^2 / 2): ~1 at 0.2 /A, ~0.04 at 1.5 /A
     low = band_power(spread, SAMPLING_A, 0.1, 0.25) / band_power(coherent, SAMPLING_A, 0.1, 0.25)
     high = band_power(spread, SAMPLING_A, 1.3, 1.6) / band_power(coherent, SAMPLING_A, 1.3, 1.6)
@@ -174,8 +212,8 @@ def test_phonon_average_uses_every_phonon():
     shape = (96, 96)
     phonons = np.stack([np.exp(1j * 0.5 * disk(shape, 10, center)) for center in
                         [(30, 30), (60, 40), (45, 70)]]).astype(np.complex64)
-    averaged = intensity(phonons, SAMPLING_A, ENERGY_EV, 80.0, CS_A, 15.0, 9, 3.0)
-    singles = [intensity(p, SAMPLING_A, ENERGY_EV, 80.0, CS_A, 15.0, 9, 3.0) for p in phonons]
+    averaged = intensity(phonons, SAMPLING_A, ENERGY_EV, 80.0, CS, 15.0, 9, 3.0)
+    singles = [intensity(p, SAMPLING_A, ENERGY_EV, 80.0, CS, 15.0, 9, 3.0) for p in phonons]
     assert np.allclose(averaged, np.mean(singles, axis=0), atol=1e-6)
     for single in singles:
         assert np.abs(averaged - single).max() > 0.05
@@ -196,7 +234,7 @@ def test_mean_counts_equal_dose_times_pixel_area():
 def test_draw_mean_counts_follow_dose_and_pixel_size(pixel_size_A):
     vacuum = np.ones((2, 512, 512), dtype=np.complex64)
     block = block_with(draws_per_structure=1, dose_e_per_A2=100.0, median_filter_px=1,
-                       detector_pixel_size_A=pixel_size_A, crop_px=[128, 128])
+                       pixel_size_A=pixel_size_A, crop_px=[128, 128])
     images, masks, records = draw_images(vacuum, vacuum, SAMPLING_A, ENERGY_EV, block,
                                          np.random.default_rng(0))
     expected = 100.0 * pixel_size_A**2
@@ -213,11 +251,11 @@ def test_phase_label_of_weak_phase_disk(defocus_A):
     shape = (256, 256)
     truth = disk(shape, 30)
     particle = np.exp(1j * 0.5 * truth)[None].astype(np.complex64)
-    mask = particle_mask(particle, SAMPLING_A, ENERGY_EV, defocus_A, CS_A, "phase", 0.2618,
+    mask = particle_mask(particle, SAMPLING_A, ENERGY_EV, defocus_A, CS, "phase", 0.2618,
                          3.0, 0.5)
     assert iou(mask, truth) >= 0.8
     # the config's low smoothing threshold (0.1) grows the outline by ~1.3 sigma, no more
-    grown = particle_mask(particle, SAMPLING_A, ENERGY_EV, defocus_A, CS_A, "phase", 0.2618,
+    grown = particle_mask(particle, SAMPLING_A, ENERGY_EV, defocus_A, CS, "phase", 0.2618,
                           3.0, 0.1)
     assert (grown & truth).sum() / truth.sum() > 0.99
     assert iou(grown, truth) >= 0.75
@@ -229,15 +267,15 @@ def test_phase_label_needs_more_than_half_the_phonons():
     vacuum = np.ones(shape, dtype=np.complex64)
     two_of_three = np.stack([inside, inside, vacuum])
     two_of_four = np.stack([inside, inside, vacuum, vacuum])
-    assert particle_mask(two_of_three, SAMPLING_A, ENERGY_EV, 0.0, 0.0, "phase", 0.2618)[32, 32]
-    assert not particle_mask(two_of_four, SAMPLING_A, ENERGY_EV, 0.0, 0.0, "phase", 0.2618).any()
+    assert particle_mask(two_of_three, SAMPLING_A, ENERGY_EV, 0.0, None, "phase", 0.2618)[32, 32]
+    assert not particle_mask(two_of_four, SAMPLING_A, ENERGY_EV, 0.0, None, "phase", 0.2618).any()
 
 
 def test_intensity_label_of_absorbing_disk():
     shape = (128, 128)
     truth = disk(shape, 25)
     particle = (1.0 - 0.5 * truth)[None].astype(np.complex64)  # |I - 1| = 0.75 inside
-    mask = particle_mask(particle, SAMPLING_A, ENERGY_EV, 20.0, CS_A, "intensity", 0.1, 3.0, 0.5)
+    mask = particle_mask(particle, SAMPLING_A, ENERGY_EV, 20.0, CS, "intensity", 0.1, 3.0, 0.5)
     assert iou(mask, truth) >= 0.8
 
 
@@ -275,7 +313,7 @@ def test_draw_images_shapes_records_and_ranges():
     assert set(np.unique(masks)) <= {0, 1}
     assert len(records) == 4
     json.dumps(records)  # JSON-serializable
-    required = {"image_index", "defocus_A", "spherical_aberration_A", "focal_spread_sigma_A",
+    required = {"image_index", "defocus_A", "aberration_C30", "focal_spread_sigma_A",
                 "focal_spread_samples", "dose_e_per_A2", "pixel_size_A", "crop_y0_px",
                 "crop_x0_px", "frozen_phonons_used", "label_method", "label_threshold",
                 "mean_counts", "particle_fraction"}
@@ -284,7 +322,7 @@ def test_draw_images_shapes_records_and_ranges():
         assert record["image_index"] == i
         assert -100.0 <= record["defocus_A"] <= 100.0
         assert 400.0 <= record["dose_e_per_A2"] <= 1000.0
-        assert record["spherical_aberration_A"] == CS_A
+        assert record["aberration_C30"] == CS_A and record["aberration_C12"] == 0.0
         assert record["focal_spread_sigma_A"] == 15.0 and record["focal_spread_samples"] == 9
         assert record["frozen_phonons_used"] == 3
         assert 0 <= record["crop_y0_px"] <= 128 - 96 and 0 <= record["crop_x0_px"] <= 128 - 96
@@ -321,7 +359,7 @@ def test_crop_larger_than_image_raises():
     # the crop is checked against the detector image, after resampling to its pixel size
     with pytest.raises(ValueError, match="crop_px"):
         draw_images(full, particle, SAMPLING_A, ENERGY_EV,
-                    block_with(detector_pixel_size_A=0.4, crop_px=[96, 96]),
+                    block_with(pixel_size_A=0.4, crop_px=[96, 96]),
                     np.random.default_rng(0))
 
 
@@ -332,6 +370,248 @@ def test_bad_block_values_raise():
         draw_images(full, particle, SAMPLING_A, ENERGY_EV, block_with(frozen_phonons="some"), rng)
     with pytest.raises(ValueError, match="label.method"):
         draw_images(full, particle, SAMPLING_A, ENERGY_EV,
-                    block_with(label={"method": "edges", "threshold": 0.1}), rng)
+                    block_with(label={**BLOCK["label"], "method": "edges"}), rng)
+    with pytest.raises(ValueError, match="missing"):
+        draw_images(full, particle, SAMPLING_A, ENERGY_EV,
+                    {k: v for k, v in BLOCK.items() if k != "plasmons"}, rng)
+    with pytest.raises(ValueError, match="preset"):
+        draw_images(full, particle, SAMPLING_A, ENERGY_EV,
+                    block_with(aberrations={"preset": "team99"}), rng)
+    with pytest.raises(ValueError, match="unknown symbol"):
+        draw_images(full, particle, SAMPLING_A, ENERGY_EV,
+                    block_with(aberrations={"preset": "none", "coefficients": {"C11": 1.0}}), rng)
+    with pytest.raises(ValueError, match="material"):
+        draw_images(full, particle, SAMPLING_A, ENERGY_EV,
+                    block_with(label={**BLOCK["label"], "threshold": {"CdSe": 0.1}}), rng,
+                    material="Au")
     with pytest.raises(ValueError, match="differ in shape"):
         draw_images(full, particle[:2], SAMPLING_A, ENERGY_EV, BLOCK, rng)
+
+
+# --- residual aberrations: Table S1 preset and per-image randomization -------------------------
+
+def test_table_s1_preset_maps_every_entry():
+    """C_{n,m} (n = power of the angle, prefactor 1/n as abTEM's 1/(n'+1)) -> abTEM C{n-1}{m},
+    same magnitude in A and angle in rad; round aberrations have no angle."""
+    preset = PRESETS["team05_table_s1"]
+    assert set(preset) == set(TABLE_S1)
+    for symbol, value in TABLE_S1.items():
+        assert preset[symbol] == pytest.approx(value, rel=1e-12, abs=1e-12), symbol
+    assert PRESETS["none"] == {}
+
+
+def test_fixed_aberrations_are_the_preset_plus_overrides():
+    drawn = draw_aberrations({"preset": "team05_table_s1", "coefficients": {"C12": 5.0}},
+                             np.random.default_rng(0))
+    assert "C10" not in drawn  # defocus is drawn on its own
+    assert drawn["C12"] == 5.0 and drawn["phi12"] == pytest.approx(TABLE_S1["phi12"])
+    assert drawn["C30"] == pytest.approx(CS_A) and drawn["C52"] == 0.0 and drawn["phi52"] == 0.0
+
+
+def test_randomized_aberrations_follow_their_distributions():
+    spec = ALL_EFFECTS["aberrations"]
+    rng = np.random.default_rng(1)
+    draws = [draw_aberrations(spec, rng) for _ in range(4000)]
+    scale = np.array([[d[s] / TABLE_S1[s] for s in ("C12", "C21", "C30", "C50")] for d in draws])
+    shift = np.array([[d[s] - TABLE_S1[s] for s in ("phi12", "phi23", "phi56")] for d in draws])
+    assert np.allclose(scale.mean(axis=0), 1.0, atol=0.02)
+    assert np.allclose(scale.std(axis=0), 0.25, atol=0.015)
+    assert np.allclose(shift.mean(axis=0), 0.0, atol=0.05)
+    assert np.allclose(shift.std(axis=0), np.pi / 4, atol=0.04)
+    # each coefficient gets its own draw
+    assert abs(np.corrcoef(scale[:, 0], scale[:, 1])[0, 1]) < 0.05
+    assert all(d["C52"] == 0.0 for d in draws[:10])  # absent from the table: stays absent
+
+
+@pytest.mark.parametrize("coefficients", [PRESETS["team05_table_s1"], COEFFICIENT_SETS[3]])
+def test_fused_lens_kernel_matches_the_aberration_phase(coefficients):
+    from hrtem_wf.imaging.formation import _lens_terms
+    from hrtem_wf.imaging.kernels import lens_phase_and_step
+
+    ny, nx, sampling = 40, 48, (0.25, 0.2)
+    ky = np.fft.fftfreq(ny, sampling[0])
+    kx = np.fft.fftfreq(nx, sampling[1])
+    wavelength = wavelength_A(ENERGY_EV)
+    phase, step = lens_phase_and_step(ky, kx, wavelength, *_lens_terms(coefficients), 70.0, 5.0, 0.0)
+    chi = aberration_phase(kx[None, :], ky[:, None], wavelength, {**coefficients, "C10": -70.0})
+    assert np.abs(np.angle(phase * np.exp(1j * chi))).max() < 1e-8
+    chi_next = aberration_phase(kx[None, :], ky[:, None], wavelength, {**coefficients, "C10": -75.0})
+    assert np.abs(np.angle(phase * step * np.exp(1j * chi_next))).max() < 1e-8
+
+
+# --- focal spread: temporal envelope ----------------------------------------------------------
+
+def test_focal_spread_damps_a_weak_phase_object_as_the_temporal_envelope():
+    """Linear image of a weak phase object: FT(I - 1)(k) ~ 2 Phi(k) sin chi(k). Averaging over a
+    Gaussian defocus spread multiplies it by E(k) = exp(-(pi lambda sigma k^2)^2 / 2)."""
+    shape, sigma_A = (256, 256), 20.0
+    wave = weak_phase_object(shape, strength_rad=0.01, seed=4)
+    coherent = np.fft.fft2(intensity(wave, SAMPLING_A, ENERGY_EV, 200.0, CS) - 1)
+    spread = np.fft.fft2(intensity(wave, SAMPLING_A, ENERGY_EV, 200.0, CS, sigma_A, 25, 3.0) - 1)
+    ky = np.fft.fftfreq(shape[0], SAMPLING_A[0])[:, None]
+    kx = np.fft.fftfreq(shape[1], SAMPLING_A[1])[None, :]
+    k = np.hypot(kx, ky)
+    envelope = temporal_envelope(k**2, wavelength_A(ENERGY_EV), sigma_A)
+    power = np.abs(coherent) ** 2
+    checked = 0
+    for low in np.arange(0.2, 2.2, 0.1):
+        band = (k >= low) & (k < low + 0.1)
+        predicted = (envelope[band] * power[band]).sum() / power[band].sum()
+        if predicted < 0.1:
+            continue  # too damped to measure against the second-order terms
+        measured = (spread[band] * coherent[band].conj()).real.sum() / power[band].sum()
+        assert measured == pytest.approx(predicted, rel=0.05), f"|k| in [{low:.1f}, {low + 0.1:.1f})"
+        checked += 1
+    assert checked >= 8
+    assert envelope[k > 1.0].min() < 0.5  # the test covers real damping, not just E ~ 1
+
+
+def test_quasi_coherent_focal_spread_matches_abtem():
+    """abTEM's focal_spread is the 1/e width: sqrt(2) x our sigma."""
+    abtem = pytest.importorskip("abtem")
+    nx, ny, sx, sy, sigma_A = 48, 40, 0.2, 0.25, 20.0
+    wave_xy = weak_phase_object((nx, ny), strength_rad=0.3)[0].astype(np.complex128)
+    with abtem.config.set({"precision": "float64"}):
+        ctf = abtem.CTF(energy=ENERGY_EV, defocus=80.0, Cs=CS_A, focal_spread=np.sqrt(2) * sigma_A)
+        waves = abtem.Waves(wave_xy, energy=ENERGY_EV, sampling=(sx, sy))
+        reference = np.asarray(waves.apply_transform(ctf).intensity().compute().array)
+    for fused in (True, False):
+        ours = intensity(wave_xy.T, (sy, sx), ENERGY_EV, 80.0, CS, sigma_A, 1, 3.0,
+                         "quasi_coherent", fused=fused).T
+        assert np.abs(ours - reference).max() < 1e-4
+    coherent = intensity(wave_xy.T, (sy, sx), ENERGY_EV, 80.0, CS).T
+    assert np.abs(coherent - reference).max() > 1e-2
+
+
+# --- plasmon losses ---------------------------------------------------------------------------
+
+def test_plasmon_losses_keep_the_mean_and_reduce_contrast():
+    rng = np.random.default_rng(2)
+    images = 1.0 + 0.3 * rng.standard_normal((3, 64, 64))
+    images[1] *= 1.2  # phonons with different means get their own renorm
+    for weight, background in [(0.5, 1.0), (0.3, 1.0), (0.85, 2.0), (1.0, 1.0)]:
+        out = plasmon_losses(images, weight, background)
+        for before, after in zip(images, out):
+            m = before.mean()
+            assert after.mean() == pytest.approx(m, rel=1e-12)
+            expected = weight + (1 - weight) * m / (m + background)
+            assert after.std() / before.std() == pytest.approx(expected, rel=1e-12)
+
+
+def test_plasmons_in_image_formation():
+    """Through the whole formation: the mean stays 1, the contrast drops by 0.5 + 0.5/2."""
+    waves = weak_phase_object((96, 96), phonons=2, strength_rad=0.2)
+    plain = intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS, 15.0, 9, 3.0)
+    lossy = intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS, 15.0, 9, 3.0, plasmon=(0.5, 1.0))
+    assert lossy.mean() == pytest.approx(plain.mean(), abs=1e-6)
+    assert lossy.std() / plain.std() == pytest.approx(0.75, rel=1e-4)
+
+
+# --- detector: dose, MTF, median --------------------------------------------------------------
+
+def test_poisson_counts_mean_and_variance_equal_dose_times_pixel_area():
+    rng = np.random.default_rng(3)
+    image = np.ones((512, 512))
+    image[:, 256:] = 0.4  # two intensity levels
+    dose, pixel_A = 300.0, 0.2
+    counts = detector_counts(image, dose, pixel_A, rng)
+    for level, region in [(1.0, counts[:, :256]), (0.4, counts[:, 256:])]:
+        expected = level * dose * pixel_A**2
+        assert region.mean() == pytest.approx(expected, rel=0.02)
+        assert region.var() == pytest.approx(expected, rel=0.02)  # shot noise: variance = mean
+
+
+def test_mtf_shapes_white_noise_as_mtf_squared():
+    rng = np.random.default_rng(8)
+    n = 1024
+    noise = rng.standard_normal((n, n))
+    c1, c2, c3 = 0.1, 0.5, 2.5
+    blurred = apply_mtf(noise, c1, c2, c3)
+    assert blurred.mean() == pytest.approx(noise.mean(), abs=1e-6)  # MTF(0) = 1
+    q = np.hypot(np.fft.fftfreq(n)[:, None], np.fft.fftfreq(n)[None, :])  # cycles per pixel
+    power = np.abs(np.fft.fft2(blurred)) ** 2 / n**2  # white noise of unit variance: 1
+    expected = mtf(q, c1, c2, c3) ** 2
+    assert mtf(0.5, c1, c2, c3) == pytest.approx((1 - c1) / 2 + c1)  # half-way at q = c2 q_N x 2
+    for low in np.arange(0.02, 0.5, 0.04):
+        band = (q >= low) & (q < low + 0.04)
+        assert power[band].mean() == pytest.approx(expected[band].mean(), rel=0.05), low
+
+
+def test_median_kernel_equals_scipy():
+    import scipy.ndimage
+
+    rng = np.random.default_rng(0)
+    for shape in [(5, 7), (64, 80), (257, 256)]:
+        counts = rng.poisson(20, shape).astype(np.float32)
+        assert np.array_equal(median_filter(counts, 3),
+                              scipy.ndimage.median_filter(counts, 3, mode="wrap"))
+    counts = rng.standard_normal((64, 64)).astype(np.float32)
+    assert np.array_equal(median_filter(counts, 5), scipy.ndimage.median_filter(counts, 5, mode="wrap"))
+
+
+# --- fused CPU kernels against the array expressions (the code CuPy runs) ---------------------
+
+def test_fused_kernels_equal_the_generic_path():
+    waves = weak_phase_object((80, 96), phonons=3, strength_rad=0.3, seed=9)
+    waves[1] *= 0.9  # phonons with different means
+    args = (SAMPLING_A, ENERGY_EV, -120.0, PRESETS["team05_table_s1"], 18.0, 25, 3.0)
+    for method in ("incoherent", "quasi_coherent"):
+        fused = intensity(waves, *args, method, plasmon=(0.4, 1.0), fused=True)
+        generic = intensity(waves, *args, method, plasmon=(0.4, 1.0), fused=False)
+        assert np.abs(fused / generic - 1).max() < 1e-5
+    particle = np.exp(1j * 0.6 * disk((80, 96), 20)).astype(np.complex64)[None].repeat(3, 0)
+    particle[1] *= np.exp(-0.3j)
+    for method, threshold in [("phase", 0.2618), ("phase", -0.5), ("intensity", 0.05)]:
+        masks = [particle_mask(particle, SAMPLING_A, ENERGY_EV, 40.0, CS, method, threshold,
+                               fused=f) for f in (True, False)]
+        assert masks[0].any() and np.array_equal(*masks)
+
+
+# --- all effects in one draw ------------------------------------------------------------------
+
+def test_all_effects_draw_records_every_parameter():
+    full, particle = _demo_waves()
+    block = block_with(ALL_EFFECTS, crop_px=[96, 96], draws_per_structure=6,
+                       label={**BLOCK["label"], "threshold": {"Au": 0.2618, "CdSe": 0.1}})
+    images, masks, records = draw_images(full, particle, SAMPLING_A, ENERGY_EV, block,
+                                         np.random.default_rng(3), material="Au")
+    json.dumps(records)
+    for record, image in zip(records, images):
+        assert record["aberration_preset"] == "team05_table_s1"
+        assert record["aberration_C12"] != TABLE_S1["C12"]  # randomized
+        assert record["aberration_C52"] == 0.0
+        assert 10.0 <= record["focal_spread_sigma_A"] <= 25.0
+        assert record["focal_spread_samples"] == 25
+        assert record["plasmons"] and 0.3 <= record["plasmon_weight"] <= 0.85
+        assert record["plasmon_background"] == 1.0
+        assert 200.0 <= record["dose_e_per_A2"] <= 700.0
+        assert -400.0 <= record["defocus_A"] <= 400.0
+        assert record["detector_mtf"] and record["mtf_c3"] == 2.5
+        assert record["blur_sigma_px"] == 0.5 and record["median_filter_px"] == 3
+        assert record["material"] == "Au" and record["label_threshold"] == 0.2618
+        assert abs(record["mean_counts"] / record["expected_counts_per_px"] - 1) < 0.05
+    assert len({r["plasmon_weight"] for r in records}) == 6
+
+
+def test_effects_switched_off_record_neutral_values():
+    full, particle = _demo_waves()
+    _, _, records = draw_images(full, particle, SAMPLING_A, ENERGY_EV, BLOCK,
+                                np.random.default_rng(3))
+    record = records[0]
+    assert not record["plasmons"] and record["plasmon_weight"] == 1.0
+    assert not record["detector_mtf"] and record["mtf_c1"] is None
+    assert record["aberration_preset"] == "none" and record["aberration_C12"] == 0.0
+
+
+def test_gpu_device_without_a_gpu_is_a_clear_error():
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            pytest.skip("a GPU is visible")
+    except Exception:
+        pass
+    full, particle = _demo_waves()
+    with pytest.raises(RuntimeError, match="gpu"):
+        draw_images(full, particle, SAMPLING_A, ENERGY_EV, block_with(device="gpu"),
+                    np.random.default_rng(0))

@@ -77,3 +77,46 @@ def test_items_are_deterministic(tiny_run, tmp_path):
               "--index", "1", "--output", str(out)])
     original = read(flow.path / "results/structures/tiny/00001.extxyz")
     np.testing.assert_array_equal(read(out).positions, original.positions)
+
+
+def test_all_effects_config_records_every_parameter(tiny_run, tmp_path):
+    """config/all_effects.yaml (the study's "All simulation effects" images) through the images
+    CLI on a real simulation store, then into a dataset: its Parquet table carries every drawn
+    parameter of every effect."""
+    import subprocess
+
+    from conftest import BIN, SCHEMA, load_config
+
+    from hrtem_wf.config import validate
+    from hrtem_wf.datasets.gather import build_dataset
+    from hrtem_wf.imaging import PRESETS
+
+    config = validate(load_config("config/all_effects.yaml"), SCHEMA)
+    (block,) = config["images"].values()
+    spec = {**block, "simulations": "tiny_fp", "crop_px": [64, 64], "draws_per_structure": 6}
+    store = tmp_path / "images.zarr"
+    subprocess.run([str(BIN / "hrtem-wf"), "images", "--spec", json.dumps(spec), "--seed", "1",
+                    "--block", "all_effects", "--index", "0", "--simulation",
+                    str(tiny_run.path / "results/simulations/tiny_fp/00000.zarr"),
+                    "--output", str(store)], check=True)
+    table = build_dataset({"images": ["all_effects"], "split": {"train": 0.6, "validation": 0.2,
+                                                                 "test": 0.2}},
+                          "all_effects", [str(store)], 1, str(tmp_path / "d.zarr"),
+                          str(tmp_path / "d.parquet"))
+    table = pd.read_parquet(tmp_path / "d.parquet")
+    assert len(table) == 6
+    for symbol, value in PRESETS["team05_table_s1"].items():
+        assert np.allclose(table[f"image.aberration_{symbol}"], value)
+    assert (table["image.aberration_preset"] == "team05_table_s1").all()
+    assert (table["image.plasmon_weight"] == 0.5).all() and (table["image.plasmon_background"] == 1.0).all()
+    assert (table["image.focal_spread_samples"] == 25).all()
+    assert (table["image.focal_spread_sigma_A"] == 15.0).all()
+    assert (table["image.frozen_phonons_used"] == 2).all()  # every phonon of the store
+    assert set(table["image.dose_e_per_A2"]) <= {100, 300, 600, 900, 1200}
+    assert table["image.defocus_A"].nunique() == 6
+    assert (table["image.label_threshold"] == 0.2618).all()
+    assert (table["image.material"] == "Au").all() and (table["image.median_filter_px"] == 3).all()
+    for column in ("image.crop_y0_px", "image.crop_x0_px", "image.mtf_c1", "image.blur_sigma_px",
+                   "image.detector_mtf", "image.expected_counts_per_px", "simulation.frozen_phonons",
+                   "simulation.projection", "structure.radius_A", "structure.substrate_thickness_A"):
+        assert column in table.columns

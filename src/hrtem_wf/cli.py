@@ -67,7 +67,8 @@ def _images(args) -> None:
     images, masks, records = draw_images(
         np.asarray(simulation["full"][...]), np.asarray(simulation["particle"][...]),
         sampling_A=tuple(sim_attrs["sampling_A"]), energy_eV=sim_attrs["energy_eV"],
-        block=args.spec, rng=np.random.default_rng(seed))
+        block=args.spec, rng=np.random.default_rng(seed),
+        material=sim_attrs["structure"]["info"].get("material"))
     attrs = {"block_name": args.block, "config": args.spec, "seed": seed,
              "structure_id": sim_attrs["structure_id"], "records": records,
              "simulation": {"block_name": sim_attrs["block_name"], "seed": sim_attrs["seed"],

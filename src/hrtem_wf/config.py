@@ -89,16 +89,34 @@ def _check_ranges(config: dict) -> list[str]:
             if missing:
                 problems.append(f"simulations.{name}.debye_waller_sigma_A: no entry for {missing}")
     for name, block in config["images"].items():
-        for key in ("defocus_A", "spherical_aberration_A", "dose_e_per_A2"):
-            problems += _check_distribution(f"images.{name}.{key}", block[key],
-                                            positive=key == "dose_e_per_A2")
-        problems += _check_distribution(f"images.{name}.focal_spread.sigma_A",
+        key = f"images.{name}"
+        problems += _check_distribution(f"{key}.defocus_A", block["defocus_A"])
+        problems += _check_distribution(f"{key}.dose_e_per_A2", block["dose_e_per_A2"], positive=True)
+        problems += _check_distribution(f"{key}.focal_spread.sigma_A",
                                         block["focal_spread"]["sigma_A"], nonnegative=True)
+        aberrations = block["aberrations"]
+        for symbol, spec in (aberrations.get("coefficients") or {}).items():
+            problems += _check_distribution(f"{key}.aberrations.coefficients.{symbol}", spec)
+        for extra in ("magnitude_scale", "rotation_shift_rad"):
+            if extra in aberrations:
+                problems += _check_distribution(f"{key}.aberrations.{extra}", aberrations[extra])
+        if block["plasmons"] is not None:
+            problems += _check_distribution(f"{key}.plasmons.weight", block["plasmons"]["weight"],
+                                            bounds=(0.0, 1.0))
+            problems += _check_distribution(f"{key}.plasmons.background",
+                                            block["plasmons"]["background"], nonnegative=True)
+        threshold = block["label"]["threshold"]
+        if isinstance(threshold, dict) and block["simulations"] in config["simulations"]:
+            material = config["structures"].get(structures_of(config, "images", name), {}).get("material")
+            if material is not None and material not in threshold:
+                problems.append(f"{key}.label.threshold: no entry for the particles' material "
+                                f"{material!r} (has {sorted(threshold)})")
     for name, block in config["datasets"].items():
         total = sum(block["split"].values())
         if abs(total - 1) > 1e-6:
             problems.append(f"datasets.{name}.split: fractions sum to {total}, not 1")
-        crops = {tuple(config["images"][i]["crop_px"]) for i in block["images"] if i in config["images"]}
+        crops = {tuple(config["images"][i]["crop_px"] or ()) for i in block["images"]
+                 if i in config["images"]}
         if len(crops) > 1:
             problems.append(f"datasets.{name}.images: image blocks have different crop_px {sorted(crops)}")
     for name, block in config["models"].items():
@@ -108,14 +126,15 @@ def _check_ranges(config: dict) -> list[str]:
                             f"(one per encoder_depth), has {len(block['decoder_channels'])}")
         dataset = config["datasets"].get(block["dataset"], {"images": []})
         for image_block in dataset["images"]:
-            crop = config["images"].get(image_block, {}).get("crop_px", [])
+            crop = config["images"].get(image_block, {}).get("crop_px") or []
             if any(size % 2**depth for size in crop):
                 problems.append(f"models.{name}.encoder_depth: images.{image_block}.crop_px {crop} "
                                 f"is not divisible by 2**{depth}")
     return problems
 
 
-def _check_distribution(key: str, spec, positive=False, nonnegative=False) -> list[str]:
+def _check_distribution(key: str, spec, positive=False, nonnegative=False,
+                        bounds: tuple[float, float] | None = None) -> list[str]:
     low, high = support(spec)
     problems = []
     if isinstance(spec, dict) and spec["distribution"] in ("uniform", "loguniform") and low > high:
@@ -128,6 +147,9 @@ def _check_distribution(key: str, spec, positive=False, nonnegative=False) -> li
         problems.append(f"{key}: values must be > 0 (the distribution allows {low}; set min/low)")
     if nonnegative and low < 0:
         problems.append(f"{key}: values must be >= 0 (the distribution allows {low})")
+    if bounds is not None and (low < bounds[0] or high > bounds[1]):
+        problems.append(f"{key}: values must lie in [{bounds[0]}, {bounds[1]}] "
+                        f"(the distribution allows [{low}, {high}])")
     return problems
 
 

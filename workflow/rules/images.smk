@@ -7,8 +7,11 @@ rule images:
         spec=lambda wc: block_spec("images", wc.images),
         seed=config["seed"],
         code=code_version("images"),  # library code version: reruns the stage when its code changes
+        bind_gpu=lambda wc: bind_gpu_flag("images", wc.images),
     resources:
-        constraint="cpu",
+        gpu=lambda wc: gpus("images", wc.images),
+        constraint=lambda wc: node_constraint("images", wc.images),
+        slurm_account=lambda wc: slurm_account("images", wc.images),
     log:
         f"{RESULTS}/logs/images/{{images}}/{{item}}.log",
     benchmark:
@@ -16,6 +19,6 @@ rule images:
     conda:
         "../envs/images.yaml"
     shell:
-        "hrtem-wf --log {log} images --spec {params.spec:q} --seed {params.seed}"
+        "hrtem-wf --log {log} {params.bind_gpu} images --spec {params.spec:q} --seed {params.seed}"
         " --block {wildcards.images} --index {wildcards.item}"
         " --simulation {input.simulation} --output {output}"

@@ -1,18 +1,39 @@
 """Image formation: exit waves -> noisy HRTEM micrographs + particle masks (+ drawn parameters)."""
 
-from .aberrations import aberration_phase, lens_coefficients, spatial_frequencies, wavelength_A
+from .aberrations import (
+    PRESETS,
+    aberration_phase,
+    draw_aberrations,
+    polar_from_table,
+    spatial_frequencies,
+    wavelength_A,
+)
 from .draw import draw_images
-from .formation import focal_spread_defoci, intensity, resample_to_pixel_size
+from .formation import (
+    apply_mtf,
+    focal_spread_defoci,
+    intensity,
+    mtf,
+    plasmon_losses,
+    resample_to_pixel_size,
+    temporal_envelope,
+)
 from .labels import particle_mask
 
 __all__ = [
+    "PRESETS",
     "aberration_phase",
+    "apply_mtf",
+    "draw_aberrations",
     "draw_images",
     "focal_spread_defoci",
     "intensity",
-    "lens_coefficients",
+    "mtf",
     "particle_mask",
+    "plasmon_losses",
+    "polar_from_table",
     "resample_to_pixel_size",
     "spatial_frequencies",
+    "temporal_envelope",
     "wavelength_A",
 ]

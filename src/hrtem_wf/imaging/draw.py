@@ -1,4 +1,22 @@
-"""Draw k noisy HRTEM images + particle masks from one structure's exit waves (one config block)."""
+"""Draw k noisy HRTEM images + particle masks from one structure's exit waves (one config block).
+
+The block's keys, each an effect that can be switched off (see config/config.yaml):
+  defocus_A                      distribution; abTEM sign (positive = underfocus)
+  aberrations                    preset (none | team05_table_s1), coefficients (abTEM symbols,
+                                 A / rad, distributions), magnitude_scale, rotation_shift_rad
+  focal_spread                   method (incoherent | quasi_coherent), sigma_A (the defocus
+                                 standard deviation), samples, extent_sigmas
+  frozen_phonons                 all | single
+  plasmons                       null, or weight and background (distributions)
+  dose_e_per_A2                  distribution
+  detector                       pixel_size_A, mtf (null or c1, c2, c3), blur_sigma_px,
+                                 median_filter_px
+  crop_px                        [height, width] or null
+  label                          method (phase | intensity), threshold (a number, or one per
+                                 material), smoothing_sigma_px, smoothing_threshold
+  device                         cpu | gpu: where the FFTs run
+Every drawn value goes into the image's record (one row of the dataset's Parquet table).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +25,17 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..sampling import sample
-from .aberrations import POLAR_SYMBOLS
+from .aberrations import POLAR_SYMBOLS, draw_aberrations
+from .backend import DEVICES, to_device, to_host
 from .formation import (
+    FOCAL_SPREAD_METHODS,
+    apply_mtf,
     as_wave_stack,
     check_crop,
     crop,
     crop_origin,
     detector_counts,
+    gaussian_blur,
     intensity_from_spectrum,
     median_filter,
     resample_to_pixel_size,
@@ -23,6 +45,8 @@ from .formation import (
 from .labels import LABEL_METHODS, mask_from_spectrum
 
 FROZEN_PHONON_MODES = ("all", "single")
+BLOCK_KEYS = ("draws_per_structure", "device", "defocus_A", "aberrations", "focal_spread",
+              "frozen_phonons", "plasmons", "dose_e_per_A2", "detector", "crop_px", "label")
 
 
 def _sampling_pair(sampling_A: float | tuple[float, float]) -> tuple[float, float]:
@@ -32,136 +56,146 @@ def _sampling_pair(sampling_A: float | tuple[float, float]) -> tuple[float, floa
     return pair
 
 
-def _settings(block: Mapping[str, Any], sampling_A: tuple[float, float]) -> dict[str, Any]:
-    """Check the block once, before any FFT, and fill defaults for optional keys."""
-    k = int(block["draws_per_structure"])
-    if k < 0:
-        raise ValueError(f"draws_per_structure must be >= 0, got {k}")
-    phonon_mode = block.get("frozen_phonons", "all")
-    if phonon_mode not in FROZEN_PHONON_MODES:
-        raise ValueError(f"frozen_phonons must be one of {FROZEN_PHONON_MODES}, got {phonon_mode!r}")
-    focal = block.get("focal_spread") or {}
-    label = dict(block.get("label") or {})
-    method = label.get("method", "phase")
-    if method not in LABEL_METHODS:
-        raise ValueError(f"label.method must be one of {LABEL_METHODS}, got {method!r}")
-    if "threshold" not in label:
-        raise ValueError("label.threshold is required (rad for phase, |I - 1| for intensity)")
-    pixel_size = block.get("detector_pixel_size_A")
-    if pixel_size is None:
-        if sampling_A[0] != sampling_A[1]:
-            raise ValueError("detector_pixel_size_A is required when the exit-wave sampling is "
-                             f"not square ({sampling_A} A)")
-        pixel_size = sampling_A[0]
-    if float(pixel_size) <= 0:
-        raise ValueError(f"detector_pixel_size_A must be > 0, got {pixel_size}")
-    aberrations = dict(block.get("aberrations") or {})
-    bad = sorted(set(aberrations) - (set(POLAR_SYMBOLS) - {"C10", "C30"}))
-    if bad:
-        raise ValueError(f"images.aberrations: unknown or duplicated coefficient(s) {bad} "
-                         "(defocus and Cs have their own keys)")
-    crop_px = block.get("crop_px")
-    return {
-        "k": k,
-        "phonon_mode": phonon_mode,
-        "sigma_spec": focal.get("sigma_A", 0.0),
-        "samples": int(focal.get("samples", 1)),
-        "extent_sigmas": float(focal.get("extent_sigmas", 3.0)),
-        "pixel_size_A": float(pixel_size),
-        "median_filter_px": int(block.get("median_filter_px") or 0),
-        "crop_px": None if crop_px is None else (int(crop_px[0]), int(crop_px[1])),
-        "label_method": method,
-        "label_threshold": float(label["threshold"]),
-        "smoothing_sigma_px": float(label.get("smoothing_sigma_px", 0.0)),
-        "smoothing_threshold": float(label.get("smoothing_threshold", 0.5)),
-        # sorted so the draw order does not depend on how the YAML mapping was written
-        "aberration_specs": dict(sorted(aberrations.items())),
-    }
+def label_threshold(label: Mapping[str, Any], material: str | None) -> float:
+    """The label threshold: one number, or one per material (e.g. {Au: 0.26, CdSe: 0.15})."""
+    threshold = label["threshold"]
+    if isinstance(threshold, Mapping):
+        if material not in threshold:
+            raise ValueError(f"label.threshold has no entry for material {material!r} "
+                             f"(has {sorted(threshold)})")
+        threshold = threshold[material]
+    return float(threshold)
+
+
+def check_block(block: Mapping[str, Any]) -> None:
+    """Fail before any FFT on a block the schema would also reject (library callers)."""
+    missing = [key for key in BLOCK_KEYS if key not in block]
+    if missing:
+        raise ValueError(f"images block is missing {missing}")
+    if int(block["draws_per_structure"]) < 0:
+        raise ValueError(f"draws_per_structure must be >= 0, got {block['draws_per_structure']}")
+    if block["device"] not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {block['device']!r}")
+    if block["frozen_phonons"] not in FROZEN_PHONON_MODES:
+        raise ValueError(f"frozen_phonons must be one of {FROZEN_PHONON_MODES}, "
+                         f"got {block['frozen_phonons']!r}")
+    if block["focal_spread"]["method"] not in FOCAL_SPREAD_METHODS:
+        raise ValueError(f"focal_spread.method must be one of {FOCAL_SPREAD_METHODS}, "
+                         f"got {block['focal_spread']['method']!r}")
+    if block["label"]["method"] not in LABEL_METHODS:
+        raise ValueError(f"label.method must be one of {LABEL_METHODS}, "
+                         f"got {block['label']['method']!r}")
+    if float(block["detector"]["pixel_size_A"]) <= 0:
+        raise ValueError(f"detector.pixel_size_A must be > 0, got {block['detector']['pixel_size_A']}")
 
 
 def draw_images(full: np.ndarray, particle: np.ndarray, sampling_A: float | tuple[float, float],
-                energy_eV: float, block: Mapping[str, Any], rng: np.random.Generator
+                energy_eV: float, block: Mapping[str, Any], rng: np.random.Generator,
+                material: str | None = None
                 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """k = block['draws_per_structure'] images, masks and records from one structure.
 
     full, particle: exit waves (frozen_phonon, ny, nx), vacuum = 1 + 0j, sampled at
-    sampling_A = (sy, sx) [A]; energy_eV: beam energy. Returns images float32 (k, H, W) counts
-    after Poisson noise and the median filter, masks uint8 (k, H, W) in {0, 1}, and one dict per
-    image with every drawn parameter (JSON-serializable scalars).
+    sampling_A = (sy, sx) [A]; energy_eV: beam energy; material: the particle's (for a
+    per-material label threshold). Returns images float32 (k, H, W) counts after the detector,
+    masks uint8 (k, H, W) in {0, 1}, and one dict per image with every drawn parameter.
+    The forward FFT of each phonon is done once and shared by all k draws.
     """
+    check_block(block)
     sampling_A = _sampling_pair(sampling_A)
-    full = as_wave_stack(full)
-    particle = as_wave_stack(particle)
+    full, particle = as_wave_stack(full), as_wave_stack(particle)
     if full.shape != particle.shape:
         raise ValueError(f"full {full.shape} and particle {particle.shape} exit waves differ in shape")
-    s = _settings(block, sampling_A)
-    wave_shape = full.shape[1:]
-    detector_shape = resampled_shape(wave_shape, sampling_A, s["pixel_size_A"])
-    check_crop(detector_shape, s["crop_px"])  # fail before any FFT
-    if s["phonon_mode"] == "single":
+    k = int(block["draws_per_structure"])
+    focal, detector, label = block["focal_spread"], block["detector"], block["label"]
+    pixel_size_A = float(detector["pixel_size_A"])
+    crop_px = None if block["crop_px"] is None else tuple(int(c) for c in block["crop_px"])
+    threshold = label_threshold(label, material)
+    detector_shape = resampled_shape(full.shape[1:], sampling_A, pixel_size_A)
+    check_crop(detector_shape, crop_px)  # fail before any FFT
+    if block["frozen_phonons"] == "single":
         full, particle = full[:1], particle[:1]
-    n_phonons = full.shape[0]
-    # Forward FFTs once: every draw only changes the lens, so the spectra are shared.
-    full_spectrum = wave_spectrum(full)
-    particle_spectrum = wave_spectrum(particle)
-    out_shape = detector_shape if s["crop_px"] is None else s["crop_px"]
+    full_spectrum = wave_spectrum(to_device(full, block["device"]))
+    particle_spectrum = wave_spectrum(to_device(particle, block["device"]))
+    mtf = detector["mtf"]
+    out_shape = detector_shape if crop_px is None else crop_px
 
-    images = np.empty((s["k"], *out_shape), dtype=np.float32)
-    masks = np.empty((s["k"], *out_shape), dtype=np.uint8)
+    images = np.empty((k, *out_shape), dtype=np.float32)
+    masks = np.empty((k, *out_shape), dtype=np.uint8)
     records: list[dict[str, Any]] = []
-    for index in range(s["k"]):
+    for index in range(k):
         # Parameters first, in a fixed order, then the noise and the crop.
         defocus = float(sample(block["defocus_A"], rng))
-        cs = float(sample(block.get("spherical_aberration_A", 0.0), rng))
-        sigma = float(sample(s["sigma_spec"], rng))
+        aberrations = draw_aberrations(block["aberrations"], rng)
+        sigma = float(sample(focal["sigma_A"], rng))
+        plasmon = None
+        if block["plasmons"] is not None:
+            plasmon = (float(sample(block["plasmons"]["weight"], rng)),
+                       float(sample(block["plasmons"]["background"], rng)))
         dose = float(sample(block["dose_e_per_A2"], rng))
-        aberrations = {sym: float(sample(spec, rng)) for sym, spec in s["aberration_specs"].items()}
 
-        noise_free = intensity_from_spectrum(full_spectrum, sampling_A, energy_eV, defocus, cs,
-                                             sigma, s["samples"], s["extent_sigmas"], aberrations)
-        noise_free = resample_to_pixel_size(noise_free, sampling_A, s["pixel_size_A"])
-        counts = detector_counts(noise_free, dose, s["pixel_size_A"], rng)
-        counts = median_filter(counts, s["median_filter_px"])
+        noise_free = to_host(intensity_from_spectrum(
+            full_spectrum, sampling_A, energy_eV, defocus, aberrations, sigma,
+            int(focal["samples"]), float(focal["extent_sigmas"]), focal["method"], plasmon))
+        noise_free = resample_to_pixel_size(noise_free, sampling_A, pixel_size_A)
+        counts = detector_counts(noise_free, dose, pixel_size_A, rng)
+        if mtf is not None:
+            counts = apply_mtf(counts, float(mtf["c1"]), float(mtf["c2"]), float(mtf["c3"]))
+        counts = gaussian_blur(counts, float(detector["blur_sigma_px"]))
+        counts = median_filter(counts, int(detector["median_filter_px"]))
 
-        mask = mask_from_spectrum(particle_spectrum, sampling_A, energy_eV, defocus, cs,
-                                  s["label_method"], s["label_threshold"],
-                                  s["smoothing_sigma_px"], s["smoothing_threshold"], aberrations)
+        mask = mask_from_spectrum(particle_spectrum, sampling_A, energy_eV, defocus, aberrations,
+                                  label["method"], threshold, float(label["smoothing_sigma_px"]),
+                                  float(label["smoothing_threshold"]))
         # Same resampling as the image (linear), back to binary at one half.
-        mask = resample_to_pixel_size(mask.astype(np.float32), sampling_A, s["pixel_size_A"]) > 0.5
+        mask = resample_to_pixel_size(mask.astype(np.float32), sampling_A, pixel_size_A) > 0.5
 
-        origin = crop_origin(detector_shape, s["crop_px"], rng)
-        images[index] = crop(counts, origin, s["crop_px"])
-        masks[index] = crop(mask, origin, s["crop_px"])
+        origin = crop_origin(detector_shape, crop_px, rng)
+        images[index] = crop(counts, origin, crop_px)
+        masks[index] = crop(mask, origin, crop_px)
 
         record = {
             "image_index": index,
+            "device": block["device"],
+            "material": material,
             "energy_eV": float(energy_eV),
             "defocus_A": defocus,
-            "spherical_aberration_A": cs,
+            "aberration_preset": block["aberrations"]["preset"],
+            **{f"aberration_{symbol}": aberrations[symbol]
+               for symbol in POLAR_SYMBOLS if symbol != "C10"},
+            "focal_spread_method": focal["method"],
             "focal_spread_sigma_A": sigma,
-            "focal_spread_samples": s["samples"],
-            "focal_spread_extent_sigmas": s["extent_sigmas"],
+            "focal_spread_samples": int(focal["samples"]),
+            "focal_spread_extent_sigmas": float(focal["extent_sigmas"]),
+            "frozen_phonons": block["frozen_phonons"],
+            "frozen_phonons_used": int(full.shape[0]),
+            "plasmons": plasmon is not None,
+            # w = 1, b = 0 is the identity: the same columns whether the effect is on or off
+            "plasmon_weight": 1.0 if plasmon is None else plasmon[0],
+            "plasmon_background": 0.0 if plasmon is None else plasmon[1],
             "dose_e_per_A2": dose,
-            "expected_counts_per_px": dose * s["pixel_size_A"] ** 2,
+            "expected_counts_per_px": dose * pixel_size_A**2,
             "wave_sampling_y_A": sampling_A[0],
             "wave_sampling_x_A": sampling_A[1],
-            "pixel_size_A": s["pixel_size_A"],
+            "pixel_size_A": pixel_size_A,
             "detector_height_px": int(detector_shape[0]),
             "detector_width_px": int(detector_shape[1]),
-            "median_filter_px": s["median_filter_px"],
+            "detector_mtf": mtf is not None,
+            "mtf_c1": None if mtf is None else float(mtf["c1"]),  # null in the Parquet table
+            "mtf_c2": None if mtf is None else float(mtf["c2"]),
+            "mtf_c3": None if mtf is None else float(mtf["c3"]),
+            "blur_sigma_px": float(detector["blur_sigma_px"]),
+            "median_filter_px": int(detector["median_filter_px"]),
             "crop_y0_px": origin[0],
             "crop_x0_px": origin[1],
             "crop_height_px": int(out_shape[0]),
             "crop_width_px": int(out_shape[1]),
-            "frozen_phonons": s["phonon_mode"],
-            "frozen_phonons_used": int(n_phonons),
-            "label_method": s["label_method"],
-            "label_threshold": s["label_threshold"],
-            "label_smoothing_sigma_px": s["smoothing_sigma_px"],
-            "label_smoothing_threshold": s["smoothing_threshold"],
+            "label_method": label["method"],
+            "label_threshold": threshold,
+            "label_smoothing_sigma_px": float(label["smoothing_sigma_px"]),
+            "label_smoothing_threshold": float(label["smoothing_threshold"]),
             "mean_counts": float(images[index].mean(dtype=np.float64)),
             "particle_fraction": float(masks[index].mean(dtype=np.float64)),
         }
-        record.update({f"aberration_{sym}": value for sym, value in aberrations.items()})
         records.append(record)
     return images, masks, records

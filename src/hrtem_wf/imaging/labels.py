@@ -4,7 +4,8 @@ phase:     arg(psi_particle after the lens) > threshold [rad], per phonon; a pix
            when that holds in more than half of the phonons.
 intensity: |<|psi_particle after the lens|^2>_phonons - 1| > threshold (the Baseline datasets).
 Both are then smoothed: gaussian_filter(mask, sigma_px) > smoothing_threshold.
-The lens here is the image's central defocus and aberrations, without focal spread.
+The lens here is the image's central defocus and aberrations, without focal spread. Computed
+where the spectrum lives (numpy or CuPy); the mask comes back to the host.
 """
 
 from __future__ import annotations
@@ -14,30 +15,38 @@ from typing import Mapping
 import numpy as np
 import scipy.ndimage
 
-from .formation import as_wave_stack, lens_transfer, wave_spectrum, waves_after_lens
+from .backend import array_module, to_host
+from .formation import _use_kernels, as_wave_stack, wave_spectrum, waves_at_defocus
 
 LABEL_METHODS = ("phase", "intensity")
 
 
 def mask_from_spectrum(spectrum: np.ndarray, sampling_A: tuple[float, float], energy_eV: float,
-                       defocus_A: float, cs_A: float, method: str = "phase",
-                       threshold: float = np.pi / 12, smoothing_sigma_px: float = 0.0,
-                       smoothing_threshold: float = 0.5,
-                       aberrations: Mapping[str, float] | None = None) -> np.ndarray:
-    """Boolean particle mask (ny, nx) from particle-only exit-wave spectra (phonon, ny, nx)."""
+                       defocus_A: float, aberrations: Mapping[str, float] | None = None,
+                       method: str = "phase", threshold: float = np.pi / 12,
+                       smoothing_sigma_px: float = 0.0, smoothing_threshold: float = 0.5,
+                       fused: bool | None = None) -> np.ndarray:
+    """Boolean particle mask (ny, nx) from particle-only exit-wave spectra (phonon, ny, nx).
+
+    aberrations: abTEM polar symbols other than C10 (Cs is C30), A / rad."""
     if method not in LABEL_METHODS:
         raise ValueError(f"label method must be one of {LABEL_METHODS}, got {method!r}")
-    n_phonons, ny, nx = spectrum.shape
-    transfer = lens_transfer((ny, nx), sampling_A, energy_eV, [defocus_A], cs_A, aberrations)
-    waves = waves_after_lens(spectrum, transfer)[0]  # (phonon, ny, nx)
+    xp = array_module(spectrum)
+    n_phonons = spectrum.shape[0]
+    waves = waves_at_defocus(spectrum, sampling_A, energy_eV, defocus_A, aberrations, fused)
     if method == "phase":
         # Vacuum has phase 0 (abTEM plane wave 1 + 0j), so the phase is the particle's own shift.
-        votes = (np.angle(waves) > threshold).sum(axis=0)
+        if _use_kernels(xp, fused):
+            from .kernels import phase_votes
+
+            votes = phase_votes(waves, float(threshold))
+        else:
+            votes = (xp.angle(waves) > threshold).sum(axis=0)
         mask = 2 * votes > n_phonons  # strictly more than half of the phonons
     else:
-        mean_intensity = (waves.real**2 + waves.imag**2).mean(axis=0, dtype=np.float64)
-        mask = np.abs(mean_intensity - 1.0) > threshold
-    return smooth_mask(mask, smoothing_sigma_px, smoothing_threshold)
+        mean_intensity = (waves.real**2 + waves.imag**2).mean(axis=0, dtype=xp.float64)
+        mask = xp.abs(mean_intensity - 1.0) > threshold
+    return smooth_mask(to_host(mask), smoothing_sigma_px, smoothing_threshold)
 
 
 def smooth_mask(mask: np.ndarray, sigma_px: float, threshold: float) -> np.ndarray:
@@ -49,12 +58,12 @@ def smooth_mask(mask: np.ndarray, sigma_px: float, threshold: float) -> np.ndarr
 
 
 def particle_mask(particle_waves: np.ndarray, sampling_A: tuple[float, float], energy_eV: float,
-                  defocus_A: float, cs_A: float, method: str = "phase",
-                  threshold: float = np.pi / 12, smoothing_sigma_px: float = 0.0,
-                  smoothing_threshold: float = 0.5,
-                  aberrations: Mapping[str, float] | None = None) -> np.ndarray:
+                  defocus_A: float, aberrations: Mapping[str, float] | None = None,
+                  method: str = "phase", threshold: float = np.pi / 12,
+                  smoothing_sigma_px: float = 0.0, smoothing_threshold: float = 0.5,
+                  fused: bool | None = None) -> np.ndarray:
     """Boolean particle mask (ny, nx) on the exit-wave grid from particle-only exit waves
-    (phonon, ny, nx) or (ny, nx); defocus in abTEM's sign, Cs (C30) in A."""
+    (phonon, ny, nx) or (ny, nx); defocus in abTEM's sign, aberrations as abTEM symbols."""
     return mask_from_spectrum(wave_spectrum(as_wave_stack(particle_waves)), sampling_A, energy_eV,
-                              defocus_A, cs_A, method, threshold, smoothing_sigma_px,
-                              smoothing_threshold, aberrations)
+                              defocus_A, aberrations, method, threshold, smoothing_sigma_px,
+                              smoothing_threshold, fused)
