@@ -27,6 +27,7 @@ include: "workflow/rules/evaluate.smk"
 
 localrules:
     all,
+    previews,
 
 
 rule all:

@@ -615,3 +615,36 @@ def test_gpu_device_without_a_gpu_is_a_clear_error():
     with pytest.raises(RuntimeError, match="gpu"):
         draw_images(full, particle, SAMPLING_A, ENERGY_EV, block_with(device="gpu"),
                     np.random.default_rng(0))
+
+
+def test_focal_points_share_the_lens_and_doses_form_a_grid():
+    """The study's Baseline: 4 defoci per structure, each imaged at the 5 doses."""
+    full, particle = _demo_waves()
+    block = block_with(draws_per_structure=20, focal_points=4,
+                       defocus_A={"distribution": "normal", "mean": 30.0, "sd": 20.0},
+                       dose_e_per_A2={"distribution": "sequence", "values": [100, 300, 600, 900, 1200]})
+    images, masks, records = draw_images(full, particle, SAMPLING_A, ENERGY_EV, block,
+                                         np.random.default_rng(1))
+    assert [r["focal_point"] for r in records] == [i // 5 for i in range(20)]
+    assert [r["dose_e_per_A2"] for r in records] == [100, 300, 600, 900, 1200] * 4
+    defoci = [r["defocus_A"] for r in records]
+    assert len(set(defoci)) == 4 and all(len(set(defoci[i:i + 5])) == 1 for i in range(0, 20, 5))
+    # one noise-free image per focal point: the doses only scale it (before the Poisson noise)
+    a, b = images[0].astype(float), images[4].astype(float)
+    assert b.mean() / a.mean() == pytest.approx(1200 / 100, rel=0.05)
+
+
+def test_focal_series_with_jitter():
+    """Varying Substrate: 11 focal points -50..+50 nm in 10 nm steps, each +- N(0, 2 nm)."""
+    full, particle = _demo_waves()
+    grid = list(np.arange(-500.0, 501.0, 100.0))
+    block = block_with(draws_per_structure=22, focal_points=11,
+                       defocus_A={"distribution": "sequence", "values": grid, "jitter_sd": 20.0})
+    _, _, records = draw_images(full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(2))
+    defoci = np.array([r["defocus_A"] for r in records[::2]])
+    offsets = defoci - np.array(grid)
+    assert np.abs(offsets).max() < 100 and 0 < np.abs(offsets).mean() < 40
+    with pytest.raises(ValueError, match="divide"):
+        draw_images(full, particle, SAMPLING_A, ENERGY_EV, block_with(draws_per_structure=5,
+                                                                      focal_points=2),
+                    np.random.default_rng(0))

@@ -14,7 +14,7 @@ from hrtem_wf.structures import build_structure, check_block
 from hrtem_wf.structures.particle import (NORMAL_111, PlanarDefect, build_particle,
                                           choose_defect_planes, d111_A, defected_volume,
                                           fcc_generator, max_defects_that_fit)
-from hrtem_wf.structures.substrate import repair_periodic_contacts, too_close_pairs
+from hrtem_wf.structures.substrate import random_film, too_close_pairs
 
 A_AU = 4.07825
 
@@ -34,7 +34,7 @@ BLOCK = {
                   "density_per_A3": 0.1103, "min_distance_A": 1.4},
     "vacuum_A": 2.0,
 }
-SEEDS = [1, 2, 3, 4, 5]
+SEEDS = [1, 2, 3, 12, 5]  # seed 12 draws no defect
 
 
 @pytest.fixture(scope="module")
@@ -181,17 +181,40 @@ def test_no_carbon_overlaps_gold(scenes):
         assert atoms.info["n_substrate_removed"] > 0
 
 
-def test_periodic_repair_fixes_contacts_across_the_boundary():
+def test_too_close_pairs_sees_across_the_periodic_boundary():
     box = np.array([10.0, 10.0, 5.0])
     positions = np.array([[0.1, 5.0, 2.0], [9.8, 5.0, 2.0],     # 0.3 A apart through x = 0
                           [5.0, 0.2, 2.0], [5.0, 9.9, 2.2],     # close through y = 0
                           [5.0, 5.0, 2.0]])
     assert len(too_close_pairs(positions, box, 1.4)) == 2
-    repaired, n_moved = repair_periodic_contacts(positions, box, 1.4, np.random.default_rng(0))
-    assert n_moved == 2
-    assert len(repaired) == len(positions)
-    assert len(too_close_pairs(repaired, box, 1.4)) == 0
-    assert ((repaired >= 0) & (repaired < box)).all()
+
+
+@pytest.mark.parametrize("size_A", [(51.2, 51.2, 30.0), (20.3, 17.9, 12.0), (128.0, 128.0, 50.0)])
+def test_random_film_density_and_min_distance_exact(size_A):
+    """Exactly round(density x volume) atoms, inside the box, no pair closer than min distance
+    even through the periodic x/y boundary (box widths not multiples of min distance too)."""
+    box = np.array(size_A)
+    film = random_film(box, 0.1103, 1.4, np.random.default_rng(3))
+    assert len(film) == round(0.1103 * box.prod())
+    assert ((film >= 0) & (film < box)).all()
+    assert len(too_close_pairs(film, box, 1.4)) == 0
+    # homogeneous: the density of each half of the film is within 2 % (large films)
+    if box.prod() > 1e5:
+        for axis in range(3):
+            lower = (film[:, axis] < box[axis] / 2).mean()
+            assert abs(lower - 0.5) < 0.01
+
+
+def test_random_film_is_a_function_of_the_seed():
+    a = random_film((30.0, 30.0, 10.0), 0.1103, 1.4, np.random.default_rng(1))
+    b = random_film((30.0, 30.0, 10.0), 0.1103, 1.4, np.random.default_rng(1))
+    c = random_film((30.0, 30.0, 10.0), 0.1103, 1.4, np.random.default_rng(2))
+    assert np.array_equal(a, b) and not np.array_equal(a[:10], c[:10])
+
+
+def test_random_film_too_dense_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="too high"):
+        random_film((10.0, 10.0, 5.0), 0.6, 1.4, np.random.default_rng(0))
 
 
 # --- planar defects -----------------------------------------------------------------------

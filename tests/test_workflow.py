@@ -120,3 +120,12 @@ def test_all_effects_config_records_every_parameter(tiny_run, tmp_path):
                    "image.detector_mtf", "image.expected_counts_per_px", "simulation.frozen_phonons",
                    "simulation.projection", "structure.radius_A", "structure.substrate_thickness_A"):
         assert column in table.columns
+
+
+def test_structure_previews(tiny_run, tmp_path):
+    """`snakemake previews`: one PNG per structure set from its first structures, no rebuild."""
+    flow = tiny_run.clone(tmp_path / "previews")
+    result = flow.snakemake("previews")
+    assert job_counts(result.stdout + result.stderr) == {"preview": 1, "previews": 1, "total": 2}
+    png = flow.path / "results/structures/tiny/preview.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000

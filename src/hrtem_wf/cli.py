@@ -35,6 +35,16 @@ def _structure(args) -> None:
              int(atoms.arrays["particle"].sum()))
 
 
+def _preview(args) -> None:
+    import ase.io
+
+    from hrtem_wf.preview import write_preview
+
+    structures = [ase.io.read(path, format="extxyz") for path in args.structures]
+    write_preview(structures, args.output, title=args.title)
+    log.info("preview of %d structures: %s", len(structures), args.output)
+
+
 def _simulate(args) -> None:
     import ase.io
 
@@ -149,6 +159,12 @@ def _parser() -> argparse.ArgumentParser:
     item("simulate", _simulate, "simulate one structure (Zarr)").add_argument("--structure", required=True)
     item("images", _images, "draw the images of one simulation (Zarr)").add_argument(
         "--simulation", required=True)
+
+    p = sub.add_parser("preview", help="PNG of a few structures: top and side views")
+    p.add_argument("--structures", nargs="+", required=True, help="extxyz files")
+    p.add_argument("--title", default="")
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=_preview)
 
     p = sub.add_parser("train", help="train one model (weights, history, metadata)")
     p.add_argument("--spec", type=json.loads, required=True)

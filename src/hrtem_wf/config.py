@@ -19,7 +19,18 @@ PARENT_KEY = {"simulations": "structures", "images": "simulations", "datasets": 
               "models": "dataset"}
 PARENT_SECTION = {"simulations": "structures", "images": "simulations", "datasets": "images",
                   "models": "datasets"}
-ELEMENTS = {"Au": "Au", "amorphous_carbon": "C"}
+SUBSTRATE_ELEMENTS = {"amorphous_carbon": "C"}
+
+
+def structure_elements(block: dict) -> set[str]:
+    """Chemical elements of a structures block's scenes (particles and substrate)."""
+    if block.get("lattice") == "cif":
+        from hrtem_wf.structures.cif import elements_of
+
+        particle = set(elements_of(block["cif"]))
+    else:
+        particle = set(block.get("elements") or [block["material"]])
+    return particle | {SUBSTRATE_ELEMENTS[block["substrate"]["material"]]}
 
 
 class ConfigError(ValueError):
@@ -42,6 +53,18 @@ def validate(config: dict, schema_path: str | Path) -> dict:
         lines = [f"  {_dotted(e.absolute_path)}: {_message(e)}" for e in errors]
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     check_references(config)
+    apply_device_override(config)
+    return config
+
+
+def apply_device_override(config: dict) -> dict:
+    """A top-level `device` (e.g. `--config device=cpu`) replaces every block's device: run a
+    GPU recipe on a laptop, or a CPU config on GPU nodes."""
+    device = config.get("device")
+    if device is not None:
+        for section in ("simulations", "images", "models"):
+            for block in config[section].values():
+                block["device"] = device
     return config
 
 
@@ -73,9 +96,14 @@ def check_references(config: dict) -> None:
 def _check_ranges(config: dict) -> list[str]:
     problems = []
     for name, block in config["structures"].items():
-        for key, spec in (("radius_A", block["radius_A"]),
-                          ("substrate.thickness_A", block["substrate"]["thickness_A"])):
-            problems += _check_distribution(f"structures.{name}.{key}", spec, positive=True)
+        problems += _check_distribution(f"structures.{name}.substrate.thickness_A",
+                                        block["substrate"]["thickness_A"], positive=True)
+        if "radius_A" not in block:
+            if block.get("shape", "sphere") == "sphere":
+                problems.append(f"structures.{name}.radius_A: required for spherical particles")
+            continue
+        problems += _check_distribution(f"structures.{name}.radius_A", block["radius_A"],
+                                        positive=True)
         r_max = support(block["radius_A"])[1]
         needed = 2 * (r_max + block["edge_margin_A"])
         if math.isfinite(r_max) and min(block["cell_A"]) < needed:
@@ -84,8 +112,7 @@ def _check_ranges(config: dict) -> list[str]:
     for name, block in config["simulations"].items():
         parent = config["structures"].get(block["structures"])
         if parent is not None:
-            elements = {ELEMENTS[parent["material"]], ELEMENTS[parent["substrate"]["material"]]}
-            missing = sorted(elements - set(block["debye_waller_sigma_A"]))
+            missing = sorted(structure_elements(parent) - set(block["debye_waller_sigma_A"]))
             if missing:
                 problems.append(f"simulations.{name}.debye_waller_sigma_A: no entry for {missing}")
     for name, block in config["images"].items():
@@ -166,4 +193,11 @@ def structures_of(config: dict, section: str, name: str) -> str:
 
 def structure_ids(config: dict, structures_block: str) -> list[str]:
     """Zero-padded item ids 00000 .. count-1: file names sort in item order."""
-    return [f"{i:05d}" for i in range(config["structures"][structures_block]["count"])]
+    return [f"{i:05d}" for i in range(scaled_count(config, structures_block))]
+
+
+def scaled_count(config: dict, structures_block: str) -> int:
+    """The block's `count` times the config's `scale` (default 1), at least 1: a recipe at 1 %
+    of its size keeps its first structures, identical to the full run's (seeds are per item)."""
+    count = config["structures"][structures_block]["count"]
+    return max(1, int(round(count * float(config.get("scale", 1.0)))))

@@ -10,6 +10,11 @@ A distribution in the config is a small mapping:
     {distribution: loguniform, low: 100, high: 1000}
     {distribution: normal, mean: 40, sd: 10, min: 30, max: 50}   # truncated when min/max given
     {distribution: choice, values: [100, 300, 600]}
+    {distribution: mixture, weights: [0.5, 0.5], components: [<spec>, <spec>]}
+                                    # a component drawn by weight, then a value from it
+    {distribution: sequence, values: [-500, -400, ...], jitter_sd: 20}
+                                    # the index-th value (cycling) + N(0, jitter_sd): grids
+                                    # such as the study's focal series; needs an index
 
 A bare number is accepted as shorthand for ``fixed``.
 """
@@ -33,11 +38,19 @@ def rng_for(global_seed: int, block: str, index: int, stream: str = "") -> np.ra
     return np.random.default_rng(derive_seed(global_seed, block, index, stream))
 
 
-def sample(spec: Any, rng: np.random.Generator) -> float:
-    """Draw one value from a distribution spec (see module docstring)."""
+def sample(spec: Any, rng: np.random.Generator, index: int | None = None) -> float:
+    """Draw one value from a distribution spec (see module docstring); `index` is the position
+    in a grid (`sequence` only)."""
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         return float(spec)
     kind = spec["distribution"]
+    if kind == "sequence":
+        if index is None:
+            raise ValueError("a `sequence` distribution is a grid: it can only be used where "
+                             "draws are numbered (images: defocus_A, dose_e_per_A2)")
+        value = float(spec["values"][int(index) % len(spec["values"])])
+        jitter = float(spec.get("jitter_sd", 0.0))
+        return value + float(rng.normal(0.0, jitter)) if jitter > 0 else value
     if kind == "fixed":
         return spec["value"]
     if kind == "uniform":
@@ -54,6 +67,10 @@ def sample(spec: Any, rng: np.random.Generator) -> float:
     if kind == "choice":
         values = spec["values"]
         return values[int(rng.integers(len(values)))]
+    if kind == "mixture":
+        weights = np.asarray(spec["weights"], dtype=float)
+        component = int(rng.choice(len(weights), p=weights / weights.sum()))
+        return sample(spec["components"][component], rng)
     raise ValueError(f"unknown distribution {kind!r}")
 
 
@@ -70,6 +87,13 @@ def support(spec: Any) -> tuple[float, float]:
         return float(spec.get("min", -np.inf)), float(spec.get("max", np.inf))
     if kind == "choice":
         return float(min(spec["values"])), float(max(spec["values"]))
+    if kind == "sequence":
+        if float(spec.get("jitter_sd", 0.0)) > 0:
+            return -np.inf, np.inf
+        return float(min(spec["values"])), float(max(spec["values"]))
+    if kind == "mixture":
+        ranges = [support(component) for component in spec["components"]]
+        return min(r[0] for r in ranges), max(r[1] for r in ranges)
     raise ValueError(f"unknown distribution {kind!r}")
 
 

@@ -1,4 +1,8 @@
 rule structure:
+    input:
+        # a CIF-defined crystal: its file is an input, so editing it reruns the set
+        lambda wc: [config["structures"][wc.structures]["cif"]]
+        if config["structures"][wc.structures].get("lattice") == "cif" else [],
     output:
         f"{RESULTS}/structures/{{structures}}/{{item}}.extxyz",
     params:
@@ -17,3 +21,29 @@ rule structure:
     shell:
         "hrtem-wf --log {log} structure --spec {params.spec:q} --seed {params.seed}"
         " --block {wildcards.structures} --index {wildcards.item} --output {output}"
+
+
+PREVIEW_STRUCTURES = 4  # structures shown per set
+
+
+rule preview:
+    """Top and side views of the first structures of a set: `snakemake previews`."""
+    input:
+        lambda wc: [f"{RESULTS}/structures/{wc.structures}/{item}.extxyz"
+                    for item in structure_ids(config, wc.structures)[:PREVIEW_STRUCTURES]],
+    output:
+        f"{RESULTS}/structures/{{structures}}/preview.png",
+    log:
+        f"{RESULTS}/logs/structures/{{structures}}/preview.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/structures/{{structures}}/preview.tsv"
+    conda:
+        "../envs/structures.yaml"
+    shell:
+        "hrtem-wf --log {log} preview --structures {input} --title {wildcards.structures:q}"
+        " --output {output}"
+
+
+rule previews:
+    input:
+        [f"{RESULTS}/structures/{name}/preview.png" for name in config["structures"]],

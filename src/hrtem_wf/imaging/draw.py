@@ -1,14 +1,17 @@
 """Draw k noisy HRTEM images + particle masks from one structure's exit waves (one config block).
 
 The block's keys, each an effect that can be switched off (see config/config.yaml):
-  defocus_A                      distribution; abTEM sign (positive = underfocus)
+  focal_points                   distinct lenses per structure (default: one per draw); each is
+                                 imaged draws_per_structure / focal_points times
+  defocus_A                      distribution (`sequence`: indexed by focal point); abTEM sign
+                                 (positive = underfocus)
   aberrations                    preset (none | team05_table_s1), coefficients (abTEM symbols,
                                  A / rad, distributions), magnitude_scale, rotation_shift_rad
   focal_spread                   method (incoherent | quasi_coherent), sigma_A (the defocus
                                  standard deviation), samples, extent_sigmas
   frozen_phonons                 all | single
   plasmons                       null, or weight and background (distributions)
-  dose_e_per_A2                  distribution
+  dose_e_per_A2                  distribution (`sequence`: indexed by the repeat of the lens)
   detector                       pixel_size_A, mtf (null or c1, c2, c3), blur_sigma_px,
                                  median_filter_px
   crop_px                        [height, width] or null
@@ -85,6 +88,11 @@ def check_block(block: Mapping[str, Any]) -> None:
     if block["label"]["method"] not in LABEL_METHODS:
         raise ValueError(f"label.method must be one of {LABEL_METHODS}, "
                          f"got {block['label']['method']!r}")
+    focal_points = block.get("focal_points")
+    if focal_points is not None and (int(focal_points) < 1
+                                     or int(block["draws_per_structure"]) % int(focal_points)):
+        raise ValueError(f"focal_points {focal_points} must divide draws_per_structure "
+                         f"{block['draws_per_structure']}")
     if float(block["detector"]["pixel_size_A"]) <= 0:
         raise ValueError(f"detector.pixel_size_A must be > 0, got {block['detector']['pixel_size_A']}")
 
@@ -120,35 +128,40 @@ def draw_images(full: np.ndarray, particle: np.ndarray, sampling_A: float | tupl
     mtf = detector["mtf"]
     out_shape = detector_shape if crop_px is None else crop_px
 
+    focal_points = int(block.get("focal_points") or k)
+    per_focal_point = k // focal_points if k else 0
     images = np.empty((k, *out_shape), dtype=np.float32)
     masks = np.empty((k, *out_shape), dtype=np.uint8)
     records: list[dict[str, Any]] = []
     for index in range(k):
-        # Parameters first, in a fixed order, then the noise and the crop.
-        defocus = float(sample(block["defocus_A"], rng))
-        aberrations = draw_aberrations(block["aberrations"], rng)
-        sigma = float(sample(focal["sigma_A"], rng))
+        focal_point, repeat = divmod(index, per_focal_point)
+        if repeat == 0:
+            # The lens of this focal point: drawn once, imaged per_focal_point times.
+            defocus = float(sample(block["defocus_A"], rng, index=focal_point))
+            aberrations = draw_aberrations(block["aberrations"], rng)
+            sigma = float(sample(focal["sigma_A"], rng))
+            mask = mask_from_spectrum(particle_spectrum, sampling_A, energy_eV, defocus,
+                                      aberrations, label["method"], threshold,
+                                      float(label["smoothing_sigma_px"]),
+                                      float(label["smoothing_threshold"]))
+            # Same resampling as the image (linear), back to binary at one half.
+            mask = resample_to_pixel_size(mask.astype(np.float32), sampling_A, pixel_size_A) > 0.5
+        # Per image: plasmons, dose, then the noise and the crop.
         plasmon = None
         if block["plasmons"] is not None:
             plasmon = (float(sample(block["plasmons"]["weight"], rng)),
                        float(sample(block["plasmons"]["background"], rng)))
-        dose = float(sample(block["dose_e_per_A2"], rng))
-
-        noise_free = to_host(intensity_from_spectrum(
-            full_spectrum, sampling_A, energy_eV, defocus, aberrations, sigma,
-            int(focal["samples"]), float(focal["extent_sigmas"]), focal["method"], plasmon))
-        noise_free = resample_to_pixel_size(noise_free, sampling_A, pixel_size_A)
+        dose = float(sample(block["dose_e_per_A2"], rng, index=repeat))
+        if repeat == 0 or plasmon is not None:
+            noise_free = to_host(intensity_from_spectrum(
+                full_spectrum, sampling_A, energy_eV, defocus, aberrations, sigma,
+                int(focal["samples"]), float(focal["extent_sigmas"]), focal["method"], plasmon))
+            noise_free = resample_to_pixel_size(noise_free, sampling_A, pixel_size_A)
         counts = detector_counts(noise_free, dose, pixel_size_A, rng)
         if mtf is not None:
             counts = apply_mtf(counts, float(mtf["c1"]), float(mtf["c2"]), float(mtf["c3"]))
         counts = gaussian_blur(counts, float(detector["blur_sigma_px"]))
         counts = median_filter(counts, int(detector["median_filter_px"]))
-
-        mask = mask_from_spectrum(particle_spectrum, sampling_A, energy_eV, defocus, aberrations,
-                                  label["method"], threshold, float(label["smoothing_sigma_px"]),
-                                  float(label["smoothing_threshold"]))
-        # Same resampling as the image (linear), back to binary at one half.
-        mask = resample_to_pixel_size(mask.astype(np.float32), sampling_A, pixel_size_A) > 0.5
 
         origin = crop_origin(detector_shape, crop_px, rng)
         images[index] = crop(counts, origin, crop_px)
@@ -156,6 +169,7 @@ def draw_images(full: np.ndarray, particle: np.ndarray, sampling_A: float | tupl
 
         record = {
             "image_index": index,
+            "focal_point": focal_point,
             "device": block["device"],
             "material": material,
             "energy_eV": float(energy_eV),

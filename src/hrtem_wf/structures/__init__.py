@@ -4,8 +4,9 @@
     atoms = build_structure(block, seed)     # block: one entry of the config's `structures`
 
 Built with Construction Zone (czone): the crystal `Generator`, `Sphere`/`Plane` volumes and
-`Reflection`/`Translation` transforms for twins and stacking faults (`particle.py`), and czone's
-amorphous algorithm for the periodic carbon film (`substrate.py`); placement in `scene.py`.
+`Reflection`/`Translation` transforms for twins and stacking faults (`particle.py`); the periodic
+carbon film by random sequential addition, czone's algorithm as a numba loop (`substrate.py`);
+placement in `scene.py`.
 
 Output: ASE Atoms, orthorhombic cell [L, L, H], pbc (True, True, False), particle atoms first;
 `atoms.arrays["particle"]`: int8, 1 = particle atom, 0 = substrate atom.
@@ -23,8 +24,7 @@ Output: ASE Atoms, orthorhombic cell [L, L, H], pbc (True, True, False), particl
     min_separation_planes, edge_margin_A, embedding_fraction, embedding_depth_A,
     substrate_material, substrate_thickness_A, substrate_top_z_A, substrate_density_per_A3,
     substrate_min_distance_A, particle_clearance_A, vacuum_A, cell_A (Lx, Ly, H),
-    n_particle_atoms, n_substrate_atoms, n_substrate_removed (carbon cleared for the particle),
-    n_substrate_repaired (carbon re-placed to keep min distance across the periodic boundary).
+    n_particle_atoms, n_substrate_atoms, n_substrate_removed (carbon cleared for the particle).
 """
 
 from hrtem_wf.structures.scene import STRUCTURE_CODE_VERSION, build_structure, check_block

@@ -34,6 +34,7 @@ from czone.volume.algebraic import Plane, Sphere
 # Elemental FCC metals this builder knows how to make (space group Fm-3m, one atom at 000).
 FCC_METALS = ("Au", "Ag", "Cu", "Pt", "Pd", "Al", "Ni", "Ir", "Rh", "Pb")
 DEFECT_KINDS = ("twin", "stacking_fault")
+GRAIN_BOUNDARY_KINDS = ("rotation_about_111", "random_rotation")
 # Fractional coordinates of the conventional FCC cell (space group 225, Fm-3m).
 FCC_BASIS = np.array([[0.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]])
 
@@ -58,6 +59,8 @@ class Particle:
     occupied_planes: tuple[int, int]              # lowest and highest occupied (111) plane j
     defects: list[PlanarDefect] = field(default_factory=list)
     n_defects_drawn: int = 0                      # before capping to what fits in the particle
+    grain_boundary: dict | None = None            # kind, plane_index, offset_A, rotation, ...
+    extra: dict = field(default_factory=dict)     # family-specific draws (layers, added atoms)
 
 
 def d111_A(lattice_constant_A: float) -> float:
@@ -170,3 +173,64 @@ def build_particle(material: str, lattice_constant_A: float, radius_A: float,
                     numbers=np.rint(volume.species).astype(int), radius_A=radius_A,
                     lattice_constant_A=lattice_constant_A, occupied_planes=occupied,
                     defects=defects, n_defects_drawn=n_defects)
+
+
+def rotation_about(axis: np.ndarray, angle_rad: float) -> np.ndarray:
+    """Rotation matrix about a unit axis (Rodrigues)."""
+    axis = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
+    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    return np.eye(3) + np.sin(angle_rad) * k + (1.0 - np.cos(angle_rad)) * (k @ k)
+
+
+def build_grain_boundary_particle(material: str, lattice_constant_A: float, radius_A: float,
+                                  kind: str, min_separation_planes: int, min_distance_A: float,
+                                  rng: np.random.Generator) -> Particle:
+    """An FCC sphere split at a (111) plane into two grains (SI 1.8, Optimal Au).
+
+    The plane is drawn uniformly among the (111) planes at least min_separation_planes from the
+    surface. The grain below it is the crystal rotated about a point of the plane, either about
+    [111] by an angle uniform in [0, 2 pi) (`rotation_about_111`) or by a rotation uniform on
+    SO(3) (`random_rotation`). Atoms of the rotated grain closer than min_distance_A to the
+    upper grain are removed (a grain boundary has no overlapping atoms)."""
+    from scipy.spatial import cKDTree
+
+    from hrtem_wf.sampling import random_rotation
+
+    if kind not in GRAIN_BOUNDARY_KINDS:
+        raise ValueError(f"grain boundary kind {kind!r}: choose from {GRAIN_BOUNDARY_KINDS}")
+    generator = fcc_generator(material, lattice_constant_A)
+    occupied = occupied_plane_range(generator, radius_A)
+    if max_defects_that_fit(occupied, min_separation_planes) < 1:
+        raise ValueError(f"no (111) plane of a {radius_A:.1f} A particle is {min_separation_planes} "
+                         "planes from its surface: too small for a grain boundary")
+    (plane_index,) = choose_defect_planes(occupied, 1, min_separation_planes, rng)
+    offset_A = plane_index * d111_A(lattice_constant_A)
+    point = offset_A * NORMAL_111
+    if kind == "rotation_about_111":
+        angle = float(rng.uniform(0.0, 2.0 * np.pi))
+        rotation = rotation_about(NORMAL_111, angle)
+    else:
+        angle = float("nan")
+        rotation = random_rotation(rng)
+    sphere = Volume(alg_objects=[Sphere(radius=radius_A, center=np.zeros(3))], generator=generator)
+    sphere.populate_atoms()
+    upper = np.asarray(sphere.atoms, dtype=float)
+    upper_numbers = np.rint(sphere.species).astype(int)
+    keep = upper @ NORMAL_111 >= offset_A
+    upper, upper_numbers = upper[keep], upper_numbers[keep]
+    # the rotated crystal, from a sphere large enough to cover the particle after rotation
+    big = Volume(alg_objects=[Sphere(radius=radius_A + 2 * abs(offset_A) + lattice_constant_A,
+                                     center=np.zeros(3))], generator=generator)
+    big.populate_atoms()
+    lower = (np.asarray(big.atoms, dtype=float) - point) @ rotation.T + point
+    lower_numbers = np.rint(big.species).astype(int)
+    keep = (np.linalg.norm(lower, axis=1) <= radius_A) & (lower @ NORMAL_111 < offset_A)
+    lower, lower_numbers = lower[keep], lower_numbers[keep]
+    distance, _ = cKDTree(upper).query(lower, k=1)
+    clear = distance >= min_distance_A
+    boundary = {"kind": kind, "plane_index": int(plane_index), "offset_A": float(offset_A),
+                "angle_rad": angle, "rotation": rotation, "n_removed": int((~clear).sum())}
+    return Particle(positions_A=np.vstack([upper, lower[clear]]),
+                    numbers=np.concatenate([upper_numbers, lower_numbers[clear]]),
+                    radius_A=radius_A, lattice_constant_A=lattice_constant_A,
+                    occupied_planes=occupied, grain_boundary=boundary)

@@ -1,0 +1,106 @@
+"""The study's datasets by name (config/recipes/study.yaml): sizes as in the SI, a full-size dry
+run with the exact job set, and the `scale` and `device` overrides."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from conftest import SCHEMA, job_counts, load_config
+
+from hrtem_wf.config import scaled_count, validate
+
+RECIPE = "config/recipes/study.yaml"
+
+# SI section 1.1: (structures, simulations, images). The SI counts a simulation per defocus (the
+# defocus was applied in Prismatic) for Baseline / Thermal and their derived sets, and one per
+# structure for the later sets; here that is structures x focal points, resp. structures.
+SI_SIZES = {
+    "baseline": (512, 2048, 10240),
+    "thermal": (512, 2048, 10240),
+    "dose_variation": (512, 2048, 14336),
+    "simulation_effects_plasmonic": (512, 2048, 10240),
+    "simulation_effects_aberrations": (512, 2048, 10240),
+    "simulation_effects_all": (512, 2048, 10240),
+    "varying_substrate": (1024, 1024, 11264),
+    "smaller_nps": (512, 512, 11264),
+    "optimal_au": (2000, 2000, 8000),
+    "optimal_cdse": (2000, 2000, 8000),
+    "optimal_mixed": (4000, 4000, 16000),
+}
+PER_DEFOCUS_SIMULATIONS = {"baseline", "thermal", "dose_variation", "simulation_effects_plasmonic",
+                           "simulation_effects_aberrations", "simulation_effects_all"}
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    return validate(load_config(RECIPE), SCHEMA)
+
+
+def dataset_sizes(config: dict, dataset: str) -> tuple[int, int, int, int]:
+    """(structures, exit-wave stores, focal conditions, images) of a dataset."""
+    structures, stores, focal, images = set(), set(), 0, 0
+    for image_block in config["datasets"][dataset]["images"]:
+        block = config["images"][image_block]
+        simulation = block["simulations"]
+        parent = config["simulations"][simulation]["structures"]
+        n = scaled_count(config, parent)
+        structures.add(parent)
+        stores.add(simulation)
+        focal += n * int(block.get("focal_points") or block["draws_per_structure"])
+        images += n * block["draws_per_structure"]
+    n_structures = sum(scaled_count(config, s) for s in structures)
+    n_stores = sum(scaled_count(config, config["simulations"][m]["structures"]) for m in stores)
+    return n_structures, n_stores, focal, images
+
+
+@pytest.mark.parametrize("dataset", sorted(SI_SIZES))
+def test_recipe_sizes_match_the_si(recipe, dataset):
+    structures, stores, focal, images = dataset_sizes(recipe, dataset)
+    si_structures, si_simulations, si_images = SI_SIZES[dataset]
+    assert structures == si_structures
+    assert (focal if dataset in PER_DEFOCUS_SIMULATIONS else stores) == si_simulations
+    assert images == si_images
+
+
+def test_recipes_share_structures_and_simulations_as_the_study(recipe):
+    parents = {name: recipe["simulations"][block["simulations"]]["structures"]
+               for name, block in recipe["images"].items()}
+    for image_block in ("baseline_img", "thermal_img", "dose_variation_img", "plasmonic_img",
+                        "aberrations_img", "all_effects_img"):
+        assert parents[image_block] == "baseline_au"
+    for image_block in ("thermal_img", "dose_variation_img", "plasmonic_img", "aberrations_img",
+                        "all_effects_img"):
+        assert recipe["images"][image_block]["simulations"] == "thermal_sim"
+    assert set(recipe["datasets"]) == set(SI_SIZES)
+
+
+@pytest.mark.workflow
+def test_study_recipe_dry_run_job_set(recipe, workflow_copy):
+    flow = workflow_copy(copy.deepcopy(recipe))
+    result = flow.snakemake("-n", "--quiet", "rules")
+    counts = job_counts(result.stdout)
+    n_structures = sum(b["count"] for b in recipe["structures"].values())
+    n_simulations = sum(recipe["structures"][b["structures"]]["count"]
+                        for b in recipe["simulations"].values())
+    n_images = sum(recipe["structures"][recipe["simulations"][b["simulations"]]["structures"]]["count"]
+                   for b in recipe["images"].values())
+    n_models = sum(len(b["seeds"]) for b in recipe["models"].values())
+    assert counts["structure"] == n_structures == 6048
+    assert counts["simulate"] == n_simulations
+    assert counts["images"] == n_images
+    assert counts["dataset"] == len(recipe["datasets"]) == 11
+    assert counts["train"] == counts["evaluate"] == n_models == 55
+
+
+@pytest.mark.workflow
+def test_scale_and_device_overrides(recipe, workflow_copy):
+    flow = workflow_copy(copy.deepcopy(recipe))
+    result = flow.snakemake("-n", "--quiet", "rules", "--config", "scale=0.01", "device=cpu")
+    counts = job_counts(result.stdout)
+    expected = sum(max(1, round(b["count"] * 0.01)) for b in recipe["structures"].values())
+    assert counts["structure"] == expected == 61
+    scaled = validate({**copy.deepcopy(recipe), "scale": 0.01, "device": "cpu"}, SCHEMA)
+    assert all(b["device"] == "cpu" for section in ("simulations", "images", "models")
+               for b in scaled[section].values())
+    assert scaled_count(scaled, "baseline_au") == 5
