@@ -104,3 +104,23 @@ def test_scale_and_device_overrides(recipe, workflow_copy):
     assert all(b["device"] == "cpu" for section in ("simulations", "images", "models")
                for b in scaled[section].values())
     assert scaled_count(scaled, "baseline_au") == 5
+
+
+@pytest.mark.workflow
+def test_other_families_recipe_dry_run(workflow_copy):
+    """config/recipes/other_families.yaml (Madsen 2018 particles, Larsen 2023 MoS2 flakes)."""
+    recipe = validate(load_config("config/recipes/other_families.yaml"), SCHEMA)
+    flow = workflow_copy(copy.deepcopy(recipe))
+    counts = job_counts(flow.snakemake("-n", "--quiet", "rules", "--config", "scale=0.02").stdout)
+    assert counts["structure"] == counts["simulate"] == counts["images"] == 30
+    assert counts["dataset"] == 2 and counts["train"] == 2
+
+
+def test_other_families_build(tmp_path):
+    """One structure of each block of the recipe, built for real."""
+    from hrtem_wf.structures import build_structure
+
+    recipe = validate(load_config("config/recipes/other_families.yaml"), SCHEMA)
+    for name, block in recipe["structures"].items():
+        atoms = build_structure(block, 1)
+        assert (atoms.arrays["particle"] == 1).sum() > 50, name

@@ -342,3 +342,66 @@ def test_layered_particles_on_zone_axis():
     assert angle == pytest.approx(info["zone_axis_tilt_deg"], abs=1e-6)
     gold = atoms.positions[atoms.arrays["particle"] == 1]
     assert np.linalg.norm(gold - info["center_A"], axis=1).max() == pytest.approx(info["radius_A"], abs=1e-6)
+
+
+# --- MoS2 flakes, alone or on graphene (Larsen et al. 2023) ------------------------------------
+
+FLAKE = {
+    "count": 2, "family": "flake", "material": "MoS2",
+    "flake": {"lattice_constant_A": 3.19, "thickness_A": 3.19,
+              "radius_A": {"distribution": "uniform", "low": 15.0, "high": 25.0},
+              "vacancy_fraction": 0.05, "hole_fraction": 0.05,
+              "hole_radius_A": {"distribution": "uniform", "low": 3.0, "high": 6.0},
+              "tilt_max_deg": 10.0},
+    "support": {"material": "graphene",
+                "distance_A": {"distribution": "uniform", "low": 3.3, "high": 7.0},
+                "twist_deg": {"distribution": "choice", "values": [0, 15, 30]}},
+    "cell_A": [64.0, 64.0], "edge_margin_A": 5.0, "vacuum_A": 2.0,
+}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_mos2_flake_on_graphene(seed):
+    atoms = build_structure(FLAKE, seed)
+    info = atoms.info
+    flake = atoms[atoms.arrays["particle"] == 1]
+    support = atoms[atoms.arrays["particle"] == 0]
+    assert set(flake.get_chemical_symbols()) == {"Mo", "S"} and set(support.get_chemical_symbols()) == {"C"}
+    # graphene: periodic honeycomb, every atom with 3 neighbours at 1.42 A
+    box = np.array([atoms.cell[0, 0], atoms.cell[1, 1], 1000.0])
+    distance, _ = cKDTree(support.positions % box, boxsize=box).query(support.positions % box, k=4)
+    assert np.allclose(distance[:, 1:], 2.46 / np.sqrt(3), atol=1e-6)
+    # the flake sits distance_A above the sheet, tilted at most 10 degrees, twist from the list
+    gap = flake.positions[:, 2].min() - support.positions[:, 2].max()
+    assert gap == pytest.approx(info["support_distance_A"], abs=1e-9) and 3.3 <= gap <= 7.0
+    assert 0 <= info["tilt_deg"] <= 10 and info["twist_deg"] in (0, 15, 30)
+    # vacancies and holes: about 5 % each of the intact flake
+    assert info["n_vacancies"] == round(0.05 * info["n_flake_atoms_intact"])
+    assert info["n_hole_atoms"] >= 0.05 * info["n_flake_atoms_intact"]
+    assert len(flake) <= info["n_flake_atoms_intact"] - info["n_hole_atoms"]
+    # clear of the cell edges
+    xy = flake.positions[:, :2]
+    assert xy.min() >= 5.0 - 1e-6 and (atoms.cell.array.diagonal()[:2] - xy.max(axis=0)).min() >= 5.0 - 1e-6
+
+
+def test_mos2_flake_alone_and_stoichiometry():
+    block = {**FLAKE, "support": {"material": "none"},
+             "flake": {**FLAKE["flake"], "vacancy_fraction": 0.0, "hole_fraction": 0.0,
+                       "tilt_max_deg": 0.0}}
+    atoms = build_structure(block, 4)
+    assert (atoms.arrays["particle"] == 1).all()
+    symbols = np.array(atoms.get_chemical_symbols())
+    assert (symbols == "S").sum() == pytest.approx(2 * (symbols == "Mo").sum(), rel=0.1)
+    mo = atoms.positions[symbols == "Mo"]
+    assert cKDTree(mo).query(mo, k=2)[0][:, 1].min() == pytest.approx(3.19, abs=1e-6)
+    assert np.ptp(mo[:, 2]) < 1e-6  # untilted: the Mo layer is flat
+    # the flake area matches its radius: 3 atoms per sqrt(3)/2 a^2
+    expected = np.pi * atoms.info["radius_A"] ** 2 / (np.sqrt(3) / 2 * 3.19**2) * 3
+    assert len(atoms) == pytest.approx(expected, rel=0.1)
+
+
+def test_flake_block_errors():
+    with pytest.raises(ValueError, match="2H"):
+        build_structure({**FLAKE, "material": "Graphite"}, 1)
+    with pytest.raises(ValueError, match="distance_A"):
+        build_structure({**FLAKE, "support": {"material": "graphene"}}, 1)

@@ -24,6 +24,10 @@ SUBSTRATE_ELEMENTS = {"amorphous_carbon": "C"}
 
 def structure_elements(block: dict) -> set[str]:
     """Chemical elements of a structures block's scenes (particles and substrate)."""
+    if block.get("family") == "flake":
+        from hrtem_wf.structures.flake import flake_elements
+
+        return flake_elements(block)
     if block.get("lattice") == "cif":
         from hrtem_wf.structures.cif import elements_of
 
@@ -96,6 +100,13 @@ def check_references(config: dict) -> None:
 def _check_ranges(config: dict) -> list[str]:
     problems = []
     for name, block in config["structures"].items():
+        if block.get("family") == "flake":
+            continue  # checked by hrtem_wf.structures.flake when the block is built
+        for key in ("planar_defects", "embedding_fraction", "substrate"):
+            if key not in block:
+                problems.append(f"structures.{name}.{key}: required for particle scenes")
+        if "substrate" not in block:
+            continue
         problems += _check_distribution(f"structures.{name}.substrate.thickness_A",
                                         block["substrate"]["thickness_A"], positive=True)
         if "radius_A" not in block:

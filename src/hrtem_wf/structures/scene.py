@@ -30,6 +30,7 @@ from scipy.spatial import cKDTree
 
 from hrtem_wf.sampling import random_rotation, sample, support
 from hrtem_wf.structures.cif import build_cif_particle, elements_of
+from hrtem_wf.structures.flake import build_flake_scene, check_flake_block
 from hrtem_wf.structures.layered import build_layered_particle, zone_axis_rotation
 from hrtem_wf.structures.particle import (
     DEFECT_KINDS,
@@ -86,6 +87,11 @@ def particle_spec(block: dict) -> dict:
 
 def check_block(block: dict) -> None:
     """Raise ValueError for a structures block that cannot make a valid scene for every seed."""
+    if block.get("family", "particles") == "flake":
+        return check_flake_block(block)
+    for key in ("planar_defects", "embedding_fraction", "substrate"):
+        if key not in block:
+            raise ValueError(f"structures: a particles block needs `{key}`")
     spec = particle_spec(block)
     if spec["lattice"] in ("fcc", "wurtzite") and spec["a_A"] <= 0:
         raise ValueError(f"structures: a {spec['lattice']} block needs lattice_constant_A")
@@ -238,6 +244,8 @@ def build_structure(block: dict, seed: int) -> Atoms:
     Returns ASE Atoms (particle atoms first), with `arrays["particle"]` (int8, 1 = particle,
     0 = substrate) and every sampled parameter in `info` (keys listed in the package docstring,
     `hrtem_wf.structures`)."""
+    if block.get("family", "particles") == "flake":
+        return build_flake_scene(block, seed, STRUCTURE_CODE_VERSION)
     check_block(block)
     spec = particle_spec(block)
     seed = int(seed)
