@@ -4,8 +4,9 @@
                                 [--device cpu|gpu] [--repeats 3]
 
 Draws `draws` images from one structure's exit waves (size x size, `phonons` frozen phonons) with
-every effect on (Table S1 aberrations randomized, incoherent focal spread with `samples`
-defoci, plasmons, Poisson dose, MTF, median filter, 512 x 512 crop) through `draw_images`,
+every effect on (the study recipe's Optimal Au images: Table S1 aberrations randomized,
+incoherent focal spread with `samples` defoci, plasmons, Poisson dose, median filter, 512 x 512
+crop; plus a detector MTF) through `draw_images`,
 the function the workflow's images rule calls. In the same run it times the FFTs any
 implementation needs: one forward FFT per phonon (shared by the draws) and, per image, one
 inverse FFT per (defocus sample, phonon) plus one per phonon for the label, done as the same
@@ -15,34 +16,27 @@ batched FFT calls on arrays of the same shape. Prints both and their ratio.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import time
+from pathlib import Path
 
 import numpy as np
+import yaml
 
 from hrtem_wf.imaging import draw_images
 from hrtem_wf.imaging.backend import fft2, ifft2, to_device
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def block(draws: int, samples: int, device: str, crop: int) -> dict:
-    return {
-        "simulations": "bench", "device": device, "draws_per_structure": draws,
-        "defocus_A": {"distribution": "uniform", "low": -400.0, "high": 400.0},
-        "aberrations": {"preset": "team05_table_s1",
-                        "magnitude_scale": {"distribution": "normal", "mean": 1.0, "sd": 0.25},
-                        "rotation_shift_rad": {"distribution": "normal", "mean": 0.0, "sd": np.pi / 4}},
-        "focal_spread": {"method": "incoherent",
-                         "sigma_A": {"distribution": "uniform", "low": 10.0, "high": 25.0},
-                         "samples": samples, "extent_sigmas": 3.0},
-        "frozen_phonons": "all",
-        "plasmons": {"weight": {"distribution": "uniform", "low": 0.3, "high": 0.85}, "background": 1.0},
-        "dose_e_per_A2": {"distribution": "uniform", "low": 200.0, "high": 700.0},
-        "detector": {"pixel_size_A": 0.2, "mtf": {"c1": 0.1, "c2": 0.5, "c3": 2.5},
-                     "blur_sigma_px": 0.0, "median_filter_px": 3},
-        "crop_px": [crop, crop],
-        "label": {"method": "phase", "threshold": 0.2618, "smoothing_sigma_px": 5.0,
-                  "smoothing_threshold": 0.1},
-    }
+    """The study recipe's Optimal Au images (every effect on), plus an MTF, at this size."""
+    recipe = yaml.safe_load((ROOT / "config/recipes/study.yaml").read_text())
+    spec = copy.deepcopy(recipe["images"]["optimal_au_img"])
+    spec["focal_spread"]["samples"] = samples
+    spec["detector"] = {**spec["detector"], "mtf": {"c1": 0.1, "c2": 0.5, "c3": 2.5}}
+    return {**spec, "device": device, "draws_per_structure": draws, "crop_px": [crop, crop]}
 
 
 def synchronize(device: str) -> None:

@@ -71,15 +71,23 @@ def lens_phase_and_step(ky, kx, wavelength, magnitudes, powers, folds, angles, d
     return phase, step
 
 
+@nb.njit(inline="always")
+def _lens_row(phase, step, scale, y):
+    """Row y of the lens as complex64 (scale x phase), then the row's phase advanced by step."""
+    nx = phase.shape[1]
+    row = np.empty(nx, dtype=np.complex64)
+    for x in range(nx):
+        row[x] = np.complex64(scale * phase[y, x])
+        phase[y, x] = phase[y, x] * step[y, x]
+    return row
+
+
 @nb.njit(parallel=True, cache=True)
 def apply_lens(spectrum, phase, step, scale, out):
     """out[p] = spectrum[p] x complex64(scale x phase); then phase *= step (the next defocus)."""
     n_phonons, ny, nx = spectrum.shape
     for y in nb.prange(ny):
-        row = np.empty(nx, dtype=np.complex64)
-        for x in range(nx):
-            row[x] = np.complex64(scale * phase[y, x])
-            phase[y, x] = phase[y, x] * step[y, x]
+        row = _lens_row(phase, step, scale, y)
         for p in range(n_phonons):
             for x in range(nx):
                 out[p, y, x] = spectrum[p, y, x] * row[x]
@@ -103,10 +111,7 @@ def accumulate_and_apply(waves, weights, acc, spectrum, phase, step, scale):
     waves) for the next defocus sample, in one pass over the buffer (the focal-spread loop)."""
     n_phonons, ny, nx = waves.shape
     for y in nb.prange(ny):
-        row = np.empty(nx, dtype=np.complex64)
-        for x in range(nx):
-            row[x] = np.complex64(scale * phase[y, x])
-            phase[y, x] = phase[y, x] * step[y, x]
+        row = _lens_row(phase, step, scale, y)
         for p in range(n_phonons):
             weight = weights[p]
             for x in range(nx):
