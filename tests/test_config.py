@@ -54,6 +54,8 @@ MALFORMED = [
     ("images.au_small_hrtem.detector.mtf", {"c1": 1.5, "c2": 0.5, "c3": 2.0},
      ["images.au_small_hrtem.detector.mtf"]),
     ("images.au_small_hrtem.label.threshold", {"CdSe": 0.1}, ["images.au_small_hrtem.label.threshold", "Au"]),
+    ("structures.au_small.substrate", KeyError, ["structures.au_small", "substrate"]),
+    ("structures.au_small.family", "flake", ["structures.au_small", "flake", "support"]),
 ]
 
 

@@ -648,3 +648,22 @@ def test_focal_series_with_jitter():
         draw_images(full, particle, SAMPLING_A, ENERGY_EV, block_with(draws_per_structure=5,
                                                                       focal_points=2),
                     np.random.default_rng(0))
+
+
+def test_repeats_of_a_focal_point_share_the_noise_free_image(monkeypatch):
+    """Fixed plasmons: one image formation per focal point; drawn plasmons: one per image."""
+    import hrtem_wf.imaging.draw as draw
+
+    calls = []
+    real = draw.intensity_from_spectrum
+    monkeypatch.setattr(draw, "intensity_from_spectrum",
+                        lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    full, particle = _demo_waves()
+    fixed = block_with(draws_per_structure=6, focal_points=2,
+                       plasmons={"weight": 0.5, "background": 1.0})
+    draw_images(full, particle, SAMPLING_A, ENERGY_EV, fixed, np.random.default_rng(0))
+    assert len(calls) == 2
+    drawn = block_with(draws_per_structure=6, focal_points=2, plasmons=ALL_EFFECTS["plasmons"])
+    calls.clear()
+    draw_images(full, particle, SAMPLING_A, ENERGY_EV, drawn, np.random.default_rng(0))
+    assert len(calls) == 6

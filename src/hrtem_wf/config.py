@@ -102,11 +102,6 @@ def _check_ranges(config: dict) -> list[str]:
     for name, block in config["structures"].items():
         if block.get("family") == "flake":
             continue  # checked by hrtem_wf.structures.flake when the block is built
-        for key in ("planar_defects", "embedding_fraction", "substrate"):
-            if key not in block:
-                problems.append(f"structures.{name}.{key}: required for particle scenes")
-        if "substrate" not in block:
-            continue
         problems += _check_distribution(f"structures.{name}.substrate.thickness_A",
                                         block["substrate"]["thickness_A"], positive=True)
         if "radius_A" not in block:

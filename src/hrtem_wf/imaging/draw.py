@@ -133,6 +133,7 @@ def draw_images(full: np.ndarray, particle: np.ndarray, sampling_A: float | tupl
     images = np.empty((k, *out_shape), dtype=np.float32)
     masks = np.empty((k, *out_shape), dtype=np.uint8)
     records: list[dict[str, Any]] = []
+    noise_free_of = None
     for index in range(k):
         focal_point, repeat = divmod(index, per_focal_point)
         if repeat == 0:
@@ -152,7 +153,10 @@ def draw_images(full: np.ndarray, particle: np.ndarray, sampling_A: float | tupl
             plasmon = (float(sample(block["plasmons"]["weight"], rng)),
                        float(sample(block["plasmons"]["background"], rng)))
         dose = float(sample(block["dose_e_per_A2"], rng, index=repeat))
-        if repeat == 0 or plasmon is not None:
+        # The noise-free image depends on the lens and the plasmon draw only: repeats of a focal
+        # point share it unless their plasmon parameters differ.
+        if (focal_point, plasmon) != noise_free_of:
+            noise_free_of = (focal_point, plasmon)
             noise_free = to_host(intensity_from_spectrum(
                 full_spectrum, sampling_A, energy_eV, defocus, aberrations, sigma,
                 int(focal["samples"]), float(focal["extent_sigmas"]), focal["method"], plasmon))

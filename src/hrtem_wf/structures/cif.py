@@ -30,8 +30,10 @@ def elements_of(path: str) -> list[str]:
     return sorted({chemical_symbols[z] for z in read_cell(path)[2]})
 
 
-def build_cif_particle(path: str, radius_A: float) -> Particle:
-    lattice, fractional, numbers = read_cell(path)
+def crystal_sphere(lattice: np.ndarray, fractional: np.ndarray, numbers: np.ndarray,
+                   radius_A: float) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, atomic numbers) of a crystal (lattice vectors as rows, the cell's fractional
+    coordinates) within radius_A of its first site, which is put at the origin."""
     fractional = fractional - fractional[0]
     # enough cells along each lattice vector: radius / (its height over the other two's plane)
     volume = abs(np.linalg.det(lattice))
@@ -43,5 +45,11 @@ def build_cif_particle(path: str, radius_A: float) -> Particle:
     positions = ((grid + fractional[None]) @ lattice).reshape(-1, 3)
     all_numbers = np.tile(numbers, len(grid))
     keep = np.linalg.norm(positions, axis=1) <= radius_A
-    return Particle(positions_A=positions[keep], numbers=all_numbers[keep], radius_A=radius_A,
+    return positions[keep], all_numbers[keep]
+
+
+def build_cif_particle(path: str, radius_A: float) -> Particle:
+    lattice, fractional, numbers = read_cell(path)
+    positions, numbers = crystal_sphere(lattice, fractional, numbers, radius_A)
+    return Particle(positions_A=positions, numbers=numbers, radius_A=radius_A,
                     lattice_constant_A=float(np.linalg.norm(lattice[0])), occupied_planes=(0, 0))

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from hrtem_wf.sampling import sample
-from hrtem_wf.structures.particle import Particle, rotation_about
+from hrtem_wf.structures.particle import FCC_BASIS, Particle, rotation_about
 
 ZONE_AXES = {"100": np.array([1.0, 0.0, 0.0]), "110": np.array([1.0, 1.0, 0.0]) / np.sqrt(2.0),
              "111": np.ones(3) / np.sqrt(3.0)}
@@ -25,8 +25,7 @@ def _fcc_sites(lattice_constant_A: float, extent_A: float) -> np.ndarray:
     """FCC lattice sites (an atom at the origin) within a cube of half-width extent_A."""
     n = int(np.ceil(extent_A / lattice_constant_A)) + 1
     cells = np.stack(np.meshgrid(*[np.arange(-n, n + 1)] * 3, indexing="ij"), -1).reshape(-1, 1, 3)
-    basis = np.array([[0.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]])
-    sites = ((cells + basis[None]) * lattice_constant_A).reshape(-1, 3)
+    sites = ((cells + FCC_BASIS[None]) * lattice_constant_A).reshape(-1, 3)
     return sites[np.abs(sites).max(axis=1) <= extent_A]
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from ase.data import atomic_numbers
 
+from hrtem_wf.structures.cif import crystal_sphere
 from hrtem_wf.structures.particle import Particle, PlanarDefect, choose_defect_planes, max_defects_that_fit
 
 WURTZITE_DEFECT_KINDS = ("stacking_fault",)
@@ -36,18 +37,10 @@ def wurtzite_sphere(elements: list[str], a_A: float, c_A: float, u: float, radiu
                     ) -> tuple[np.ndarray, np.ndarray]:
     """(positions, atomic numbers) of the wurtzite crystal within radius_A of the origin (a
     cation site)."""
-    lattice = wurtzite_lattice(a_A, c_A)
     cation, anion = (atomic_numbers[e] for e in elements)
     basis = np.array([[1 / 3, 2 / 3, 0.0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, u], [2 / 3, 1 / 3, 0.5 + u]])
-    basis = basis - basis[0]  # a cation at the origin
-    n_ab = int(np.ceil(radius_A / (a_A * np.sqrt(3.0) / 2))) + 2
-    n_c = int(np.ceil(radius_A / c_A)) + 2
-    grid = np.stack(np.meshgrid(np.arange(-n_ab, n_ab + 1), np.arange(-n_ab, n_ab + 1),
-                                np.arange(-n_c, n_c + 1), indexing="ij"), axis=-1).reshape(-1, 1, 3)
-    positions = ((grid + basis[None]) @ lattice).reshape(-1, 3)
-    numbers = np.tile([cation, cation, anion, anion], len(grid))
-    keep = np.linalg.norm(positions, axis=1) <= radius_A
-    return positions[keep], numbers[keep]
+    return crystal_sphere(wurtzite_lattice(a_A, c_A), basis,
+                          np.array([cation, cation, anion, anion]), radius_A)
 
 
 def _site_index(fractional_xy: np.ndarray) -> int:
