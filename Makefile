@@ -7,7 +7,7 @@ SNAKEMAKE = $(VENV)/bin/snakemake --profile profiles/local --cores $(CORES)
 # Rules shell out to the `hrtem-wf` command installed in the venv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install demo test lint dry-run clean plan bench-dag slurm-up slurm-down
+.PHONY: install demo test lint dry-run clean plan bench-dag recipes-smoke slurm-up slurm-down
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ plan: install
 
 bench-dag: install
 	$(VENV)/bin/python benchmarks/dag.py
+
+# Every recipe end to end at smoke size (README: "The study's datasets, by name").
+recipes-smoke: install
+	$(SNAKEMAKE) --configfile config/recipes/study.yaml --replace-workflow-config \
+	  --config device=cpu smoke=True --directory results/smoke/study
+	$(SNAKEMAKE) --configfile config/recipes/other_families.yaml --replace-workflow-config \
+	  --config device=cpu smoke=True --directory results/smoke/other_families
 
 # A single-node SLURM on this machine for tests/test_slurm.py (root; installs slurm-wlm + munge).
 slurm-up:

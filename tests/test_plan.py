@@ -221,12 +221,12 @@ def test_default_config_plan(default_flow):
         ("simulations", "au_small_fp", "simulate"): (24, 24, 24, 0, 0, 24, 0),
         ("images", "au_small_hrtem", "images"): (24, 24, 24, 0, 0, 24, 0),
         ("datasets", "au_small_demo", "dataset"): (1, 1, 1, 0, 0, 1, 0),
-        ("models", "unet_demo", "train"): (1, 1, 1, 0, 0, 1, 0),
-        ("models", "unet_demo", "evaluate"): (1, 1, 1, 0, 0, 1, 0),
+        ("models", "unet_demo", "train"): (2, 2, 2, 0, 0, 2, 0),
+        ("models", "unet_demo", "evaluate"): (2, 2, 2, 0, 0, 2, 0),
         ("report", "-", "report"): (1, 1, 1, 0, 0, 1, 0),
         ("report", "-", "all"): (1, 1, 0, 0, 0, 1, 0),
     }
-    assert total(rows)["would_run"] == 77
+    assert total(rows)["would_run"] == 79
 
 
 def test_cli_prints_table_and_draws_rulegraph(default_flow, tmp_path, capsys):
@@ -234,7 +234,7 @@ def test_cli_prints_table_and_draws_rulegraph(default_flow, tmp_path, capsys):
     assert cli.main(["plan", "--directory", str(default_flow.path), "--rulegraph", str(png)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:3] == ["stage", "block", "rule"]
-    assert any(line.split()[:2] == ["total", "77"] for line in out.splitlines())
+    assert any(line.split()[:2] == ["total", "79"] for line in out.splitlines())
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
@@ -255,3 +255,17 @@ def test_snakemake_failure_is_reported(default_flow, tmp_path):
     bad.write_text(yaml.safe_dump({"structures": {"au_small": {"count": "many"}}}))
     with pytest.raises(PlanError, match="structures.au_small.count"):
         plan(default_flow.path, configfile=bad)
+
+
+def test_benchmark_scores_are_planned_per_model_seed():
+    from conftest import load_config
+
+    from hrtem_wf.plan import targets
+
+    config = load_config("config/config.yaml")
+    config["models"]["second"] = {**config["models"]["unet_demo"], "seeds": [4, 5, 6]}
+    config["benchmarks"] = {"all_models": {"format": "hdf5", "path": "a.h5"},
+                            "one_model": {"format": "hdf5", "path": "b.h5", "models": ["second"]}}
+    rows = {(r["stage"], r["block"], r["rule"]): r["targets"] for r in targets(config)}
+    assert rows[("benchmarks", "all_models", "score")] == 2 + 3
+    assert rows[("benchmarks", "one_model", "score")] == 3

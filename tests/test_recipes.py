@@ -8,7 +8,7 @@ import copy
 import pytest
 from conftest import SCHEMA, job_counts, load_config
 
-from hrtem_wf.config import scaled_count, validate
+from hrtem_wf.config import ConfigError, check_references, scaled_count, validate
 
 RECIPE = "config/recipes/study.yaml"
 
@@ -94,16 +94,45 @@ def test_study_recipe_dry_run_job_set(recipe, workflow_copy):
 
 
 @pytest.mark.workflow
-def test_scale_and_device_overrides(recipe, workflow_copy):
-    flow = workflow_copy(copy.deepcopy(recipe))
-    result = flow.snakemake("-n", "--quiet", "rules", "--config", "scale=0.01", "device=cpu")
-    counts = job_counts(result.stdout)
-    expected = sum(max(1, round(b["count"] * 0.01)) for b in recipe["structures"].values())
-    assert counts["structure"] == expected == 61
+def test_scale_device_and_smoke_overrides(recipe, workflow_copy):
+    """`scale` keeps the first structures of every block; `smoke` (the documented small run of
+    every recipe) at most 3 per block and one seed per model, on the CPU with `device`."""
     scaled = validate({**copy.deepcopy(recipe), "scale": 0.01, "device": "cpu"}, SCHEMA)
+    per_block = {name: scaled_count(scaled, name) for name in recipe["structures"]}
+    assert per_block == {"baseline_au": 5, "varying_substrate_au": 10, "small_au_1nm": 3,
+                         "small_au_2p5nm": 3, "optimal_au": 20, "optimal_cdse": 20}
     assert all(b["device"] == "cpu" for section in ("simulations", "images", "models")
                for b in scaled[section].values())
-    assert scaled_count(scaled, "baseline_au") == 5
+    flow = workflow_copy(copy.deepcopy(recipe))
+    result = flow.snakemake("-n", "--quiet", "rules", "--config", "device=cpu", "smoke=True")
+    counts = job_counts(result.stdout)
+    assert counts["structure"] == 3 * len(recipe["structures"]) == 18
+    assert counts["simulate"] == 3 * len(recipe["simulations"]) == 21
+    assert counts["images"] == 3 * len(recipe["images"]) == 33
+    assert counts["dataset"] == 11 and counts["train"] == counts["evaluate"] == 11
+
+
+def test_smoke_shrinks_cost_not_structures(recipe):
+    smoked = validate({**load_config(RECIPE), "smoke": True}, SCHEMA)
+    assert smoked["structures"] == recipe["structures"]
+    for name, block in smoked["simulations"].items():
+        full = recipe["simulations"][name]
+        assert block["frozen_phonons"] == min(full["frozen_phonons"], 2)
+        assert block["potential_sampling_A"] == 0.2 == block["exit_wave_sampling_A"]
+        assert {k: v for k, v in block.items() if k not in ("frozen_phonons", "potential_sampling_A")} \
+            == {k: v for k, v in full.items() if k not in ("frozen_phonons", "potential_sampling_A")}
+    for name, block in smoked["images"].items():
+        full = recipe["images"][name]
+        assert block["focal_spread"]["samples"] == min(full["focal_spread"]["samples"], 5)
+        assert block["crop_px"] == [256, 256]
+        for key in ("defocus_A", "dose_e_per_A2", "aberrations", "plasmons", "label",
+                    "draws_per_structure"):
+            assert block[key] == full[key]
+    for block in smoked["models"].values():
+        assert block["seeds"] == [0] and block["epochs"] == 2
+    check_references(smoked)  # crops still fit every network
+    with pytest.raises(ConfigError, match="smoke"):
+        validate({**load_config(RECIPE), "smoke": "yes"}, SCHEMA)
 
 
 @pytest.mark.workflow

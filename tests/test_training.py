@@ -207,3 +207,61 @@ def test_recalibrated_batchnorm_holds_the_exact_statistics():
     # Equal-size batches: the average of batch means is the mean over all images.
     torch.testing.assert_close(norm.running_mean, features.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-5)
     assert norm.momentum == 0.1  # restored for training
+
+
+@pytest.mark.parametrize("architecture", ["UnetPlusPlus", "MAnet", "DeepLabV3Plus", "Linknet"])
+def test_other_smp_architectures_from_the_block(architecture):
+    from hrtem_wf.training.model import takes_decoder_channels
+
+    block = {**TINY_BLOCK, "architecture": architecture}
+    if not takes_decoder_channels(architecture):
+        del block["decoder_channels"]
+    model = build_model(block).eval()
+    assert type(model).__name__ == architecture
+    with torch.no_grad():
+        assert model(torch.rand(1, 1, 64, 64)).shape == (1, 2, 64, 64)
+
+
+def test_model_spec_errors_name_the_problem():
+    with pytest.raises(ValueError, match="not an smp architecture"):
+        build_model({**TINY_BLOCK, "architecture": "Resnet"})
+    with pytest.raises(ValueError, match="no per-stage decoder_channels"):
+        build_model({**TINY_BLOCK, "architecture": "FPN", "options": {"upsampling": 1}})
+    without = {k: v for k, v in TINY_BLOCK.items() if k != "decoder_channels"}
+    with pytest.raises(ValueError, match="upsampling"):
+        build_model({**without, "architecture": "FPN"})  # smp's x4 upsampling at depth 3
+    assert build_model({**without, "architecture": "FPN", "options": {"upsampling": 1}})
+
+
+def test_config_knows_which_architectures_take_per_stage_decoder_widths():
+    from hrtem_wf.config import PER_STAGE_DECODER_ARCHITECTURES
+    from hrtem_wf.training.model import architectures, takes_decoder_channels
+
+    assert set(PER_STAGE_DECODER_ARCHITECTURES) == {a for a in architectures() if takes_decoder_channels(a)}
+    schema = yaml.safe_load((CONFIG.parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    assert set(schema["properties"]["models"]["additionalProperties"]["properties"]["architecture"]["enum"]) \
+        == set(architectures())
+
+
+def test_loss_weights_reweight_the_two_terms():
+    torch.manual_seed(0)
+    logits, mask = torch.randn(2, 2, 8, 8), (torch.rand(2, 8, 8) > 0.5).long()
+    cross_entropy = segmentation_loss(logits, mask, {"cross_entropy": 1.0, "soft_f1": 0.0})
+    f1_term = segmentation_loss(logits, mask, {"cross_entropy": 0.0, "soft_f1": 1.0})
+    assert cross_entropy == pytest.approx(float(torch.nn.functional.cross_entropy(logits, mask)))
+    assert segmentation_loss(logits, mask) == pytest.approx(float(cross_entropy + f1_term))
+    assert segmentation_loss(logits, mask, {"cross_entropy": 2.0, "soft_f1": 0.5}) == pytest.approx(
+        float(2 * cross_entropy + 0.5 * f1_term))
+
+
+@pytest.mark.parametrize("checkpoint, pick", [("best_val_f1", "idxmax"), ("last", None)])
+def test_checkpoint_choice_keeps_that_epoch(checkpoint, pick, dataset, tmp_path):
+    block = {**TINY_BLOCK, "epochs": 3, "checkpoint": checkpoint}
+    summary = train_model(block, *dataset, seed=0, out_dir=str(tmp_path / "m"), log=lambda line: None)
+    history = pd.read_csv(tmp_path / "m" / "history.csv")
+    expected = 3 if pick is None else int(history["epoch"][history["val_f1"].idxmax()])
+    assert summary["best_epoch"] == expected and summary["checkpoint"] == checkpoint
+    validation = torch.utils.data.DataLoader(
+        SegmentationDataset(read_split(*dataset, "validation")), batch_size=4)
+    _, val_f1 = evaluate_loss(load_model(tmp_path / "m"), validation, torch.device("cpu"))
+    assert val_f1 == pytest.approx(history["val_f1"][expected - 1], abs=1e-9)

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.workflow
 def test_default_config_job_counts(default_config, workflow_copy):
     result = workflow_copy(default_config).snakemake("--dry-run")
     assert job_counts(result.stdout) == {
-        "structure": 24, "simulate": 24, "images": 24, "dataset": 1, "train": 1,
-        "evaluate": 1, "report": 1, "all": 1, "total": 77,
+        "structure": 24, "simulate": 24, "images": 24, "dataset": 1, "train": 2,
+        "evaluate": 2, "report": 1, "all": 1, "total": 79,
     }
 
 

@@ -106,12 +106,79 @@ def _evaluate(args) -> None:
     log.info("evaluation: %s", json.dumps(metrics, default=str))
 
 
+def _score(args) -> None:
+    from hrtem_wf.evaluation.benchmarks import score_benchmark
+    from hrtem_wf.io import write_json
+
+    start = time.perf_counter()
+    result = score_benchmark(args.model_dir, args.benchmark, args.spec)
+    write_json(args.output, result)
+    log.info("benchmark %s, %s seed %s: F1 %.4f over %d images (%.1f s)", args.benchmark,
+             result["model"], result["seed"], result["f1"], result["n_images"],
+             time.perf_counter() - start)
+
+
 def _report(args) -> None:
     from hrtem_wf.evaluation import write_report
 
     write_report(args.evaluations, args.model_dirs, args.dataset_zarr, args.dataset_parquet,
-                 args.out_dir)
+                 args.out_dir, score_jsons=args.scores, dataset_parquets=args.dataset_parquets,
+                 benchmarks=args.benchmarks_spec)
     log.info("report written to %s", args.out_dir)
+
+
+def _predict(args) -> None:
+    """Particle probability maps and masks of experimental micrographs, one pair per file."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from hrtem_wf.inference import (pixel_size_mismatch, predict_micrograph,
+                                    training_pixel_size)
+    from hrtem_wf.micrographs import (MICROGRAPH_EXTENSIONS, read_micrograph, write_mask_png,
+                                      write_probability_tiff)
+    from hrtem_wf.training.model import load_model, resolve_device
+
+    if not 0.0 <= args.threshold <= 1.0:
+        raise SystemExit(f"hrtem-wf predict: --threshold must be in [0, 1], not {args.threshold}")
+    paths = [Path(path) for path in args.micrographs]
+    for path in paths:  # before loading the model: fail early
+        if path.suffix.lower() not in MICROGRAPH_EXTENSIONS:
+            raise SystemExit(f"hrtem-wf predict: {path}: unsupported format {path.suffix!r}; "
+                             f"known: {' '.join(MICROGRAPH_EXTENSIONS)}")
+        if not path.is_file():
+            raise SystemExit(f"hrtem-wf predict: {path}: no such file")
+    stems = [path.stem for path in paths]
+    duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if duplicates:
+        raise SystemExit(f"hrtem-wf predict: several micrographs share the name {duplicates}; "
+                         f"their outputs would overwrite each other")
+    model_dir = Path(args.model_dir)
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    trained_pixel_size = training_pixel_size(metadata)
+    device = resolve_device(args.device)
+    model = load_model(model_dir, device=device)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    for path in tqdm(paths, desc="micrographs", unit="file", disable=len(paths) < 2):
+        image, pixel_size = read_micrograph(path)
+        mismatch = pixel_size_mismatch(pixel_size, trained_pixel_size)
+        if mismatch:
+            log.warning("%s: %s", path, mismatch)
+        probability = predict_micrograph(
+            model, image, median_px=args.median_px, tile_px=args.tile_px,
+            overlap_px=args.overlap_px, batch_size=args.batch_size, device=device,
+            progress=True, progress_desc=path.name)
+        mask = probability > args.threshold
+        probability_path = out_dir / f"{path.stem}_probability.tif"
+        mask_path = out_dir / f"{path.stem}_mask.png"
+        write_probability_tiff(probability_path, probability, pixel_size)
+        write_mask_png(mask_path, mask)
+        log.info("predict %s: %d x %d px, pixel size %s, particle fraction %.4f -> %s, %s",
+                 path, image.shape[0], image.shape[1],
+                 "unknown" if pixel_size is None else f"{pixel_size:.4g} A",
+                 float(mask.mean()), probability_path.name, mask_path.name)
 
 
 def _plan(args) -> None:
@@ -182,13 +249,42 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True)
     p.set_defaults(func=_evaluate)
 
+    p = sub.add_parser("score", help="F1 of one model on an experimental benchmark (JSON)")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--benchmark", required=True, help="the benchmark's name")
+    p.add_argument("--spec", type=json.loads, required=True, help="the benchmarks block as JSON")
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=_score)
+
     p = sub.add_parser("report", help="summary table and figures for all models")
     p.add_argument("--evaluations", nargs="+", required=True)
+    p.add_argument("--scores", nargs="*", default=[], help="benchmark score JSONs")
     p.add_argument("--model-dirs", nargs="+", required=True)
     p.add_argument("--dataset-zarr", required=True)
     p.add_argument("--dataset-parquet", required=True)
+    p.add_argument("--dataset-parquets", nargs="*", default=[],
+                   help="every training dataset's table (data distributions)")
+    p.add_argument("--benchmarks-spec", type=json.loads, default={},
+                   help="the config's benchmarks section as JSON (example predictions)")
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("predict", help="particle probability and mask of experimental micrographs")
+    p.add_argument("model_dir", metavar="MODEL_DIR",
+                   help="a trained model: metadata.json and weights.pt")
+    p.add_argument("micrographs", nargs="+", metavar="MICROGRAPH",
+                   help=".dm3 .dm4 .ser .emd .tif .tiff .npy .png")
+    p.add_argument("--out", required=True, help="writes <stem>_probability.tif, <stem>_mask.png here")
+    p.add_argument("--tile-px", type=int, default=512, help="tile size (default: 512)")
+    p.add_argument("--overlap-px", type=int, default=256,
+                   help="overlap of neighbouring tiles (default: 256)")
+    p.add_argument("--median-px", type=int, default=3,
+                   help="median filter before scaling to [0, 1]; 0 for none (default: 3)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="mask = probability > threshold (default: 0.5)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: 4)")
+    p.set_defaults(func=_predict)
 
     p = sub.add_parser("plan", help="what a run would do: jobs per stage and block, and why")
     p.add_argument("--directory", default=".", help="the workflow directory (default: .)")

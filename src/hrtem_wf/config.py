@@ -20,6 +20,9 @@ PARENT_KEY = {"simulations": "structures", "images": "simulations", "datasets": 
 PARENT_SECTION = {"simulations": "structures", "images": "simulations", "datasets": "images",
                   "models": "datasets"}
 SUBSTRATE_ELEMENTS = {"amorphous_carbon": "C"}
+#: smp architectures whose decoder takes one width per encoder stage (hrtem_wf.training.model
+#: .takes_decoder_channels; named here so validation does not import torch).
+PER_STAGE_DECODER_ARCHITECTURES = ("MAnet", "Unet", "UnetPlusPlus")
 
 
 def structure_elements(block: dict) -> set[str]:
@@ -58,6 +61,8 @@ def validate(config: dict, schema_path: str | Path) -> dict:
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     check_references(config)
     apply_device_override(config)
+    if config.get("smoke"):
+        apply_smoke(config)
     return config
 
 
@@ -69,6 +74,43 @@ def apply_device_override(config: dict) -> dict:
         for section in ("simulations", "images", "models"):
             for block in config[section].values():
                 block["device"] = device
+    return config
+
+
+# `smoke: true`: the cheapest run that still executes every job of a config through the real
+# code (same structures, multislice, image effects, training and report), for trying a GPU-days
+# recipe on a laptop before submitting it. Each entry caps a key of every block of its section.
+SMOKE_CAPS = {
+    "simulations": {"frozen_phonons": 2},
+    "images": {"focal_spread.samples": 5, "crop_px": 256},
+    "models": {"epochs": 2},
+}
+SMOKE_STRUCTURES = 3  # per structures block: one each for training, validation and test
+SMOKE_MIN_POTENTIAL_SAMPLING_A = 0.2  # coarser potentials: 4x fewer grid points than the study's 0.1
+
+
+def apply_smoke(config: dict) -> dict:
+    """Shrink every block to smoke size in place: phonons <= 2, potential sampling >= 0.2 A (never
+    finer than the block's exit waves need), focal-spread samples <= 5, crops <= 256 px, the first
+    model seed only, 2 epochs; and (`scaled_count`) at most 3 structures per structures block."""
+    for section, caps in SMOKE_CAPS.items():
+        for block in config[section].values():
+            for dotted, cap in caps.items():
+                *path, key = dotted.split(".")
+                owner = block
+                for part in path:
+                    owner = owner[part]
+                value = owner[key]
+                if isinstance(value, list):
+                    owner[key] = [min(v, cap) for v in value]
+                elif isinstance(value, int | float):
+                    owner[key] = min(value, cap)
+    for block in config["simulations"].values():
+        block["potential_sampling_A"] = max(block["potential_sampling_A"],
+                                            min(SMOKE_MIN_POTENTIAL_SAMPLING_A,
+                                                block["exit_wave_sampling_A"]))
+    for block in config["models"].values():
+        block["seeds"] = block["seeds"][:1]
     return config
 
 
@@ -152,11 +194,24 @@ def _check_ranges(config: dict) -> list[str]:
                  if i in config["images"]}
         if len(crops) > 1:
             problems.append(f"datasets.{name}.images: image blocks have different crop_px {sorted(crops)}")
+    for name, block in (config.get("benchmarks") or {}).items():
+        for model in block.get("models", []):
+            if model not in config["models"]:
+                problems.append(f"benchmarks.{name}.models: {model!r} is not a block of 'models' "
+                                f"(have: {sorted(config['models'])})")
     for name, block in config["models"].items():
         depth = block["encoder_depth"]
-        if len(block["decoder_channels"]) != depth:
-            problems.append(f"models.{name}.decoder_channels: needs {depth} entries "
-                            f"(one per encoder_depth), has {len(block['decoder_channels'])}")
+        architecture = block.get("architecture", "Unet")
+        if architecture in PER_STAGE_DECODER_ARCHITECTURES:
+            if "decoder_channels" not in block:
+                problems.append(f"models.{name}.decoder_channels: {architecture} needs one width "
+                                f"per encoder stage ({depth})")
+            elif len(block["decoder_channels"]) != depth:
+                problems.append(f"models.{name}.decoder_channels: needs {depth} entries "
+                                f"(one per encoder_depth), has {len(block['decoder_channels'])}")
+        elif "decoder_channels" in block:
+            problems.append(f"models.{name}.decoder_channels: {architecture} has no per-stage "
+                            f"decoder widths (set its decoder through `options`)")
         dataset = config["datasets"].get(block["dataset"], {"images": []})
         for image_block in dataset["images"]:
             crop = config["images"].get(image_block, {}).get("crop_px") or []
@@ -203,7 +258,9 @@ def structure_ids(config: dict, structures_block: str) -> list[str]:
 
 
 def scaled_count(config: dict, structures_block: str) -> int:
-    """The block's `count` times the config's `scale` (default 1), at least 1: a recipe at 1 %
-    of its size keeps its first structures, identical to the full run's (seeds are per item)."""
+    """The block's `count` times the config's `scale` (default 1), at least 1, and at most
+    SMOKE_STRUCTURES with `smoke`: a smaller run keeps the full run's first structures, identical
+    to them (seeds are per item)."""
     count = config["structures"][structures_block]["count"]
-    return max(1, int(round(count * float(config.get("scale", 1.0)))))
+    count = max(1, int(round(count * float(config.get("scale", 1.0)))))
+    return min(count, SMOKE_STRUCTURES) if config.get("smoke") else count

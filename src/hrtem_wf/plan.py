@@ -41,10 +41,11 @@ RULE_STAGE = {
     "dataset": ("datasets", "dataset"),
     "train": ("models", "model"),
     "evaluate": ("models", "model"),
+    "score": ("benchmarks", "benchmark"),
     "report": ("report", None),
     "all": ("report", None),
 }
-STAGES = ["structures", "simulations", "images", "datasets", "models", "report"]
+STAGES = ["structures", "simulations", "images", "datasets", "models", "benchmarks", "report"]
 NO_BLOCK = "-"
 
 CATEGORIES = ["missing", "params", "code", "upstream", "other"]
@@ -212,6 +213,10 @@ def targets(config: dict) -> list[dict]:
     for name, block in config.get("models", {}).items():
         add("models", name, "train", len(block["seeds"]))
         add("models", name, "evaluate", len(block["seeds"]))
+    models = config.get("models", {})
+    for name, block in (config.get("benchmarks") or {}).items():
+        add("benchmarks", name, "score",
+            sum(len(models[m]["seeds"]) for m in block.get("models", models) if m in models))
     add("report", NO_BLOCK, "report", 1)
     add("report", NO_BLOCK, "all", 1)
     return rows

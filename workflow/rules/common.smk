@@ -7,11 +7,13 @@ from hrtem_wf.codeversion import code_version
 from hrtem_wf.config import structure_ids, structures_of
 
 RESULTS = "results"
+BENCHMARKS = config.get("benchmarks") or {}
 REPORT = [
     f"{RESULTS}/report/summary.md",
     f"{RESULTS}/report/training_curves.png",
     f"{RESULTS}/report/examples.png",
-]
+    f"{RESULTS}/report/data_distributions.png",
+] + ([f"{RESULTS}/report/benchmark_examples.png"] if BENCHMARKS else [])
 
 
 wildcard_constraints:
@@ -20,6 +22,7 @@ wildcard_constraints:
     images=r"[A-Za-z][A-Za-z0-9_-]*",
     dataset=r"[A-Za-z][A-Za-z0-9_-]*",
     model=r"[A-Za-z][A-Za-z0-9_-]*",
+    benchmark=r"[A-Za-z][A-Za-z0-9_-]*",
     item=r"\d{5}",
     seed=r"\d+",
 
@@ -40,6 +43,24 @@ def image_stores(dataset):
 
 def model_runs():
     return [(m, s) for m, block in config["models"].items() for s in block["seeds"]]
+
+
+def benchmark_runs():
+    """(benchmark, model, seed) of every score: each benchmark against its models' seeds."""
+    return [(b, m, s) for b, block in BENCHMARKS.items() for m, s in model_runs()
+            if m in block.get("models", config["models"])]
+
+
+def benchmark_files(wc):
+    """The benchmark's files (hdf5) or folders (pairs) as named in the config."""
+    block = BENCHMARKS[wc.benchmark]
+    return [block["path"]] if block["format"] == "hdf5" else [block["micrographs"], block["masks"]]
+
+
+def dataset_parquets():
+    """The parquet of every dataset a model trains on, in model order."""
+    names = dict.fromkeys(config["models"][m]["dataset"] for m, _ in model_runs())
+    return [f"{RESULTS}/datasets/{name}.parquet" for name in names]
 
 
 def dataset_of(wc):

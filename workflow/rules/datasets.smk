@@ -4,9 +4,11 @@ rule dataset:
     output:
         zarr=directory(f"{RESULTS}/datasets/{{dataset}}.zarr"),
         parquet=f"{RESULTS}/datasets/{{dataset}}.parquet",
+        selection=f"{RESULTS}/datasets/{{dataset}}.selection.json",
     params:
         spec=lambda wc: block_spec("datasets", wc.dataset),
         seed=config["seed"],
+        scale=config.get("scale", 1.0),  # scales the counts of the block's `select`
         code=code_version("datasets"),  # library code version: reruns the stage when its code changes
     resources:
         constraint="cpu",

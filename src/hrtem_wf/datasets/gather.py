@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hrtem_wf.io import atomic_path, read_group, versions, write_arrays
+from hrtem_wf.io import atomic_path, read_group, versions, write_arrays, write_json
 from hrtem_wf.sampling import derive_seed
+
+from .curate import curate, scaled_select, selection_report
 
 SPLITS = ("train", "validation", "test")
 
@@ -47,7 +49,10 @@ def _flatten(prefix: str, values: dict) -> dict:
 
 
 def build_dataset(block: dict, name: str, image_stores: list[str], seed: int,
-                  zarr_path: str, parquet_path: str) -> pd.DataFrame:
+                  zarr_path: str, parquet_path: str, selection_path: str | None = None,
+                  scale: float = 1.0) -> pd.DataFrame:
+    """Gather the stores' images, keep those the block's `select` picks (all without one), split
+    them by structure and write the Zarr, the Parquet table and the selection report (JSON)."""
     images, masks, rows = [], [], []
     for store_path in image_stores:
         group = read_group(store_path)
@@ -68,21 +73,27 @@ def build_dataset(block: dict, name: str, image_stores: list[str], seed: int,
         simulation = _flatten("simulation.", attrs["simulation"]["config"])
         for record in attrs["records"]:
             rows.append({**upstream, **structure, **simulation, **_flatten("image.", record)})
-    table = pd.DataFrame(rows)
+    shapes = {a.shape[1:] for a in images}
+    if len(shapes) > 1:
+        raise ValueError(f"dataset {name}: image stores have different image shapes {shapes}")
+
+    select = scaled_select(block.get("select"), scale)
+    table, counts = curate(pd.DataFrame(rows), select, seed, name)
+    source_rows = table.index.to_numpy()
+    table = table.reset_index(drop=True)
     splits = assign_splits(list(table["structure_id"]), block["split"], seed, name)
     table.insert(0, "row", np.arange(len(table)))
     table.insert(1, "split", table["structure_id"].map(splits))
     table.insert(2, "dataset", name)
 
-    shapes = {a.shape[1:] for a in images}
-    if len(shapes) > 1:
-        raise ValueError(f"dataset {name}: image stores have different image shapes {shapes}")
-    write_arrays(zarr_path, {"images": np.concatenate(images).astype(np.float32),
-                             "masks": np.concatenate(masks).astype(np.uint8)},
+    write_arrays(zarr_path, {"images": np.concatenate(images)[source_rows].astype(np.float32),
+                             "masks": np.concatenate(masks)[source_rows].astype(np.uint8)},
                  {"dataset": name, "config": block, "n_images": len(table),
                   "split_counts": table["split"].value_counts().to_dict(), "versions": versions()})
     with atomic_path(parquet_path) as tmp:
         table.to_parquet(tmp, index=False)
+    if selection_path is not None:
+        write_json(selection_path, selection_report(select, counts, table))
     return table
 
 

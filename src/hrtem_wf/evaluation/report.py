@@ -1,4 +1,7 @@
-"""The report of a set of trained models: a markdown summary, training curves and example predictions."""
+"""The report of a set of trained models: the Table 1-style summary (condition x benchmark, median
+and range over seeds, V90 / V95), training curves per condition, example predictions on the
+simulated test split and on each experimental benchmark, and the data distributions of each
+dataset."""
 
 from __future__ import annotations
 
@@ -13,11 +16,16 @@ from matplotlib.ticker import MaxNLocator
 
 from ..training.data import normalize_min_max, read_split
 from ..training.model import load_model
+from ..datasets.curate import DISTRIBUTION_COLUMNS
+from .ensembles import V_LEVELS, epochs_summary, format_epochs, format_summary, seed_summary
 from .evaluate import predict_particle_probability
 from .metrics import segmentation_metrics
 
 METRIC_COLUMNS = (("f1", "F1"), ("soft_f1", "soft F1"), ("precision", "precision"), ("recall", "recall"), ("iou", "IoU"))
 N_EXAMPLES = 4
+N_BENCHMARK_EXAMPLES = 2
+HISTOGRAM_COLUMNS = ("image.dose_e_per_A2", "image.defocus_A", "structure.substrate_thickness_A",
+                     "structure.radius_A")
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -74,21 +82,98 @@ def _summary_markdown(evaluations: list[dict], metadatas: list[dict]) -> str:
     )
 
 
-def _plot_training_curves(histories: list[pd.DataFrame], labels: list[str], path: Path) -> None:
-    figure = Figure(figsize=(11, 4), layout="constrained")
-    loss_axes, f1_axes = figure.subplots(1, 2)
-    colors = [f"C{i % 10}" for i in range(len(histories))]
-    for history, label, color in zip(histories, labels, colors):
-        loss_axes.plot(history["epoch"], history["train_loss"], color=color, label=f"{label} train")
-        loss_axes.plot(history["epoch"], history["val_loss"], color=color, linestyle="--", label=f"{label} validation")
-        f1_axes.plot(history["epoch"], history["val_f1"], color=color, marker="o", markersize=3, label=label)
-    loss_axes.set(xlabel="epoch", ylabel="loss (CE + 1 - soft F1)", title="training (solid) / validation (dashed) loss")
-    f1_axes.set(xlabel="epoch", ylabel="validation F1", title="validation F1", ylim=(0, 1))
-    for axes in (loss_axes, f1_axes):
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    loss_axes.legend(fontsize="small")
-    f1_axes.legend(fontsize="small")
-    figure.savefig(path, dpi=120)
+def condition_table(evaluations: list[dict], scores: list[dict],
+                    histories: dict[tuple[str, int], pd.DataFrame]) -> tuple[list[str], list[list[str]]]:
+    """Table 1 of the study, per condition (models block): F1 median [min-max] (seeds) on its own
+    simulated test split and on each benchmark, and the median epochs to validation F1 0.90 / 0.95."""
+    benchmarks = sorted({s["benchmark"] for s in scores})
+    header = ["condition", "training data", "simulated test F1", *(f"{b} F1" for b in benchmarks),
+              *(f"V{round(level * 100)}" for level in V_LEVELS)]
+    rows = []
+    for model in dict.fromkeys(e["model"] for e in evaluations):
+        own = [e for e in evaluations if e["model"] == model]
+        row = [str(model), str(own[0].get("training_dataset") or own[0]["dataset"]),
+               format_summary(seed_summary([e["f1"] for e in own]))]
+        for benchmark in benchmarks:
+            row.append(format_summary(seed_summary(
+                [s["f1"] for s in scores if s["model"] == model and s["benchmark"] == benchmark])))
+        seed_histories = [histories[(model, e["seed"])] for e in own if (model, e["seed"]) in histories]
+        row += [format_epochs(epochs_summary(seed_histories, level)) for level in V_LEVELS]
+        rows.append(row)
+    return header, rows
+
+
+def _plot_training_curves(histories: dict[tuple[str, int], pd.DataFrame], path: Path) -> None:
+    """One column per condition: loss (train solid, validation dashed) and validation F1 of
+    every seed, with the V90 / V95 levels."""
+    models = list(dict.fromkeys(model for model, _ in histories))
+    figure = Figure(figsize=(max(5.0, 4.5 * len(models)), 7), layout="constrained")
+    axes = np.array(figure.subplots(2, len(models), squeeze=False))
+    for column, model in enumerate(models):
+        loss_axes, f1_axes = axes[0, column], axes[1, column]
+        for index, ((name, seed), history) in enumerate(h for h in histories.items() if h[0][0] == model):
+            color = f"C{index % 10}"
+            loss_axes.plot(history["epoch"], history["train_loss"], color=color, label=f"seed {seed}")
+            loss_axes.plot(history["epoch"], history["val_loss"], color=color, linestyle="--")
+            f1_axes.plot(history["epoch"], history["val_f1"], color=color, marker="o", markersize=3,
+                         label=f"seed {seed}")
+        for level in V_LEVELS:
+            f1_axes.axhline(level, color="0.6", linewidth=0.8, linestyle=":")
+        loss_axes.set(title=f"{model}: loss (train solid, validation dashed)", xlabel="epoch",
+                      ylabel="CE + 1 - soft F1")
+        f1_axes.set(title=f"{model}: validation F1", xlabel="epoch", ylabel="F1", ylim=(0, 1))
+        for ax in (loss_axes, f1_axes):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.title.set_fontsize("small")
+        f1_axes.legend(fontsize="x-small")
+    figure.savefig(path, dpi=110)
+
+
+def _plot_distributions(parquets: list[str], path: Path) -> None:
+    """Histograms of dose, defocus, substrate thickness and radius: one row per dataset."""
+    tables = {Path(p).name.removesuffix(".parquet"): pd.read_parquet(p) for p in parquets}
+    figure = Figure(figsize=(3.2 * len(HISTOGRAM_COLUMNS), 2.6 * len(tables)), layout="constrained")
+    axes = np.array(figure.subplots(len(tables), len(HISTOGRAM_COLUMNS), squeeze=False))
+    for row, (name, table) in enumerate(tables.items()):
+        for column, key in enumerate(HISTOGRAM_COLUMNS):
+            ax = axes[row, column]
+            values = pd.to_numeric(table[key], errors="coerce").dropna() if key in table else []
+            if len(values):
+                ax.hist(values, bins=20, color="C0")
+            else:
+                ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(f"{name}: {DISTRIBUTION_COLUMNS[key]}", fontsize="small")
+            ax.set_ylabel("images" if column == 0 else "")
+    figure.savefig(path, dpi=100)
+
+
+def _plot_benchmark_examples(model_dir: Path, label: str, benchmarks: dict, path: Path) -> None:
+    """The first images of each benchmark: micrograph (preprocessed), mask, prediction."""
+    from hrtem_wf.inference import preprocess, training_pixel_size
+
+    from .benchmarks import predict_benchmark_image, read_benchmark
+
+    model = load_model(model_dir)
+    training = training_pixel_size(json.loads((model_dir / "metadata.json").read_text()))
+    panels = []
+    for name, block in benchmarks.items():
+        for item in read_benchmark(block)[:N_BENCHMARK_EXAMPLES]:
+            probability, _ = predict_benchmark_image(model, item, training, block)
+            panels.append((name, item, probability))
+    figure = Figure(figsize=(9, 3 * len(panels)), layout="constrained")
+    axes = np.array(figure.subplots(len(panels), 3, squeeze=False))
+    for index, (name, item, probability) in enumerate(panels):
+        f1 = segmentation_metrics(probability, item.mask)["f1"]
+        axes[index, 0].imshow(preprocess(item.image, int(benchmarks[name].get("median_filter_px", 3))),
+                              cmap="gray")
+        axes[index, 0].set_title(f"{name}: {item.name}", fontsize="small")
+        axes[index, 1].imshow(item.mask, cmap="gray", vmin=0, vmax=1)
+        axes[index, 1].set_title("hand-labelled mask", fontsize="small")
+        axes[index, 2].imshow(probability, cmap="magma", vmin=0, vmax=1)
+        axes[index, 2].set_title(f"{label}: particle probability, F1 {f1:.3f}", fontsize="small")
+        for axis in axes[index]:
+            axis.set_axis_off()
+    figure.savefig(path, dpi=100)
 
 
 def _plot_examples(model_dir: Path, label: str, dataset_zarr: str, dataset_parquet: str, split: str, path: Path) -> None:
@@ -119,21 +204,48 @@ def write_report(
     dataset_zarr: str,
     dataset_parquet: str,
     out_dir: str,
-) -> None:
-    """Write ``summary.md``, ``training_curves.png`` and ``examples.png`` (first model) to ``out_dir``."""
+    score_jsons: list[str] = (),
+    dataset_parquets: list[str] = (),
+    benchmarks: dict | None = None,
+) -> list[Path]:
+    """Write the report to ``out_dir``: summary.md, training_curves.png, examples.png (simulated
+    test split of the first model's dataset), data_distributions.png and, with benchmarks,
+    benchmark_examples.png. Returns the paths written."""
     if not evaluation_jsons:
         raise ValueError("write_report needs at least one evaluation JSON")
     evaluations = [json.loads(Path(path).read_text()) for path in evaluation_jsons]
+    scores = [json.loads(Path(path).read_text()) for path in score_jsons]
     matched_dirs = _match_model_dirs(evaluations, model_dirs)
     metadatas = [json.loads((d / "metadata.json").read_text()) for d in matched_dirs]
-    histories = [pd.read_csv(d / "history.csv") for d in matched_dirs]
+    histories = {(e["model"], e["seed"]): pd.read_csv(d / "history.csv")
+                 for e, d in zip(evaluations, matched_dirs)}
     labels = [f"{e['model']} seed {e['seed']}" for e in evaluations]
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.md").write_text(_summary_markdown(evaluations, metadatas))
-    _plot_training_curves(histories, labels, out_dir / "training_curves.png")
+    header, rows = condition_table(evaluations, scores, histories)
+    table = ("## Conditions (Table 1 of the study)\n\n"
+             "F1 as median [min-max] (seeds) over the seeds of each condition; the simulated test "
+             "split is the condition's own dataset. V90 / V95: median epochs to a validation F1 of "
+             "0.90 / 0.95 (seeds that got there / seeds when not all did).\n\n"
+             + _markdown_table(header, rows) + "\n\n")
+    summary = _summary_markdown(evaluations, metadatas)
+    title, rest = summary.split("\n\n", 1)
+    warnings = [f"- {s['benchmark']}, {s['model']} seed {s['seed']}: {w}" for s in scores
+                for w in s.get("warnings", [])]
+    text = title + "\n\n" + table + rest
+    if warnings:
+        text += "\n## Benchmark warnings\n\n" + "\n".join(warnings) + "\n"
+    (out_dir / "summary.md").write_text(text)
+    written = [out_dir / "summary.md", out_dir / "training_curves.png", out_dir / "examples.png",
+               out_dir / "data_distributions.png"]
+    _plot_training_curves(histories, written[1])
     _plot_examples(
         matched_dirs[0], labels[0], dataset_zarr, dataset_parquet,
-        evaluations[0].get("split", "test"), out_dir / "examples.png",
+        evaluations[0].get("split", "test"), written[2],
     )
+    _plot_distributions(list(dataset_parquets) or [dataset_parquet], written[3])
+    if benchmarks:
+        written.append(out_dir / "benchmark_examples.png")
+        _plot_benchmark_examples(matched_dirs[0], labels[0], benchmarks, written[-1])
+    return written

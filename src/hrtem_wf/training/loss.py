@@ -17,9 +17,18 @@ def soft_f1(particle_probability: torch.Tensor, particle_mask: torch.Tensor) -> 
     return 2.0 * overlap / (total + SOFT_F1_EPS)
 
 
-def segmentation_loss(logits: torch.Tensor, particle_mask: torch.Tensor) -> torch.Tensor:
-    """Mean pixel cross-entropy + 1 - soft F1; logits (B, 2, H, W), mask (B, H, W) in {0, 1}."""
+#: The study's loss: both terms at weight 1 (a models block's `loss` may reweight them).
+DEFAULT_LOSS_WEIGHTS = {"cross_entropy": 1.0, "soft_f1": 1.0}
+
+
+def segmentation_loss(logits: torch.Tensor, particle_mask: torch.Tensor,
+                      weights: dict | None = None) -> torch.Tensor:
+    """w_ce x mean pixel cross-entropy + w_f1 x (1 - soft F1); logits (B, 2, H, W), mask (B, H, W)
+    in {0, 1}; weights {cross_entropy, soft_f1}, default 1 and 1."""
+    weights = {**DEFAULT_LOSS_WEIGHTS, **(weights or {})}
     particle_mask = particle_mask.long()
-    cross_entropy = F.cross_entropy(logits, particle_mask)
-    particle_probability = torch.softmax(logits, dim=1)[:, 1]
-    return cross_entropy + 1.0 - soft_f1(particle_probability, particle_mask)
+    loss = weights["cross_entropy"] * F.cross_entropy(logits, particle_mask)
+    if weights["soft_f1"]:
+        particle_probability = torch.softmax(logits, dim=1)[:, 1]
+        loss = loss + weights["soft_f1"] * (1.0 - soft_f1(particle_probability, particle_mask))
+    return loss

@@ -1,7 +1,9 @@
-"""The segmentation network: a UNet from a short declarative block of the config."""
+"""The segmentation network, built from a declarative models block (smp architecture and encoder
+names); the study's UNet with a ResNet18 encoder of 3 stages is the default."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,23 +15,67 @@ import torch
 N_CLASSES = 2
 
 
+#: The study's network when a models block names none.
+DEFAULT_ARCHITECTURE = "Unet"
+
+
+def architectures() -> list[str]:
+    """smp's architecture names (Unet, UnetPlusPlus, FPN, DeepLabV3Plus, ...)."""
+    return sorted(cls.__name__ for cls in smp.MODEL_ARCHITECTURES_MAPPING.values())
+
+
+def takes_decoder_channels(architecture: str) -> bool:
+    """Whether the smp architecture has a per-stage `decoder_channels` list (Unet-like)."""
+    parameter = inspect.signature(getattr(smp, architecture).__init__).parameters.get("decoder_channels")
+    return parameter is not None and isinstance(parameter.default, tuple | list)
+
+
 def build_model(block: dict) -> torch.nn.Module:
-    """An untrained smp UNet: 1 input channel (the micrograph), 2 output logits per pixel."""
+    """An untrained smp network from a models block: 1 input channel (the micrograph), 2 output
+    logits per pixel. `architecture` (default Unet) and `encoder` are smp names; `options` passes
+    further smp keywords (e.g. decoder_attention_type: scse)."""
+    architecture = str(block.get("architecture", DEFAULT_ARCHITECTURE))
+    if architecture not in architectures():
+        raise ValueError(f"architecture {architecture!r} is not an smp architecture "
+                         f"(have: {architectures()})")
     encoder_depth = int(block["encoder_depth"])
-    decoder_channels = [int(c) for c in block["decoder_channels"]]
-    if len(decoder_channels) != encoder_depth:
-        raise ValueError(
-            f"decoder_channels {decoder_channels} must have one entry per encoder stage "
-            f"(encoder_depth = {encoder_depth})"
-        )
-    return smp.Unet(
+    kwargs = dict(block.get("options") or {})
+    if takes_decoder_channels(architecture):
+        if block.get("decoder_channels") is None:
+            raise ValueError(f"{architecture} needs decoder_channels (one width per encoder stage)")
+        decoder_channels = [int(c) for c in block["decoder_channels"]]
+        if len(decoder_channels) != encoder_depth:
+            raise ValueError(
+                f"decoder_channels {decoder_channels} must have one entry per encoder stage "
+                f"(encoder_depth = {encoder_depth})"
+            )
+        kwargs["decoder_channels"] = decoder_channels
+    elif block.get("decoder_channels") is not None:
+        raise ValueError(f"{architecture} has no per-stage decoder_channels; drop the key "
+                         f"(set its decoder through `options`)")
+    model = getattr(smp, architecture)(
         encoder_name=str(block["encoder"]),
         encoder_depth=encoder_depth,
         encoder_weights=None,  # trained from scratch on simulations, as in the paper
         in_channels=1,
         classes=N_CLASSES,
-        decoder_channels=decoder_channels,
+        **kwargs,
     )
+    _check_output_shape(model, architecture, encoder_depth)
+    return model
+
+
+def _check_output_shape(model: torch.nn.Module, architecture: str, encoder_depth: int) -> None:
+    """A segmentation map the size of the input, or a clear error (smp's FPN upsamples x4 at
+    any encoder depth, for one)."""
+    size = 2**encoder_depth * 8
+    model.eval()
+    with torch.no_grad():
+        shape = tuple(model(torch.zeros(1, 1, size, size)).shape)
+    model.train()
+    if shape != (1, N_CLASSES, size, size):
+        raise ValueError(f"{architecture} with encoder_depth {encoder_depth} maps a {size} x {size} "
+                         f"input to {shape[-2]} x {shape[-1]}; set its upsampling in `options`")
 
 
 def check_image_shape(image_shape: Sequence[int], encoder_depth: int) -> None:

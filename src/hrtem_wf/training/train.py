@@ -1,4 +1,5 @@
-"""The training loop: plain PyTorch, deterministic given the seed, best-validation-loss weights."""
+"""The training loop: plain PyTorch, deterministic given the seed; keeps the weights of the epoch
+with the lowest validation loss (the study's), or of the best validation F1, or the last."""
 
 from __future__ import annotations
 
@@ -44,7 +45,12 @@ class PixelCounts:
         return self.true_positive / (self.true_positive + 0.5 * errors)
 
 
-def evaluate_loss(model: torch.nn.Module, loader, device: torch.device) -> tuple[float, float]:
+#: Which epoch's weights a run keeps: the study's lowest validation loss, or the alternatives.
+CHECKPOINTS = ("best_val_loss", "best_val_f1", "last")
+
+
+def evaluate_loss(model: torch.nn.Module, loader, device: torch.device,
+                  loss_weights: dict | None = None) -> tuple[float, float]:
     """(mean loss per image, pooled hard F1) of ``model`` in eval mode over ``loader``."""
     model.eval()
     loss_sum, n_images, counts = 0.0, 0, PixelCounts()
@@ -52,7 +58,7 @@ def evaluate_loss(model: torch.nn.Module, loader, device: torch.device) -> tuple
         for images, masks in loader:
             images, masks = images.to(device), masks.to(device)
             logits = model(images)
-            loss_sum += float(segmentation_loss(logits, masks)) * len(images)
+            loss_sum += float(segmentation_loss(logits, masks, loss_weights)) * len(images)
             n_images += len(images)
             counts.add(logits, masks)
     return loss_sum / n_images, counts.f1()
@@ -77,20 +83,28 @@ def recalibrate_batchnorm(model: torch.nn.Module, loader, device: torch.device) 
         norm.momentum = momentum
 
 
-def _train_one_epoch(model, loader, optimizer, device) -> tuple[float, float]:
+def _train_one_epoch(model, loader, optimizer, device, loss_weights) -> tuple[float, float]:
     model.train()
     loss_sum, n_images, counts = 0.0, 0, PixelCounts()
     for images, masks in loader:
         images, masks = images.to(device), masks.to(device)
         optimizer.zero_grad(set_to_none=True)
         logits = model(images)
-        loss = segmentation_loss(logits, masks)
+        loss = segmentation_loss(logits, masks, loss_weights)
         loss.backward()
         optimizer.step()
         loss_sum += float(loss.detach()) * len(images)
         n_images += len(images)
         counts.add(logits.detach(), masks)
     return loss_sum / n_images, counts.f1()
+
+
+def _pixel_size_A(table) -> float | list[float] | None:
+    """The training images' pixel size (A), [min, max] when it varies, None when not recorded."""
+    if "image.pixel_size_A" not in table or table["image.pixel_size_A"].isna().all():
+        return None
+    low, high = float(table["image.pixel_size_A"].min()), float(table["image.pixel_size_A"].max())
+    return low if low == high else [low, high]
 
 
 def _model_name(block: dict, out_dir: Path) -> str:
@@ -120,6 +134,10 @@ def train_model(
     epochs, batch_size = int(block["epochs"]), int(block["batch_size"])
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs ({epochs}) and batch_size ({batch_size}) must be >= 1")
+    checkpoint = str(block.get("checkpoint", "best_val_loss"))
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, not {checkpoint!r}")
+    loss_weights = block.get("loss")
 
     train_split = read_split(dataset_zarr, dataset_parquet, "train")
     validation_split = read_split(dataset_zarr, dataset_parquet, "validation")
@@ -170,23 +188,25 @@ def train_model(
             f"{train_split.image_shape[1]} px, {n_parameters} parameters, {epochs} epochs"
         )
         history: list[dict] = []
-        best_state, best_epoch, best_val_loss = None, 0, float("inf")
+        best_state, best_epoch, best_score = None, 0, float("inf")
         start = time.perf_counter()
         for epoch in range(1, epochs + 1):
             epoch_start = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            train_loss, train_f1 = _train_one_epoch(model, train_loader, optimizer, device)
+            train_loss, train_f1 = _train_one_epoch(model, train_loader, optimizer, device,
+                                                    loss_weights)
             recalibrate_batchnorm(model, statistics_loader, device)
-            val_loss, val_f1 = evaluate_loss(model, validation_loader, device)
+            val_loss, val_f1 = evaluate_loss(model, validation_loader, device, loss_weights)
             scheduler.step()
             seconds = time.perf_counter() - epoch_start
             history.append(
                 dict(epoch=epoch, train_loss=train_loss, train_f1=train_f1, val_loss=val_loss,
                      val_f1=val_f1, lr=lr, seconds=seconds)
             )
-            improved = val_loss < best_val_loss
+            score = {"best_val_loss": val_loss, "best_val_f1": -val_f1, "last": -epoch}[checkpoint]
+            improved = score < best_score  # NaN never improves
             if improved:
-                best_epoch, best_val_loss = epoch, val_loss
+                best_epoch, best_score = epoch, score
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             log(
                 f"epoch {epoch}/{epochs} train_loss {train_loss:.4f} train_f1 {train_f1:.4f} "
@@ -219,10 +239,13 @@ def train_model(
         "dataset_zarr": str(dataset_zarr),
         "dataset_parquet": str(dataset_parquet),
         "image_shape": list(train_split.image_shape),
+        # what `hrtem-wf predict` and the benchmark scores compare micrographs against
+        "pixel_size_A": _pixel_size_A(train_split.table),
         "n_train": len(train_split),
         "n_val": len(validation_split),
         "device": str(device),
         "epochs": epochs,
+        "checkpoint": checkpoint,
         "best_epoch": best_epoch,
         "best_val_loss": best["val_loss"],
         "best_val_f1": best["val_f1"],

@@ -1,0 +1,170 @@
+"""Experimental benchmarks: micrographs with hand-made particle masks, read from the files a
+user has, preprocessed as the study (3 x 3 median, per-image [0, 1]) and scored per image and
+overall for a trained model.
+
+A `benchmarks.<B>` config block is one of
+
+    format: hdf5                 # `path`: datasets `images` (N, H, W) and either `maps`
+    path: data/au_5nm.h5         #   (N, H, W, C) one-hot with the particle in `particle_channel`
+    pixel_size_A: 0.2            #   (the study's files: NHWC, channel 1) or `labels` (N, H, W) 0/1
+    format: pairs                # `micrographs`: a folder of .dm3/.dm4/.ser/.emd/.tif/.npy/.png;
+    micrographs: data/exp        #   `masks`: a folder with <stem>.png for each (nonzero = particle);
+    masks: data/exp_masks        #   the pixel size comes from each file unless given
+
+plus `median_filter_px` (3), `resample` (true: bring micrographs whose pixel size differs from the
+training data's by > 5 % to it, and the prediction back; false: only warn) and optional `models`
+(default: every model).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import SegmentationCounts, metrics_from_counts, segmentation_counts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchmarkImage:
+    name: str
+    image: np.ndarray  # raw micrograph, (H, W) float32
+    mask: np.ndarray  # particle mask, (H, W) uint8 in {0, 1}
+    pixel_size_A: float | None
+
+
+def _check_pair(name: str, image: np.ndarray, mask: np.ndarray) -> None:
+    if image.shape != mask.shape:
+        raise ValueError(f"benchmark image {name}: micrograph {image.shape} and mask {mask.shape} "
+                         f"differ in shape")
+
+
+def read_hdf5_benchmark(path: str | Path, pixel_size_A: float | None = None,
+                        particle_channel: int = 1) -> list[BenchmarkImage]:
+    """`images` + `maps` (one-hot NHWC) or `images` + `labels` (binary)."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        if "images" not in handle:
+            raise ValueError(f"{path}: no dataset 'images' (has {sorted(handle)})")
+        images = np.asarray(handle["images"][...], dtype=np.float32)
+        if "maps" in handle:
+            maps = np.asarray(handle["maps"][...])
+            if maps.ndim != 4 or not 0 <= particle_channel < maps.shape[-1]:
+                raise ValueError(f"{path}: 'maps' must be one-hot (N, H, W, C) with channel "
+                                 f"{particle_channel} the particle; it is {maps.shape}")
+            masks = (maps[..., particle_channel] > 0.5).astype(np.uint8)
+        elif "labels" in handle:
+            masks = (np.asarray(handle["labels"][...]) > 0).astype(np.uint8)
+        else:
+            raise ValueError(f"{path}: needs 'maps' (one-hot NHWC) or 'labels' besides 'images'")
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]  # NHWC with one channel, as the study stored them
+    if images.ndim == 2:
+        images, masks = images[None], masks.reshape((1, *masks.shape[-2:]))
+    result = []
+    for index, (image, mask) in enumerate(zip(images, masks)):
+        name = f"{Path(path).stem}[{index}]"
+        _check_pair(name, image, mask)
+        result.append(BenchmarkImage(name, image, mask, pixel_size_A))
+    return result
+
+
+def read_pairs_benchmark(micrographs: str | Path, masks: str | Path,
+                         pixel_size_A: float | None = None) -> list[BenchmarkImage]:
+    """Every micrograph in the folder with its <stem>.png mask in `masks`."""
+    from hrtem_wf.micrographs import MICROGRAPH_EXTENSIONS, read_mask_png, read_micrograph
+
+    files = sorted(p for p in Path(micrographs).iterdir() if p.suffix.lower() in MICROGRAPH_EXTENSIONS)
+    if not files:
+        raise ValueError(f"{micrographs}: no micrographs ({', '.join(MICROGRAPH_EXTENSIONS)})")
+    result = []
+    for path in files:
+        mask_path = Path(masks) / f"{path.stem}.png"
+        if not mask_path.exists():
+            raise ValueError(f"micrograph {path} has no mask {mask_path}")
+        image, file_pixel_size = read_micrograph(path)
+        mask = read_mask_png(mask_path)
+        _check_pair(path.name, image, mask)
+        result.append(BenchmarkImage(path.name, image, mask, pixel_size_A or file_pixel_size))
+    return result
+
+
+def read_benchmark(block: dict) -> list[BenchmarkImage]:
+    if block["format"] == "hdf5":
+        return read_hdf5_benchmark(block["path"], block.get("pixel_size_A"),
+                                   int(block.get("particle_channel", 1)))
+    if block["format"] == "pairs":
+        return read_pairs_benchmark(block["micrographs"], block["masks"], block.get("pixel_size_A"))
+    raise ValueError(f"benchmark format must be 'hdf5' or 'pairs', not {block['format']!r}")
+
+
+def _zoom_to(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
+    from scipy.ndimage import zoom
+
+    factors = (shape[0] / array.shape[0], shape[1] / array.shape[1])
+    out = zoom(array, factors, order=order, grid_mode=True, mode="reflect")
+    return out[: shape[0], : shape[1]]
+
+
+def predict_benchmark_image(model, item: BenchmarkImage, training_pixel_size_A, block: dict,
+                            device="cpu") -> tuple[np.ndarray, str | None]:
+    """(particle probability at the micrograph's own pixels, the pixel-size warning if any)."""
+    from hrtem_wf.inference import pixel_size_mismatch, predict_micrograph
+
+    median_px = int(block.get("median_filter_px", 3))
+    warning = pixel_size_mismatch(item.pixel_size_A, training_pixel_size_A)
+    if warning is None or not block.get("resample", True) or isinstance(training_pixel_size_A, list):
+        return predict_micrograph(model, item.image, median_px=median_px, device=device), warning
+    ratio = item.pixel_size_A / float(training_pixel_size_A)
+    shape = tuple(max(8, int(round(n * ratio))) for n in item.image.shape)
+    probability = predict_micrograph(model, _zoom_to(item.image, shape, order=1),
+                                     median_px=median_px, device=device)
+    return np.clip(_zoom_to(probability, item.image.shape, order=1), 0.0, 1.0), warning + (
+        f"; resampled x{ratio:.3g} for the network and back for scoring")
+
+
+def score_benchmark(model_dir: str | Path, name: str, block: dict, threshold: float = 0.5,
+                    device: str | None = None) -> dict:
+    """F1 (and the other pixel metrics) per image and pooled over the benchmark's pixels."""
+    from hrtem_wf.inference import training_pixel_size
+    from hrtem_wf.training.model import load_model, resolve_device
+
+    metadata = json.loads((Path(model_dir) / "metadata.json").read_text())
+    torch_device = resolve_device(device or str(metadata["block"].get("device", "cpu")))
+    model = load_model(model_dir, device=torch_device)
+    training_pixel_size_A = training_pixel_size(metadata)
+    pooled, per_image, warnings = SegmentationCounts(), [], []
+    for item in read_benchmark(block):
+        probability, warning = predict_benchmark_image(model, item, training_pixel_size_A, block,
+                                                       torch_device)
+        if warning:
+            log.warning("benchmark %s, %s: %s", name, item.name, warning)
+            warnings.append(f"{item.name}: {warning}")
+        counts = segmentation_counts(probability, item.mask, threshold)
+        pooled = pooled + counts
+        per_image.append({"image": item.name, "pixel_size_A": item.pixel_size_A,
+                          "shape": list(item.image.shape), **metrics_from_counts(counts)})
+    return {
+        "benchmark": name,
+        "model": metadata.get("model"),
+        "seed": metadata.get("seed"),
+        "model_dir": str(model_dir),
+        "training_dataset": metadata.get("dataset"),
+        "training_pixel_size_A": training_pixel_size_A,
+        "threshold": threshold,
+        "n_images": len(per_image),
+        **metrics_from_counts(pooled),
+        "mean_image_f1": float(np.mean([image["f1"] for image in per_image])),
+        "warnings": warnings,
+        "per_image": per_image,
+    }
+
+
+__all__ = ["BenchmarkImage", "read_benchmark", "read_hdf5_benchmark", "read_pairs_benchmark",
+           "predict_benchmark_image", "score_benchmark"]

@@ -1,0 +1,280 @@
+"""Reading experimental micrographs and writing predictions (no torch here).
+
+`read_micrograph` gives a 2-D float32 image and its pixel size in Angstrom (None when the file
+records none) from Gatan (.dm3, .dm4), TIA (.ser), EMD (.emd: Velox and NCEM), TIFF (.tif,
+.tiff), NumPy (.npy) and PNG (.png) files. Files holding a stack or several signals give their
+first 2-D image, with a logging warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("hrtem_wf")
+
+#: File name extensions read_micrograph knows, lower case.
+MICROGRAPH_EXTENSIONS = (".dm3", ".dm4", ".ser", ".emd", ".tif", ".tiff", ".npy", ".png")
+
+#: Length units (lower case, spaces removed) and their size in Angstrom.
+_ANGSTROM_PER_UNIT = {
+    "a": 1.0, "å": 1.0, "\u212b": 1.0, "ang": 1.0, "angstrom": 1.0, "angstroms": 1.0,
+    "nm": 10.0, "nanometer": 10.0, "nanometers": 10.0, "nanometre": 10.0, "nanometres": 10.0,
+    "pm": 0.01, "picometer": 0.01, "picometers": 0.01,
+    "um": 1e4, "\u00b5m": 1e4, "\u03bcm": 1e4, "micron": 1e4, "microns": 1e4,
+    "micrometer": 1e4, "micrometers": 1e4, "micrometre": 1e4,
+    "mm": 1e7, "cm": 1e8, "m": 1e10, "meter": 1e10, "meters": 1e10, "metre": 1e10,
+}
+
+#: Pixel sizes (Angstrom) outside this range are taken for wrong metadata, not a pixel size.
+PLAUSIBLE_PIXEL_SIZE_A = (1e-4, 1e7)
+
+#: Units of the written probability TIFFs (ImageJ metadata): nanometres.
+_TIFF_UNIT = "nm"
+
+
+def angstrom_per_unit(units: object) -> float | None:
+    """Size of one ``units`` in Angstrom, or None when ``units`` is not a length unit."""
+    if units is None:
+        return None
+    key = str(units).strip().replace(" ", "")
+    if key in ("Å", "\u212b"):
+        return 1.0
+    return _ANGSTROM_PER_UNIT.get(key.lower())
+
+
+def read_micrograph(path: str | Path) -> tuple[np.ndarray, float | None]:
+    """A 2-D float32 image and its pixel size in Angstrom (None when the file has none).
+
+    Raises ValueError for an unsupported extension or a file without a 2-D image.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in MICROGRAPH_EXTENSIONS:
+        raise ValueError(
+            f"{path}: unsupported micrograph format {path.suffix or '(no extension)'!r}; "
+            f"read_micrograph knows {', '.join(MICROGRAPH_EXTENSIONS)}"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such micrograph file")
+    if suffix == ".npy":
+        return _image_2d(np.load(path, allow_pickle=False), path), None
+    if suffix == ".png":
+        return _read_png_image(path), None
+    if suffix in (".tif", ".tiff"):
+        return _read_tiff(path)
+    if suffix in (".dm3", ".dm4"):
+        from rsciio.digitalmicrograph import file_reader
+
+        return _from_signals(file_reader(str(path)), path)
+    if suffix == ".ser":
+        from rsciio.tia import file_reader
+
+        return _from_signals(file_reader(str(path)), path)
+    from rsciio.emd import file_reader  # .emd: Velox or NCEM
+
+    try:
+        # Velox: the images only; its EDS spectrum images are no micrographs, and reading them
+        # needs the optional library 'sparse'. NCEM files ignore select_type.
+        signals = file_reader(str(path), select_type="images")
+    except Exception as error:  # noqa: BLE001 - try again reading everything
+        log.info("%s: reading its images alone failed (%s); reading all signals", path, error)
+        signals = file_reader(str(path))
+    return _from_signals(signals, path)
+
+
+def _image_2d(data: np.ndarray, path: Path) -> np.ndarray:
+    """``data`` as a 2-D float32 image: the first image of a stack, with a warning."""
+    data = _real_gray(np.asarray(data), path)
+    if data.ndim < 2 or min(data.shape[-2:]) < 1:
+        raise ValueError(f"{path}: holds an array of shape {data.shape}, not a 2-D image")
+    if data.ndim > 2:
+        log.warning("%s: holds a stack of shape %s; using its first 2-D image %s",
+                    path, data.shape, data.shape[-2:])
+        data = data[(0,) * (data.ndim - 2)]
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def _real_gray(data: np.ndarray, path: Path) -> np.ndarray:
+    """Structured RGB(A) pixels averaged to gray; complex data refused."""
+    if data.dtype.names:  # rsciio reads RGB images as a structured array
+        channels = [name for name in data.dtype.names if name in ("R", "G", "B")] or list(
+            data.dtype.names)
+        data = np.mean([data[name].astype(np.float32) for name in channels], axis=0)
+    if np.iscomplexobj(data):
+        raise ValueError(f"{path}: holds complex data (an FFT or exit wave?), not a micrograph")
+    if not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
+        raise ValueError(f"{path}: holds {data.dtype} data, not a numeric image")
+    return data
+
+
+def _from_signals(signals: list[dict], path: Path) -> tuple[np.ndarray, float | None]:
+    """The first 2-D image among rsciio signal dicts, and its pixel size in Angstrom."""
+    if isinstance(signals, dict):
+        signals = [signals]
+    for number, signal in enumerate(signals):
+        data = _real_gray(np.asarray(signal["data"]), path)
+        axes = list(signal.get("axes") or [])
+        if data.ndim < 2 or len(axes) != data.ndim:
+            continue
+        signal_dims = [i for i, axis in enumerate(axes) if not axis.get("navigate", False)]
+        if len(signal_dims) < 2:  # a spectrum (image), not an image
+            continue
+        image_dims = signal_dims[-2:]
+        title = (signal.get("metadata") or {}).get("General", {}).get("title", "")
+        if len(signals) > 1:
+            log.warning("%s: holds %d signals; using signal %d %r, the first 2-D image",
+                        path, len(signals), number, title)
+        if data.ndim > 2:
+            log.warning("%s: signal %r has shape %s; using its first 2-D image (axes %s)",
+                        path, title, data.shape,
+                        [axes[i].get("name") for i in image_dims])
+            index = tuple(slice(None) if i in image_dims else 0 for i in range(data.ndim))
+            data = data[index]
+        pixel_size = _pixel_size_from_axes([axes[i] for i in image_dims], path)
+        return np.ascontiguousarray(data, dtype=np.float32), pixel_size
+    shapes = [np.shape(signal["data"]) for signal in signals]
+    raise ValueError(f"{path}: holds no 2-D image (signal shapes {shapes})")
+
+
+def _pixel_size_from_axes(axes: list[dict], path: Path) -> float | None:
+    """Pixel size in Angstrom of the (y, x) axes, or None without a length unit."""
+    sizes = []
+    for axis in axes:
+        factor = angstrom_per_unit(axis.get("units"))
+        scale = axis.get("scale")
+        if factor is None or scale is None or not np.isfinite(scale) or scale <= 0:
+            units = axis.get("units")
+            if units not in (None, "", "<undefined>") and "/" in str(units):
+                log.warning("%s: axis %r is in %s (reciprocal space?); no pixel size",
+                            path, axis.get("name"), units)
+            return None
+        sizes.append(float(scale) * factor)
+    y_size, x_size = sizes
+    if not PLAUSIBLE_PIXEL_SIZE_A[0] <= x_size <= PLAUSIBLE_PIXEL_SIZE_A[1]:
+        log.warning("%s: pixel size %.4g A is implausible for a micrograph (a mislabelled "
+                    "diffraction pattern?); taking it as unknown", path, x_size)
+        return None
+    if abs(y_size - x_size) > 0.01 * x_size:
+        log.warning("%s: non-square pixels (%.4g A high, %.4g A wide); using the width",
+                    path, y_size, x_size)
+    return x_size
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, float | None]:
+    """TIFF through rsciio (FEI, Zeiss, TVIPS, Gatan, ImageJ tags), else tifffile alone."""
+    image, pixel_size = None, None
+    try:
+        from rsciio.tiff import file_reader
+
+        image, pixel_size = _from_signals(file_reader(str(path)), path)
+    except Exception as error:  # noqa: BLE001 - any rsciio failure: fall back to tifffile
+        log.info("%s: rsciio could not read it (%s); reading with tifffile", path, error)
+    if image is None:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tiff:
+            page = tiff.pages[0]
+            data = page.asarray()
+            if page.photometric == tifffile.PHOTOMETRIC.RGB and data.ndim == 3:
+                data = data[..., :3].astype(np.float32).mean(axis=-1)
+            if len(tiff.pages) > 1:
+                log.warning("%s: holds %d pages; using the first", path, len(tiff.pages))
+        image = _image_2d(data, path)
+    if pixel_size is None:
+        pixel_size = _tiff_tag_pixel_size(path)
+    return image, pixel_size
+
+
+def _tiff_tag_pixel_size(path: Path) -> float | None:
+    """Pixel size in Angstrom from ImageJ's unit or the resolution tags (cm), else None.
+
+    Inch resolutions are taken for printing DPI, not a pixel size, and ignored.
+    """
+    import tifffile
+
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.pages[0]
+        tags = page.tags
+        if "XResolution" not in tags:
+            return None
+        numerator, denominator = tags["XResolution"].value
+        if not numerator or not denominator:
+            return None
+        size = denominator / numerator  # units per pixel
+        imagej = tiff.imagej_metadata or {}
+        if imagej.get("unit"):
+            factor = angstrom_per_unit(imagej["unit"])
+            return None if factor is None else size * factor
+        unit = tags["ResolutionUnit"].value if "ResolutionUnit" in tags else None
+        if unit == tifffile.RESUNIT.CENTIMETER:
+            return size * 1e8
+        if unit == tifffile.RESUNIT.MILLIMETER:
+            return size * 1e7
+        if unit == tifffile.RESUNIT.MICROMETER:
+            return size * 1e4
+        return None
+
+
+def _read_png_image(path: Path) -> np.ndarray:
+    """A PNG as a float32 gray image (RGB(A) averaged over R, G and B)."""
+    from PIL import Image
+
+    with Image.open(path) as png:
+        data = np.asarray(png)
+    if data.ndim == 3:  # RGB or RGBA (or gray + alpha)
+        data = data[..., :3].astype(np.float32).mean(axis=-1) if data.shape[-1] >= 3 \
+            else data[..., 0]
+    return _image_2d(data, path)
+
+
+def read_mask_png(path: str | Path) -> np.ndarray:
+    """A mask PNG as uint8 in {0, 1}: any nonzero pixel (any channel but alpha) is particle."""
+    from PIL import Image
+
+    path = Path(path)
+    with Image.open(path) as png:
+        data = np.asarray(png)
+    if data.ndim == 3:
+        channels = data.shape[-1]
+        if channels in (2, 4):  # gray + alpha, RGBA: the alpha channel is not the mask
+            data = data[..., : channels - 1]
+        data = data.any(axis=-1)
+    if data.ndim != 2:
+        raise ValueError(f"{path}: mask of shape {data.shape} is not a 2-D image")
+    return (data != 0).astype(np.uint8)
+
+
+def write_mask_png(path: str | Path, mask: np.ndarray) -> None:
+    """``mask`` (nonzero = particle) as an 8-bit gray PNG of 0 and 255."""
+    from PIL import Image
+
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask of shape {mask.shape} is not a 2-D image")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # Level 1: a large mask compresses nearly as well, several times faster than the default 6.
+    Image.fromarray(np.where(mask != 0, 255, 0).astype(np.uint8), mode="L").save(
+        path, compress_level=1)
+
+
+def write_probability_tiff(path: str | Path, probability: np.ndarray,
+                           pixel_size_A: float | None) -> None:
+    """``probability`` as a float32 ImageJ TIFF; the pixel size (when known) in nm per pixel.
+
+    ImageJ/Fiji and read_micrograph read the pixel size back.
+    """
+    import tifffile
+
+    probability = np.asarray(probability, dtype=np.float32)
+    if probability.ndim != 2:
+        raise ValueError(f"probability of shape {probability.shape} is not a 2-D image")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if pixel_size_A is None:
+        tifffile.imwrite(path, probability, imagej=True)
+        return
+    pixels_per_nm = 10.0 / float(pixel_size_A)
+    tifffile.imwrite(path, probability, imagej=True, resolution=(pixels_per_nm, pixels_per_nm),
+                     metadata={"unit": _TIFF_UNIT})
