@@ -1,7 +1,7 @@
 """Training and inference benchmark: is the data pipeline the bottleneck, and what does an epoch
 and an inference cost here, next to the study's Table 2?
 
-    python benchmarks/training.py [--images 32] [--size 512] [--device cpu|gpu]
+    python benchmarks/training.py [--images 16] [--size 512] [--device cpu|gpu]
 
 On a dataset in the workflow's format (synthetic micrographs of the study's 512 x 512 crops) and
 the study's network (UNet, ResNet18, 3 stages, batch 16, D4 augmentation), it measures in the
@@ -84,7 +84,7 @@ def pure_steps(model, optimizer, batches, device) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=32, help="training images (default 32)")
+    parser.add_argument("--images", type=int, default=16, help="training images (default 16)")
     parser.add_argument("--size", type=int, default=512, help="image size in px (the study's 512)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--repeats", type=int, default=2, help="timed passes, best kept")

@@ -129,3 +129,13 @@ def test_structure_previews(tiny_run, tmp_path):
     assert job_counts(result.stdout + result.stderr) == {"preview": 1, "previews": 1, "total": 2}
     png = flow.path / "results/structures/tiny/preview.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_snakemake_report_bundles_the_registered_figures(tiny_run, tmp_path):
+    """`snakemake --report`: one HTML file with the report's figures and their captions."""
+    flow = tiny_run.clone(tmp_path / "html")
+    flow.snakemake("--report", "report.html")
+    html = (flow.path / "report.html").read_text()
+    for name in ("summary.md", "training_curves.png", "examples.png", "data_distributions.png"):
+        assert name in html, name
+    assert "V90 / V95" in html  # the summary's caption

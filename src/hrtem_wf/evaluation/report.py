@@ -155,20 +155,25 @@ def _plot_benchmark_examples(model_dir: Path, label: str, benchmarks: dict, path
 
     model = load_model(model_dir)
     training = training_pixel_size(json.loads((model_dir / "metadata.json").read_text()))
-    panels = []
+    rows = []
     for name, block in benchmarks.items():
         for item in read_benchmark(block)[:N_BENCHMARK_EXAMPLES]:
             probability, _ = predict_benchmark_image(model, item, training, block)
-            panels.append((name, item, probability))
-    figure = Figure(figsize=(9, 3 * len(panels)), layout="constrained")
-    axes = np.array(figure.subplots(len(panels), 3, squeeze=False))
-    for index, (name, item, probability) in enumerate(panels):
-        f1 = segmentation_metrics(probability, item.mask)["f1"]
-        axes[index, 0].imshow(preprocess(item.image, int(benchmarks[name].get("median_filter_px", 3))),
-                              cmap="gray")
-        axes[index, 0].set_title(f"{name}: {item.name}", fontsize="small")
-        axes[index, 1].imshow(item.mask, cmap="gray", vmin=0, vmax=1)
-        axes[index, 1].set_title("hand-labelled mask", fontsize="small")
+            image = preprocess(item.image, int(block.get("median_filter_px", 3)))
+            rows.append((image, f"{name}: {item.name}", item.mask, "hand-labelled mask", probability))
+    _plot_prediction_rows(rows, label, path)
+
+
+def _plot_prediction_rows(rows: list[tuple], label: str, path: Path) -> None:
+    """One row per (image in [0, 1], its title, mask, the mask's title, particle probability)."""
+    figure = Figure(figsize=(9, 3 * len(rows)), layout="constrained")
+    axes = np.array(figure.subplots(len(rows), 3, squeeze=False))
+    for index, (image, title, mask, mask_title, probability) in enumerate(rows):
+        f1 = segmentation_metrics(probability, mask)["f1"]
+        axes[index, 0].imshow(image, cmap="gray")
+        axes[index, 0].set_title(title, fontsize="small")
+        axes[index, 1].imshow(mask, cmap="gray", vmin=0, vmax=1)
+        axes[index, 1].set_title(mask_title, fontsize="small")
         axes[index, 2].imshow(probability, cmap="magma", vmin=0, vmax=1)
         axes[index, 2].set_title(f"{label}: particle probability, F1 {f1:.3f}", fontsize="small")
         for axis in axes[index]:
@@ -182,20 +187,11 @@ def _plot_examples(model_dir: Path, label: str, dataset_zarr: str, dataset_parqu
     raw_images = np.stack([np.asarray(data.images[int(r)]) for r in rows])
     masks = np.stack([np.asarray(data.masks[int(r)]) for r in rows])
     probabilities = predict_particle_probability(load_model(model_dir), raw_images)
-    figure = Figure(figsize=(9, 3 * len(rows)), layout="constrained")
-    axes = np.atleast_2d(figure.subplots(len(rows), 3))
-    for index, (image, mask, probability) in enumerate(zip(raw_images, masks, probabilities)):
-        table_row = data.table.iloc[index]
-        f1 = segmentation_metrics(probability, mask)["f1"]
-        axes[index, 0].imshow(normalize_min_max(image), cmap="gray")
-        axes[index, 0].set_title(f"row {int(table_row['row'])} {table_row.get('structure_id', '')}", fontsize="small")
-        axes[index, 1].imshow(mask, cmap="gray", vmin=0, vmax=1)
-        axes[index, 1].set_title("label (particle mask)", fontsize="small")
-        axes[index, 2].imshow(probability, cmap="magma", vmin=0, vmax=1)
-        axes[index, 2].set_title(f"{label}: particle probability, F1 {f1:.3f}", fontsize="small")
-        for axis in axes[index]:
-            axis.set_axis_off()
-    figure.savefig(path, dpi=100)
+    titles = [f"row {int(row['row'])} {row.get('structure_id', '')}"
+              for _, row in data.table.iloc[: len(rows)].iterrows()]
+    _plot_prediction_rows([(normalize_min_max(image), title, mask, "label (particle mask)", p)
+                           for image, title, mask, p in zip(raw_images, titles, masks, probabilities)],
+                          label, path)
 
 
 def write_report(
