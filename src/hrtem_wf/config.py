@@ -79,37 +79,31 @@ def apply_device_override(config: dict) -> dict:
 
 # `smoke: true`: the cheapest run that still executes every job of a config through the real
 # code (same structures, multislice, image effects, training and report), for trying a GPU-days
-# recipe on a laptop before submitting it. Each entry caps a key of every block of its section.
-SMOKE_CAPS = {
-    "simulations": {"frozen_phonons": 2},
-    "images": {"focal_spread.samples": 5, "crop_px": 256},
-    "models": {"epochs": 2},
-}
+# recipe on a laptop before submitting it.
 SMOKE_STRUCTURES = 3  # per structures block: one each for training, validation and test
-SMOKE_MIN_POTENTIAL_SAMPLING_A = 0.2  # coarser potentials: 4x fewer grid points than the study's 0.1
+SMOKE_FROZEN_PHONONS = 2
+SMOKE_MIN_POTENTIAL_SAMPLING_A = 0.2  # 4x fewer grid points than the study's 0.1
+SMOKE_FOCAL_SPREAD_SAMPLES = 5
+SMOKE_CROP_PX = 256
+SMOKE_EPOCHS = 2
 
 
 def apply_smoke(config: dict) -> dict:
     """Shrink every block to smoke size in place: phonons <= 2, potential sampling >= 0.2 A (never
-    finer than the block's exit waves need), focal-spread samples <= 5, crops <= 256 px, the first
+    coarser than the stored exit waves), focal-spread samples <= 5, crops <= 256 px, the first
     model seed only, 2 epochs; and (`scaled_count`) at most 3 structures per structures block."""
-    for section, caps in SMOKE_CAPS.items():
-        for block in config[section].values():
-            for dotted, cap in caps.items():
-                *path, key = dotted.split(".")
-                owner = block
-                for part in path:
-                    owner = owner[part]
-                value = owner[key]
-                if isinstance(value, list):
-                    owner[key] = [min(v, cap) for v in value]
-                elif isinstance(value, int | float):
-                    owner[key] = min(value, cap)
     for block in config["simulations"].values():
+        block["frozen_phonons"] = min(block["frozen_phonons"], SMOKE_FROZEN_PHONONS)
         block["potential_sampling_A"] = max(block["potential_sampling_A"],
                                             min(SMOKE_MIN_POTENTIAL_SAMPLING_A,
                                                 block["exit_wave_sampling_A"]))
+    for block in config["images"].values():
+        block["focal_spread"]["samples"] = min(block["focal_spread"]["samples"],
+                                               SMOKE_FOCAL_SPREAD_SAMPLES)
+        if block["crop_px"] is not None:
+            block["crop_px"] = [min(n, SMOKE_CROP_PX) for n in block["crop_px"]]
     for block in config["models"].values():
+        block["epochs"] = min(block["epochs"], SMOKE_EPOCHS)
         block["seeds"] = block["seeds"][:1]
     return config
 
