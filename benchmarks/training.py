@@ -3,9 +3,9 @@ and an inference cost here, next to the study's Table 2?
 
     python benchmarks/training.py [--images 16] [--size 512] [--device cpu|gpu]
 
-On a dataset in the workflow's format (synthetic micrographs of the study's 512 x 512 crops) and
-the study's network (UNet, ResNet18, 3 stages, batch 16, D4 augmentation), it measures in the
-same run:
+On a dataset in the workflow's format (`hrtem_wf.training.synthetic`: Poisson micrographs of
+fringed disks, the study's 512 x 512 crops) and the study's network (UNet, ResNet18, 3 stages,
+batch 16, D4 augmentation), it measures in the same run:
   - training throughput: the training pass as `train_model` runs it (Zarr/numpy reads, per-image
     [0, 1] scaling, D4, batching, forward, backward, Adam step), in images per second;
   - the pure model step on the very same batches, already in memory as tensors;
@@ -24,43 +24,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
-import zarr
 
 from hrtem_wf.inference import predict_micrograph
 from hrtem_wf.training.data import SegmentationDataset, read_split
 from hrtem_wf.training.loss import segmentation_loss
 from hrtem_wf.training.model import build_model, resolve_device
+from hrtem_wf.training.synthetic import write_synthetic_dataset
 from hrtem_wf.training.train import _train_one_epoch, evaluate_loss, recalibrate_batchnorm
 
 STUDY_BLOCK = {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [256, 128, 64],
                "batch_size": 16, "learning_rate": 1e-3}
 STUDY_SECONDS_PER_512_IMAGES_EPOCH = 15.0
 STUDY_SECONDS_PER_PATCH = 0.014
-
-
-def write_dataset(directory: Path, n_images: int, size: int, seed: int = 0) -> tuple[str, str]:
-    """Poisson micrographs of fringed disks, 3/4 train and 1/4 validation, as the dataset rule
-    writes them (float32 counts, uint8 masks, one chunk per image)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    images = np.empty((n_images, size, size), np.float32)
-    masks = np.empty((n_images, size, size), np.uint8)
-    for i in range(n_images):
-        cy, cx = rng.uniform(0.3 * size, 0.7 * size, 2)
-        disk = (yy - cy) ** 2 + (xx - cx) ** 2 < rng.uniform(0.1, 0.3) ** 2 * size**2
-        fringes = np.cos(2 * np.pi * xx / 3.0)
-        images[i] = rng.poisson(100.0 + disk * (60.0 + 30.0 * fringes))
-        masks[i] = disk
-    group = zarr.open_group(str(directory / "bench.zarr"), mode="w")
-    for name, data in (("images", images), ("masks", masks)):
-        group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=(1, size, size))
-        group[name][:] = data
-    n_val = max(1, n_images // 4)
-    pd.DataFrame({"row": np.arange(n_images), "split": ["train"] * (n_images - n_val) + ["validation"] * n_val,
-                  "structure_id": [f"s{i}" for i in range(n_images)]}).to_parquet(directory / "bench.parquet")
-    return str(directory / "bench.zarr"), str(directory / "bench.parquet")
 
 
 def _synchronize(device: torch.device) -> None:
@@ -96,7 +72,8 @@ def main() -> None:
           f"{args.images} images of {args.size}^2 px, batch {batch_size}")
 
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = write_dataset(Path(tmp), args.images + max(1, args.images // 3), args.size)
+        # 2/3 train, 1/6 validation, 1/6 test: `--images` training images
+        dataset = write_synthetic_dataset(Path(tmp), n_images=args.images * 3 // 2, size=args.size)
         train, validation = read_split(*dataset, "train"), read_split(*dataset, "validation")
         loader = torch.utils.data.DataLoader(
             SegmentationDataset(train, augment_d4=True, rng=np.random.default_rng(0)),

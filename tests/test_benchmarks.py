@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-from conftest import write_synthetic_dataset
+from hrtem_wf.training.synthetic import write_synthetic_dataset
 
 from hrtem_wf.evaluation import evaluate_model, write_report
 from hrtem_wf.evaluation.benchmarks import read_benchmark, score_benchmark

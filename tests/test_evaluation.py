@@ -15,7 +15,7 @@ from hrtem_wf.evaluation import (
     segmentation_metrics,
     write_report,
 )
-from conftest import write_synthetic_dataset
+from hrtem_wf.training.synthetic import write_synthetic_dataset
 from hrtem_wf.training import load_model, read_split, train_model
 
 TINY_BLOCK = {

@@ -25,7 +25,7 @@ from hrtem_wf.training import (
     segmentation_loss,
     train_model,
 )
-from conftest import write_synthetic_dataset
+from hrtem_wf.training.synthetic import write_synthetic_dataset
 from hrtem_wf.training.data import DatasetSplit
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"

@@ -203,15 +203,10 @@ def predict_micrograph(model: torch.nn.Module, raw_image: np.ndarray, *, median_
 
 
 def training_pixel_size(metadata: dict) -> float | list[float] | None:
-    """The training data's pixel size in Angstrom from a model's metadata, if recorded.
-
-    ``pixel_size_A`` at the top level (as training writes it) or in the model block: a number,
-    or [low, high] for data over a range of pixel sizes (a number when low == high). None when
-    absent.
-    """
+    """The training data's pixel size in Angstrom as training records it in a model's metadata:
+    a number, or [low, high] for data over a range of pixel sizes (a number when low == high);
+    None when not recorded."""
     value = metadata.get("pixel_size_A")
-    if value is None:
-        value = (metadata.get("block") or {}).get("pixel_size_A")
     if value is None:
         return None
     if isinstance(value, (list, tuple)):

@@ -20,7 +20,8 @@ MICROGRAPH_EXTENSIONS = (".dm3", ".dm4", ".ser", ".emd", ".tif", ".tiff", ".npy"
 
 #: Length units (lower case, spaces removed) and their size in Angstrom.
 _ANGSTROM_PER_UNIT = {
-    "a": 1.0, "å": 1.0, "\u212b": 1.0, "ang": 1.0, "angstrom": 1.0, "angstroms": 1.0,
+    # "Å" and the Angstrom sign (U+212B) both lower-case to "å"
+    "a": 1.0, "å": 1.0, "ang": 1.0, "angstrom": 1.0, "angstroms": 1.0,
     "nm": 10.0, "nanometer": 10.0, "nanometers": 10.0, "nanometre": 10.0, "nanometres": 10.0,
     "pm": 0.01, "picometer": 0.01, "picometers": 0.01,
     "um": 1e4, "\u00b5m": 1e4, "\u03bcm": 1e4, "micron": 1e4, "microns": 1e4,
@@ -39,10 +40,7 @@ def angstrom_per_unit(units: object) -> float | None:
     """Size of one ``units`` in Angstrom, or None when ``units`` is not a length unit."""
     if units is None:
         return None
-    key = str(units).strip().replace(" ", "")
-    if key in ("Å", "\u212b"):
-        return 1.0
-    return _ANGSTROM_PER_UNIT.get(key.lower())
+    return _ANGSTROM_PER_UNIT.get(str(units).strip().replace(" ", "").lower())
 
 
 def read_micrograph(path: str | Path) -> tuple[np.ndarray, float | None]:
@@ -179,7 +177,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, float | None]:
             page = tiff.pages[0]
             data = page.asarray()
             if page.photometric == tifffile.PHOTOMETRIC.RGB and data.ndim == 3:
-                data = data[..., :3].astype(np.float32).mean(axis=-1)
+                data = _rgb_to_gray(data)
             if len(tiff.pages) > 1:
                 log.warning("%s: holds %d pages; using the first", path, len(tiff.pages))
         image = _image_2d(data, path)
@@ -225,9 +223,13 @@ def _read_png_image(path: Path) -> np.ndarray:
     with Image.open(path) as png:
         data = np.asarray(png)
     if data.ndim == 3:  # RGB or RGBA (or gray + alpha)
-        data = data[..., :3].astype(np.float32).mean(axis=-1) if data.shape[-1] >= 3 \
-            else data[..., 0]
+        data = _rgb_to_gray(data) if data.shape[-1] >= 3 else data[..., 0]
     return _image_2d(data, path)
+
+
+def _rgb_to_gray(data: np.ndarray) -> np.ndarray:
+    """(H, W, 3 or 4) pixels: the mean of R, G and B (alpha ignored), float32."""
+    return data[..., :3].astype(np.float32).mean(axis=-1)
 
 
 def read_mask_png(path: str | Path) -> np.ndarray:

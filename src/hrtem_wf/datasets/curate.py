@@ -37,8 +37,13 @@ DISTRIBUTION_COLUMNS = {
 HISTOGRAM_BINS = 10
 
 
+def _draw_key(seed: int, dataset: str, stream: str, key: str) -> int:
+    """The position of item `key` in the dataset's draw of `stream` (structure, focal, image)."""
+    return derive_seed(seed, dataset, 0, f"{stream}|{key}")
+
+
 def _hash_order(keys: list[str], seed: int, dataset: str, stream: str) -> list[str]:
-    return sorted(keys, key=lambda key: derive_seed(seed, dataset, 0, f"{stream}|{key}"))
+    return sorted(keys, key=lambda key: _draw_key(seed, dataset, stream, key))
 
 
 def _where(table: pd.DataFrame, where: dict) -> pd.Series:
@@ -74,8 +79,8 @@ def _balanced_order(rows: pd.DataFrame, seed: int, dataset: str) -> list:
     then a second of each, and so on, each structure's images in hash order; so n images cover
     min(n, structures) structures."""
     keys = rows["image_store"] + "#" + rows["image.image_index"].astype(str)
-    image_hash = keys.map(lambda key: derive_seed(seed, dataset, 0, f"image|{key}"))
-    structure_hash = rows["structure_id"].map(lambda sid: derive_seed(seed, dataset, 0, f"structure|{sid}"))
+    image_hash = keys.map(lambda key: _draw_key(seed, dataset, "image", key))
+    structure_hash = rows["structure_id"].map(lambda sid: _draw_key(seed, dataset, "structure", sid))
     rank = image_hash.groupby(rows["structure_id"]).rank(method="first")
     return list(pd.DataFrame({"rank": rank, "structure": structure_hash})
                 .sort_values(["rank", "structure"]).index)

@@ -55,7 +55,9 @@ def _match_model_dirs(evaluations: list[dict], model_dirs: list[str]) -> list[Pa
     return matched
 
 
-def _summary_markdown(evaluations: list[dict], metadatas: list[dict]) -> str:
+def _summary_markdown(evaluations: list[dict], metadatas: list[dict], scores: list[dict],
+                      histories: dict[tuple[str, int], pd.DataFrame]) -> str:
+    """The condition table (Table 1), every model and seed, means over seeds, warnings."""
     split = evaluations[0].get("split", "test")
     header = ["model", "seed", "dataset", f"n {split} images", *(label for _, label in METRIC_COLUMNS), "best epoch"]
     rows = [
@@ -72,13 +74,22 @@ def _summary_markdown(evaluations: list[dict], metadatas: list[dict]) -> str:
          *(_mean_sd([e[key] for e in group]) for key, _ in METRIC_COLUMNS)]
         for (model, dataset), group in grouped.items()
     ]
+    condition_header, condition_rows = condition_table(evaluations, scores, histories)
+    warnings = [f"- {s['benchmark']}, {s['model']} seed {s['seed']}: {w}" for s in scores
+                for w in s.get("warnings", [])]
     return (
         "# Evaluation report\n\n"
+        "## Conditions (Table 1 of the study)\n\n"
+        "F1 as median [min-max] (seeds) over the seeds of each condition; the simulated test "
+        "split is the condition's own dataset. V90 / V95: median epochs to a validation F1 of "
+        "0.90 / 0.95 (seeds that got there / seeds when not all did).\n\n"
+        + _markdown_table(condition_header, condition_rows) + "\n\n"
         f"Pixel metrics on the {split} split, pooled over all its pixels; particle = softmax "
         f"probability > {evaluations[0].get('threshold', 0.5)}. F1 = TP / (TP + (FP + FN) / 2), "
         "soft F1 = 2 sum(p y) / (sum p + sum y).\n\n"
         "## Per model and seed\n\n" + _markdown_table(header, rows) + "\n\n"
         "## Mean ± sd over seeds\n\n" + _markdown_table(mean_header, mean_rows) + "\n"
+        + ("\n## Benchmark warnings\n\n" + "\n".join(warnings) + "\n" if warnings else "")
     )
 
 
@@ -219,20 +230,7 @@ def write_report(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    header, rows = condition_table(evaluations, scores, histories)
-    table = ("## Conditions (Table 1 of the study)\n\n"
-             "F1 as median [min-max] (seeds) over the seeds of each condition; the simulated test "
-             "split is the condition's own dataset. V90 / V95: median epochs to a validation F1 of "
-             "0.90 / 0.95 (seeds that got there / seeds when not all did).\n\n"
-             + _markdown_table(header, rows) + "\n\n")
-    summary = _summary_markdown(evaluations, metadatas)
-    title, rest = summary.split("\n\n", 1)
-    warnings = [f"- {s['benchmark']}, {s['model']} seed {s['seed']}: {w}" for s in scores
-                for w in s.get("warnings", [])]
-    text = title + "\n\n" + table + rest
-    if warnings:
-        text += "\n## Benchmark warnings\n\n" + "\n".join(warnings) + "\n"
-    (out_dir / "summary.md").write_text(text)
+    (out_dir / "summary.md").write_text(_summary_markdown(evaluations, metadatas, scores, histories))
     written = [out_dir / "summary.md", out_dir / "training_curves.png", out_dir / "examples.png",
                out_dir / "data_distributions.png"]
     _plot_training_curves(histories, written[1])
