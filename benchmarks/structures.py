@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from hrtem_wf.config import validate_block
 from hrtem_wf.structures import build_structure
 from hrtem_wf.structures.substrate import random_film
 
@@ -53,6 +54,7 @@ def main() -> None:
     print(f"structures benchmark: {os.cpu_count()} CPU cores, {args.count} structures per block")
     print(f"  amorphous carbon film 128 x 128 x 50 A ({len(film)} atoms): {film_s:.3f} s")
     for name, block in BLOCKS.items():
+        block = validate_block("structures", block)
         build_structure(block, 0)  # warm-up
         times, atoms_count = [], []
         for seed in range(1, args.count + 1):

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hrtem_wf.config import validate_block
 from hrtem_wf.inference import predict_micrograph
 from hrtem_wf.training.data import SegmentationDataset, read_split
 from hrtem_wf.training.loss import segmentation_loss
@@ -33,8 +34,10 @@ from hrtem_wf.training.model import build_model, resolve_device
 from hrtem_wf.training.synthetic import write_synthetic_dataset
 from hrtem_wf.training.train import _train_one_epoch, evaluate_loss, recalibrate_batchnorm
 
-STUDY_BLOCK = {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [256, 128, 64],
-               "batch_size": 16, "learning_rate": 1e-3}
+STUDY_BLOCK = validate_block("models", {
+    "dataset": "synthetic", "seeds": [0], "encoder": "resnet18", "encoder_depth": 3,
+    "decoder_channels": [256, 128, 64], "epochs": 1, "batch_size": 16, "learning_rate": 1e-3,
+    "lr_decay_per_epoch": 0.8, "augment_d4": True, "device": "cpu"})
 STUDY_SECONDS_PER_512_IMAGES_EPOCH = 15.0
 STUDY_SECONDS_PER_PATCH = 0.014
 
@@ -51,7 +54,7 @@ def pure_steps(model, optimizer, batches, device) -> float:
     start = time.perf_counter()
     for images, masks in batches:
         optimizer.zero_grad(set_to_none=True)
-        loss = segmentation_loss(model(images), masks)
+        loss = segmentation_loss(model(images), masks, STUDY_BLOCK["loss"])
         loss.backward()
         optimizer.step()
     _synchronize(device)
@@ -90,14 +93,14 @@ def main() -> None:
         for _ in range(args.repeats):
             _synchronize(device)
             start = time.perf_counter()
-            _train_one_epoch(model, loader, optimizer, device, None)
+            _train_one_epoch(model, loader, optimizer, device, STUDY_BLOCK["loss"])
             _synchronize(device)
             pipeline.append(time.perf_counter() - start)
             pure.append(pure_steps(model, optimizer, batches, device))
         start = time.perf_counter()
-        _train_one_epoch(model, loader, optimizer, device, None)
+        _train_one_epoch(model, loader, optimizer, device, STUDY_BLOCK["loss"])
         recalibrate_batchnorm(model, statistics, device)
-        evaluate_loss(model, validation_loader, device)
+        evaluate_loss(model, validation_loader, device, STUDY_BLOCK["loss"])
         _synchronize(device)
         epoch = time.perf_counter() - start
 

@@ -12,13 +12,68 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hrtem_wf.config import validate_block
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 BIN = Path(sys.executable).parent  # the venv's bin: snakemake and hrtem-wf live there
 
 
+# The tiny segmentation model the training, evaluation and benchmark tests train: seconds on CPU.
+TINY_MODEL_BLOCK = validate_block("models", {
+    "dataset": "toy",
+    "seeds": [0, 1],
+    "encoder": "resnet18",
+    "encoder_depth": 3,
+    "decoder_channels": [16, 8, 8],
+    "epochs": 2,
+    "batch_size": 4,
+    "learning_rate": 1.0e-3,
+    "lr_decay_per_epoch": 0.8,
+    "augment_d4": True,
+    "device": "cpu",
+})
+
+
+def build_validated(block: dict, seed: int):
+    """build_structure on a hand-written structures block, validated and filled as the workflow
+    does before any job."""
+    from hrtem_wf.config import validate_block
+    from hrtem_wf.structures import build_structure
+
+    return build_structure(validate_block("structures", block), seed)
+
+
 def load_config(name: str = "config/config.yaml") -> dict:
-    return yaml.safe_load((ROOT / name).read_text())
+    """A shipped config as the stages see it: validated, defaults filled."""
+    from hrtem_wf.config import validate
+
+    return validate(yaml.safe_load((ROOT / name).read_text()), SCHEMA)
+
+
+def iou(a, b):
+    """Intersection over union of two boolean masks."""
+    return (a & b).sum() / (a | b).sum()
+
+
+def train_seeds(block: dict, dataset: tuple, root: Path) -> list[Path]:
+    """Train every seed of `block` on `dataset` (zarr, parquet): root/models/tiny/seed<k>."""
+    from hrtem_wf.training import train_model  # torch: loaded only by the tests that train
+
+    model_dirs = []
+    for seed in block["seeds"]:
+        model_dir = root / "models" / "tiny" / f"seed{seed}"
+        train_model(block, *dataset, seed=seed, out_dir=str(model_dir), log=lambda line: None)
+        model_dirs.append(model_dir)
+    return model_dirs
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> tuple:
+    """A synthetic training dataset in the workflow's format: (zarr, parquet)."""
+    from hrtem_wf.training.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(tmp_path_factory.mktemp("dataset"))
 
 
 @pytest.fixture

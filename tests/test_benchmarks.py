@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-from hrtem_wf.training.synthetic import write_synthetic_dataset
 
+from conftest import TINY_MODEL_BLOCK, train_seeds
 from hrtem_wf.evaluation import evaluate_model, write_report
 from hrtem_wf.evaluation.benchmarks import read_benchmark, score_benchmark
 from hrtem_wf.evaluation.ensembles import (
@@ -27,11 +27,8 @@ from hrtem_wf.evaluation.ensembles import (
 from hrtem_wf.evaluation.report import condition_table
 from hrtem_wf.inference import predict_micrograph
 from hrtem_wf.micrographs import write_mask_png
-from hrtem_wf.training import load_model, read_split, train_model
-
-BLOCK = {"dataset": "toy", "seeds": [0, 1], "encoder": "resnet18", "encoder_depth": 3,
-         "decoder_channels": [16, 8, 8], "epochs": 2, "batch_size": 4, "learning_rate": 1.0e-3,
-         "lr_decay_per_epoch": 0.8, "augment_d4": True, "device": "cpu"}
+from hrtem_wf.training import TrainedModel, read_split
+from hrtem_wf.training.synthetic import write_synthetic_dataset
 
 
 def _history(val_f1: list[float]) -> pd.DataFrame:
@@ -80,11 +77,7 @@ def test_condition_table_rows():
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     dataset = write_synthetic_dataset(root, n_images=24, size=64)
-    dirs = []
-    for seed in BLOCK["seeds"]:
-        out = root / "models" / "tiny" / f"seed{seed}"
-        train_model(BLOCK, *dataset, seed=seed, out_dir=str(out), log=lambda line: None)
-        dirs.append(out)
+    dirs = train_seeds(TINY_MODEL_BLOCK, dataset, root)
     test = read_split(*dataset, "test")
     images = np.stack([test.images[int(r)] for r in test.rows])
     masks = np.stack([test.masks[int(r)] for r in test.rows]).astype(np.uint8)
@@ -93,7 +86,7 @@ def models(tmp_path_factory):
 
 def _by_hand(model_dir, images, masks, median_px=3):
     """F1 = TP / (TP + (FP + FN) / 2) of probability > 0.5, counted with numpy."""
-    model = load_model(model_dir)
+    model = TrainedModel.read(model_dir).load_network()
     tp = fp = fn = 0
     per_image = []
     for image, mask in zip(images, masks):

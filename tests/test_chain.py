@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import iou
 from hrtem_wf.imaging import draw_images
 from hrtem_wf.imaging.labels import particle_mask
 from hrtem_wf.simulation import simulate_structure
@@ -32,10 +33,6 @@ def projected_footprint(atoms, shape_yx, sampling_A):
     center_x, center_y = atoms.info["center_A"][:2]
     y, x = (np.indices(shape_yx) + 0.5) * np.reshape(sampling_A, (2, 1, 1))
     return (x - center_x) ** 2 + (y - center_y) ** 2 < atoms.info["radius_A"] ** 2
-
-
-def iou(a, b):
-    return (a & b).sum() / (a | b).sum()
 
 
 @pytest.mark.parametrize("defocus_A", [0.0, 100.0, -100.0])  # the demo's defocus range

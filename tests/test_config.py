@@ -59,11 +59,54 @@ MALFORMED = [
     ("images.au_small_hrtem.label.threshold", {"CdSe": 0.1}, ["images.au_small_hrtem.label.threshold", "Au"]),
     ("structures.au_small.substrate", KeyError, ["structures.au_small", "substrate"]),
     ("structures.au_small.family", "flake", ["structures.au_small", "flake", "support"]),
+    # these five passed validation once and failed only inside a job, or with a wrong message
+    ("models.unet_demo.encoder", "resnet9000", ["models.unet_demo.encoder", "resnet9000"]),
+    ("images.au_small_hrtem.crop_px", [4096, 4096],
+     ["images.au_small_hrtem.crop_px", "larger than the detector image [256, 256]"]),
+    ("images.au_small_hrtem.focal_points", 3,
+     ["images.au_small_hrtem.focal_points", "does not divide draws_per_structure 4"]),
+    ("structures.au_small.radius_A", {"distribution": "mixture", "weights": [1, 2],
+                                      "components": [{"distribution": "fixed", "value": 10.0}]},
+     ["structures.au_small.radius_A", "2 weights for 1 components"]),
+    ("images.au_small_hrtem.dose_e_per_A2", {"distribution": "uniform", "low": "5.0e6", "high": 1.0e7},
+     ["images.au_small_hrtem.dose_e_per_A2", "'5.0e6' is text, not a number", "5.0e+6"]),
+    # and more kinds
+    ("models.unet_demo.learning_rate", "1e-3", ["models.unet_demo.learning_rate", "not a number"]),
+    ("structures.au_small.material", "CdSe", ["structures.au_small.material", "FCC metal"]),
+    ("structures.au_small.lattice", "wurtzite", ["structures.au_small.elements", "c_A",
+                                                 "structures.au_small.planar_defects.kinds"]),
+    ("structures.au_small.planar_defects.kinds", ["grain_boundary"],
+     ["structures.au_small.planar_defects.kinds"]),
+    ("structures.au_small.shape", "layered", ["structures.au_small.shape", "layered"]),
+    ("structures.au_small.particles", {"count": 0}, ["structures.au_small.particles.count"]),
+    ("structures.au_small.embedding_fraction", 1.5, ["structures.au_small.embedding_fraction"]),
+    ("structures.au_small.radius_A", {"distribution": "loguniform", "low": 0.0, "high": 12.0},
+     ["structures.au_small.radius_A", "loguniform needs low > 0"]),
+    ("structures.au_small.radius_A", {"distribution": "normal", "mean": 12.0, "sd": 1.0,
+                                      "min": 14.0, "max": 10.0},
+     ["structures.au_small.radius_A", "min 14.0 > max 10.0"]),
+    ("seed", -1, ["seed"]),
+    ("simulations.au_small_fp.debye_waller_sigma_A", {"Au": 0.1},
+     ["simulations.au_small_fp.debye_waller_sigma_A", "['C']"]),
+    ("images.au_small_hrtem.defocus_A", {"distribution": "uniform", "low": 100.0, "high": -100.0},
+     ["images.au_small_hrtem.defocus_A", "low 100.0 > high -100.0"]),
+    ("images.au_small_hrtem.focal_spread.sigma_A", {"distribution": "normal", "mean": 10.0, "sd": 5.0},
+     ["images.au_small_hrtem.focal_spread.sigma_A", "must lie in [0.0, inf]"]),
+    ("images.au_small_hrtem.detector.pixel_size_A", 0, ["images.au_small_hrtem.detector.pixel_size_A"]),
+    ("datasets.au_small_demo.images", ["nope"], ["datasets.au_small_demo.images", "nope"]),
+    ("models.unet_demo.encoder_depth", 6, ["models.unet_demo.encoder_depth"]),
+    ("models.unet_demo.seeds", [], ["models.unet_demo.seeds"]),
+    ("benchmarks", {"real": {"format": "pairs", "micrographs": "m", "masks": "k", "models": ["nope"]}},
+     ["benchmarks.real.models", "nope"]),
+    ("benchmarks", {"real": {"format": "hdf5"}}, ["benchmarks.real", "path"]),
 ]
+# The kinds that once reached a job: through Snakemake, none may start one.
+ONCE_REACHED_A_JOB = MALFORMED[22:27]
 
 
 @pytest.mark.parametrize("path, value, words", MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_config_names_the_key(default_config, path, value, words):
+    assert len(MALFORMED) >= 30
     bad = _set(copy.deepcopy(default_config), path, value)
     with pytest.raises(ConfigError) as error:
         validate(bad, SCHEMA)
@@ -72,7 +115,8 @@ def test_malformed_config_names_the_key(default_config, path, value, words):
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("path, value, words", MALFORMED[:5], ids=[m[0] for m in MALFORMED[:5]])
+@pytest.mark.parametrize("path, value, words", MALFORMED[:5] + ONCE_REACHED_A_JOB,
+                         ids=[m[0] for m in MALFORMED[:5] + ONCE_REACHED_A_JOB])
 def test_snakemake_stops_before_any_job(default_config, workflow_copy, path, value, words):
     flow = workflow_copy(_set(copy.deepcopy(default_config), path, value))
     result = flow.snakemake(check=False)

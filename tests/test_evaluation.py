@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import TINY_MODEL_BLOCK, train_seeds
 from hrtem_wf.evaluation import (
     evaluate_model,
     predict_particle_probability,
@@ -16,21 +17,7 @@ from hrtem_wf.evaluation import (
     write_report,
 )
 from hrtem_wf.training.synthetic import write_synthetic_dataset
-from hrtem_wf.training import load_model, read_split, train_model
-
-TINY_BLOCK = {
-    "dataset": "toy",
-    "seeds": [0, 1],
-    "encoder": "resnet18",
-    "encoder_depth": 3,
-    "decoder_channels": [16, 8, 8],
-    "epochs": 2,
-    "batch_size": 4,
-    "learning_rate": 1.0e-3,
-    "lr_decay_per_epoch": 0.8,
-    "augment_d4": True,
-    "device": "cpu",
-}
+from hrtem_wf.training import TrainedModel, read_split
 
 
 def test_perfect_prediction_scores_one():
@@ -74,11 +61,7 @@ def test_shape_mismatch_is_an_error():
 def trained_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluation")
     dataset = write_synthetic_dataset(root)
-    model_dirs = []
-    for seed in TINY_BLOCK["seeds"]:
-        model_dir = root / "models" / "tiny" / f"seed{seed}"
-        train_model(TINY_BLOCK, *dataset, seed=seed, out_dir=str(model_dir), log=lambda line: None)
-        model_dirs.append(str(model_dir))
+    model_dirs = [str(model_dir) for model_dir in train_seeds(TINY_MODEL_BLOCK, dataset, root)]
     return root, dataset, model_dirs
 
 
@@ -93,7 +76,8 @@ def test_evaluate_model_pools_metrics_over_the_test_split(trained_models):
     test = read_split(*dataset, "test")
     raw_images = np.stack([test.images[int(r)] for r in test.rows])
     masks = np.stack([test.masks[int(r)] for r in test.rows])
-    probabilities = predict_particle_probability(load_model(model_dirs[0]), raw_images)
+    network = TrainedModel.read(model_dirs[0]).load_network()
+    probabilities = predict_particle_probability(network, raw_images)
     expected = segmentation_metrics(probabilities, masks)
     for key, value in expected.items():
         assert evaluation[key] == pytest.approx(value, abs=1e-6)

@@ -19,10 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import BIN, ROOT
 from hrtem_wf import gpu
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent  # the venv's bin: snakemake and hrtem-wf live there
 
 # A job that binds a GPU, reports it, holds it, then exits 0, raises, or waits to be killed.
 HOLDER = textwrap.dedent("""

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from conftest import iou
+from hrtem_wf.config import validate_block
 from hrtem_wf.imaging import (
     PRESETS,
     aberration_phase,
@@ -28,8 +30,9 @@ SAMPLING_A = (0.2, 0.2)
 CS_A = -19130.0
 CS = {"C30": CS_A}
 
-# The demo config's image block, copied so other edits of config.yaml cannot change these tests.
-BLOCK = {
+# The demo config's image block, copied so other edits of config.yaml cannot change these tests
+# (validated: the defaults filled as the workflow does).
+BLOCK = validate_block("images", {
     "simulations": "au_small_fp",
     "device": "cpu",
     "draws_per_structure": 4,
@@ -44,7 +47,7 @@ BLOCK = {
     "crop_px": [96, 96],
     "label": {"method": "phase", "threshold": 0.2618, "smoothing_sigma_px": 3.0,
               "smoothing_threshold": 0.1},
-}
+})
 
 # Every effect on, as the study's Optimal Au images (SI section 1.8).
 ALL_EFFECTS = {
@@ -89,10 +92,6 @@ def disk(shape, radius_px, center=None):
     cy, cx = (ny // 2, nx // 2) if center is None else center
     y, x = np.mgrid[:ny, :nx]
     return (y - cy) ** 2 + (x - cx) ** 2 < radius_px**2
-
-
-def iou(a, b):
-    return (a & b).sum() / (a | b).sum()
 
 
 def weak_phase_object(shape, phonons=1, seed=0, strength_rad=0.05):
@@ -366,14 +365,16 @@ def test_crop_larger_than_image_raises():
 def test_bad_block_values_raise():
     full, particle = _demo_waves()
     rng = np.random.default_rng(0)
-    with pytest.raises(ValueError, match="frozen_phonons"):
-        draw_images(full, particle, SAMPLING_A, ENERGY_EV, block_with(frozen_phonons="some"), rng)
-    with pytest.raises(ValueError, match="label.method"):
-        draw_images(full, particle, SAMPLING_A, ENERGY_EV,
-                    block_with(label={**BLOCK["label"], "method": "edges"}), rng)
-    with pytest.raises(ValueError, match="missing"):
-        draw_images(full, particle, SAMPLING_A, ENERGY_EV,
-                    {k: v for k, v in BLOCK.items() if k != "plasmons"}, rng)
+    # block values: one home, config validation (before any job; library callers use it too)
+    with pytest.raises(ValueError, match="images.block.frozen_phonons"):
+        validate_block("images", block_with(frozen_phonons="some"))
+    with pytest.raises(ValueError, match="images.block.label.method"):
+        validate_block("images", block_with(label={**BLOCK["label"], "method": "edges"}))
+    with pytest.raises(ValueError, match="'plasmons' is a required property"):
+        validate_block("images", {k: v for k, v in BLOCK.items() if k != "plasmons"})
+    with pytest.raises(ValueError, match="images.block.focal_points: 3 does not divide"):
+        validate_block("images", block_with(focal_points=3))
+    # invariants of the library's own arguments
     with pytest.raises(ValueError, match="preset"):
         draw_images(full, particle, SAMPLING_A, ENERGY_EV,
                     block_with(aberrations={"preset": "team99"}), rng)
@@ -645,9 +646,7 @@ def test_focal_series_with_jitter():
     offsets = defoci - np.array(grid)
     assert np.abs(offsets).max() < 100 and 0 < np.abs(offsets).mean() < 40
     with pytest.raises(ValueError, match="divide"):
-        draw_images(full, particle, SAMPLING_A, ENERGY_EV, block_with(draws_per_structure=5,
-                                                                      focal_points=2),
-                    np.random.default_rng(0))
+        validate_block("images", block_with(draws_per_structure=5, focal_points=2))
 
 
 def test_repeats_of_a_focal_point_share_the_noise_free_image(monkeypatch):

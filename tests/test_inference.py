@@ -15,6 +15,7 @@ import pytest
 import tifffile
 import torch
 
+from conftest import TINY_MODEL_BLOCK
 from hrtem_wf.evaluation.evaluate import predict_particle_probability
 from hrtem_wf.inference import (
     DEFAULT_OVERLAP_PX,
@@ -23,7 +24,6 @@ from hrtem_wf.inference import (
     predict_micrograph,
     predict_tiled,
     preprocess,
-    training_pixel_size,
 )
 from hrtem_wf.micrographs import (
     angstrom_per_unit,
@@ -32,12 +32,13 @@ from hrtem_wf.micrographs import (
     write_mask_png,
     write_probability_tiff,
 )
-from hrtem_wf.training.model import build_model, load_model
+from hrtem_wf.training.model import TrainedModel, build_model
 
-BLOCK = {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 4]}
+BLOCK = {**TINY_MODEL_BLOCK, "encoder": "resnet18", "encoder_depth": 3,
+         "decoder_channels": [16, 8, 4]}
 #: A very cheap smp UNet (dpn68's stem has 10 channels; one decoder block), for the 4096 x 4096
 #: run of the command line: about 0.4 s per megapixel on two shared CPU cores, resnet18 1.1 s.
-FAST_BLOCK = {"encoder": "dpn68", "encoder_depth": 1, "decoder_channels": [2]}
+FAST_BLOCK = {**TINY_MODEL_BLOCK, "encoder": "dpn68", "encoder_depth": 1, "decoder_channels": [2]}
 TOLERANCE = 1e-3
 BORDER_PX = 64
 
@@ -77,7 +78,8 @@ def calibrated_model(block: dict) -> torch.nn.Module:
 def save_model_dir(path, model: torch.nn.Module, block: dict, **extra) -> str:
     path.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path / "weights.pt")
-    metadata = {"block": block, "model": "t", "seed": 0, **extra}
+    metadata = {"block": block, "model": "t", "seed": 0, "dataset": None, "pixel_size_A": None,
+                "best_epoch": 1, **extra}
     (path / "metadata.json").write_text(json.dumps(metadata))
     return str(path)
 
@@ -305,11 +307,6 @@ def test_units_and_pixel_size_check():
     assert "differs by 25%" in pixel_size_mismatch(0.25, 0.2)
     assert pixel_size_mismatch(None, 0.2) is None and pixel_size_mismatch(0.5, None) is None
     assert pixel_size_mismatch(0.3, [0.2, 0.4]) is None and pixel_size_mismatch(0.5, [0.2, 0.4])
-    # As training records it: a number, or [low, high] when the pixel size varied.
-    assert training_pixel_size({"block": BLOCK}) is None
-    assert training_pixel_size({"pixel_size_A": 0.2}) == 0.2
-    assert training_pixel_size({"pixel_size_A": [0.3, 0.2]}) == [0.2, 0.3]
-    assert training_pixel_size({"pixel_size_A": [0.2, 0.2]}) == 0.2
 
 
 # --- hrtem-wf predict ----------------------------------------------------------------------
@@ -330,7 +327,7 @@ def test_cli_predict_writes_probability_and_mask(model, model_dir, tmp_path, cap
                      str(tmp_path / "second.emd"), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "first_mask.png", "first_probability.tif", "second_mask.png", "second_probability.tif"]
-    reloaded = load_model(model_dir)
+    reloaded = TrainedModel.read(model_dir).load_network()
     for stem, image, pixel_size in (("first", tif_image, 2.0), ("second", emd_image, 0.18)):
         probability, written_pixel_size = read_micrograph(out / f"{stem}_probability.tif")
         assert probability.shape == image.shape and written_pixel_size == pytest.approx(pixel_size)

@@ -10,8 +10,6 @@ from hrtem_wf import cli
 from hrtem_wf.plan import (PlanError, categorize, format_plan, parse_dry_run, parse_job_stats,
                            parse_rulegraph, plan, read_dry_run, summarize, total)
 
-pytestmark = pytest.mark.workflow
-
 PARAMS_CHANGE = (
     "Params have changed since last execution: Union of exclusive params before and now across "
     "all output: before: '{\"crop_px\":[64,64],\"note\":\"a; b\"}' now: "
@@ -211,6 +209,7 @@ def default_flow(tmp_path_factory):
     return WorkflowCopy(tmp_path_factory.mktemp("plan"), load_config())
 
 
+@pytest.mark.workflow
 def test_default_config_plan(default_flow):
     rows = plan(default_flow.path)
     table = {(r["stage"], r["block"], r["rule"]):
@@ -229,6 +228,7 @@ def test_default_config_plan(default_flow):
     assert total(rows)["would_run"] == 79
 
 
+@pytest.mark.workflow
 def test_cli_prints_table_and_draws_rulegraph(default_flow, tmp_path, capsys):
     png = tmp_path / "plan" / "rulegraph.png"
     assert cli.main(["plan", "--directory", str(default_flow.path), "--rulegraph", str(png)]) == 0
@@ -238,6 +238,7 @@ def test_cli_prints_table_and_draws_rulegraph(default_flow, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
+@pytest.mark.workflow
 def test_grown_config_via_configfile(default_flow, tmp_path):
     """A --configfile is merged over config/config.yaml, as Snakemake does."""
     overlay = tmp_path / "grow.yaml"
@@ -250,6 +251,7 @@ def test_grown_config_via_configfile(default_flow, tmp_path):
                       "all": (1, 1)}
 
 
+@pytest.mark.workflow
 def test_snakemake_failure_is_reported(default_flow, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"structures": {"au_small": {"count": "many"}}}))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import zarr
 from ase import Atoms
 from ase.cluster import Octahedron
 
 from hrtem_wf import cli
-from hrtem_wf.io import read_group
 from hrtem_wf.simulation import simulate_structure
 from hrtem_wf.simulation.multislice import displaced_configurations, resample_bandlimited
 
@@ -118,7 +118,7 @@ def test_simulate_cli_writes_the_store(tmp_path):
     store = tmp_path / "sim.zarr"
     cli.main(["simulate", "--spec", json.dumps(BLOCK), "--seed", "1", "--block", "m", "--index", "0",
               "--structure", str(tmp_path / "s.extxyz"), "--output", str(store)])
-    group = read_group(store)
+    group = zarr.open_group(store, mode="r")
     assert group["full"].shape == (2, 100, 120) and group["full"].dtype == np.complex64
     assert group["full"].chunks == (1, 100, 120)  # one chunk per frozen phonon
     assert group["full"].compressors  # compressed

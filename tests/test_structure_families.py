@@ -11,7 +11,8 @@ from scipy import stats
 from scipy.spatial import cKDTree
 
 from hrtem_wf.sampling import random_rotation, sample
-from hrtem_wf.structures import build_structure
+from conftest import build_validated
+from hrtem_wf.config import validate_block
 from hrtem_wf.structures.particle import NORMAL_111, build_grain_boundary_particle
 from hrtem_wf.structures.scene import _one_particle, particle_spec, place_particles
 from hrtem_wf.structures.wurtzite import (
@@ -150,11 +151,11 @@ def test_grain_boundary_particle(kind):
 
 
 def test_grain_boundary_fraction_follows_the_config():
-    spec = particle_spec(AU_GB)
+    spec = particle_spec(validate_block("structures", AU_GB))
     rng = np.random.default_rng(5)
     kinds = []
     for _ in range(400):
-        particle, _, _ = _one_particle(AU_GB, spec, 8.0, rng)
+        particle, _, _ = _one_particle(validate_block("structures", AU_GB), spec, 8.0, rng)
         kinds.append("none" if particle.grain_boundary is None else particle.grain_boundary["kind"])
     kinds = np.array(kinds)
     assert (kinds != "none").mean() == pytest.approx(0.25, abs=0.05)
@@ -165,7 +166,7 @@ def test_grain_boundary_fraction_follows_the_config():
 def test_grain_boundary_scene_records_the_boundary():
     block = copy.deepcopy(AU_GB)
     block["grain_boundaries"]["fraction"] = 1.0
-    atoms = build_structure(block, 9)
+    atoms = build_validated(block, 9)
     assert atoms.info["grain_boundary"] in ("rotation_about_111", "random_rotation")
     assert atoms.info["n_defects"] == 0 and atoms.info["particle1_grain_boundary"] != "none"
 
@@ -224,15 +225,15 @@ def test_cdse_fault_count_depends_on_radius():
     assert max_faults_for_radius(24.0, rules, 2) == 2
     assert max_faults_for_radius(20.0, rules, 2) == 1
     assert max_faults_for_radius(14.0, rules, 2) == 0
-    spec = particle_spec(CDSE)
+    spec = particle_spec(validate_block("structures", CDSE))
     rng = np.random.default_rng(6)
     for radius, cap in [(12.0, 0), (18.0, 1), (24.0, 2)]:
-        counts = [len(_one_particle(CDSE, spec, radius, rng)[0].defects) for _ in range(30)]
+        counts = [len(_one_particle(validate_block("structures", CDSE), spec, radius, rng)[0].defects) for _ in range(30)]
         assert max(counts) == cap
 
 
 def test_cdse_scene_with_several_particles():
-    atoms = build_structure(CDSE, 11)
+    atoms = build_validated(CDSE, 11)
     info = atoms.info
     n = info["n_particles"]
     assert 1 <= n <= info["n_particles_requested"] <= 5 and info["placement_attempts"] >= n
@@ -245,14 +246,14 @@ def test_cdse_scene_with_several_particles():
             assert np.linalg.norm(centres[i, :2] - centres[j, :2]) - radii[i] - radii[j] >= 10.0
     assert info["lattice"] == "wurtzite" and info["elements"] == "Cd,Se"
     # several particles per scene across seeds, as the block asks
-    counts = [build_structure(CDSE, seed).info["n_particles"] for seed in (1, 2, 3, 4)]
+    counts = [build_validated(CDSE, seed).info["n_particles"] for seed in (1, 2, 3, 4)]
     assert max(counts) > 1
 
 
 def test_structure_samplers_are_deterministic_and_seeded():
-    a, b = build_structure(CDSE, 5), build_structure(CDSE, 5)
+    a, b = build_validated(CDSE, 5), build_validated(CDSE, 5)
     assert np.array_equal(a.positions, b.positions) and a.info["radius_A"] == b.info["radius_A"]
-    assert not np.array_equal(build_structure(CDSE, 6).positions[:20], a.positions[:20])
+    assert not np.array_equal(build_validated(CDSE, 6).positions[:20], a.positions[:20])
 
 
 def test_sites_table_is_the_triangular_lattice():
@@ -295,11 +296,11 @@ def test_cif_scene(tmp_path):
              "planar_defects": {"max_count": 0, "kinds": ["stacking_fault"], "min_separation_planes": 4}}
     for key in ("elements", "lattice_constant_A", "c_A"):
         block.pop(key)
-    atoms = build_structure(block, 3)
+    atoms = build_validated(block, 3)
     assert set(atoms[atoms.arrays["particle"] == 1].get_chemical_symbols()) == {"Cd", "Se"}
     assert atoms.info["elements"] == "Cd,Se" and atoms.info["cif"].endswith(".cif")
     with pytest.raises(ValueError, match="no planar defects"):
-        build_structure({**block, "planar_defects": CDSE["planar_defects"]}, 3)
+        build_validated({**block, "planar_defects": CDSE["planar_defects"]}, 3)
 
 
 # --- Madsen-style faceted particles on a zone axis ---------------------------------------------
@@ -330,7 +331,7 @@ def test_roughening_prefers_highly_coordinated_sites():
 
 
 def test_layered_particles_on_zone_axis():
-    atoms = build_structure(LAYERED, 4)
+    atoms = build_validated(LAYERED, 4)
     info = atoms.info
     assert info["shape"] == "layered" and info["zone_axis"] in ("<110>", "<111>")
     assert 0.0 <= info["zone_axis_tilt_deg"] <= 5.0
@@ -362,7 +363,7 @@ FLAKE = {
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_mos2_flake_on_graphene(seed):
-    atoms = build_structure(FLAKE, seed)
+    atoms = build_validated(FLAKE, seed)
     info = atoms.info
     flake = atoms[atoms.arrays["particle"] == 1]
     support = atoms[atoms.arrays["particle"] == 0]
@@ -388,7 +389,7 @@ def test_mos2_flake_alone_and_stoichiometry():
     block = {**FLAKE, "support": {"material": "none"},
              "flake": {**FLAKE["flake"], "vacancy_fraction": 0.0, "hole_fraction": 0.0,
                        "tilt_max_deg": 0.0}}
-    atoms = build_structure(block, 4)
+    atoms = build_validated(block, 4)
     assert (atoms.arrays["particle"] == 1).all()
     symbols = np.array(atoms.get_chemical_symbols())
     assert (symbols == "S").sum() == pytest.approx(2 * (symbols == "Mo").sum(), rel=0.1)
@@ -402,6 +403,6 @@ def test_mos2_flake_alone_and_stoichiometry():
 
 def test_flake_block_errors():
     with pytest.raises(ValueError, match="2H"):
-        build_structure({**FLAKE, "material": "Graphite"}, 1)
+        build_validated({**FLAKE, "material": "Graphite"}, 1)
     with pytest.raises(ValueError, match="distance_A"):
-        build_structure({**FLAKE, "support": {"material": "graphene"}}, 1)
+        build_validated({**FLAKE, "support": {"material": "graphene"}}, 1)

@@ -10,7 +10,8 @@ import pytest
 from ase.geometry import get_distances
 from ase.neighborlist import neighbor_list
 
-from hrtem_wf.structures import build_structure, check_block
+from conftest import build_validated
+from hrtem_wf.config import validate_block
 from hrtem_wf.structures.particle import (NORMAL_111, PlanarDefect, build_particle,
                                           choose_defect_planes, d111_A, defected_volume,
                                           fcc_generator, max_defects_that_fit)
@@ -39,7 +40,7 @@ SEEDS = [1, 2, 3, 12, 5]  # seed 12 draws no defect
 
 @pytest.fixture(scope="module")
 def scenes():
-    return {seed: build_structure(BLOCK, seed) for seed in SEEDS}
+    return {seed: build_validated(BLOCK, seed) for seed in SEEDS}
 
 
 def split(atoms):
@@ -323,7 +324,7 @@ def test_defects_are_coherent_twins_and_intrinsic_faults(kinds, hcp_layers):
 # --- reproducibility, file format, errors -------------------------------------------------
 
 def test_deterministic_and_seed_dependent(scenes):
-    again = build_structure(BLOCK, SEEDS[0])
+    again = build_validated(BLOCK, SEEDS[0])
     first = scenes[SEEDS[0]]
     np.testing.assert_array_equal(again.positions, first.positions)
     np.testing.assert_array_equal(again.numbers, first.numbers)
@@ -336,7 +337,7 @@ def test_global_numpy_random_state_is_left_alone():
     np.random.seed(123)
     expected = np.random.random(3)
     np.random.seed(123)
-    build_structure(BLOCK, 11)
+    build_validated(BLOCK, 11)
     np.testing.assert_array_equal(np.random.random(3), expected)
 
 
@@ -366,11 +367,11 @@ def test_too_small_cell_is_a_clear_error():
     block = copy.deepcopy(BLOCK)
     block["cell_A"] = [25.0, 40.0]               # needs 2 x (10 + 5) = 30 A for the largest radius
     with pytest.raises(ValueError, match="too small"):
-        check_block(block)
+        validate_block("structures", block)
     with pytest.raises(ValueError, match="too small"):
-        build_structure(block, 1)
+        build_validated(block, 1)
     block["radius_A"] = {"distribution": "fixed", "value": 7.0}   # 2 x (7 + 5) = 24 A fits
-    assert build_structure(block, 1).info["radius_A"] == 7.0
+    assert build_validated(block, 1).info["radius_A"] == 7.0
 
 
 def test_bad_block_values_are_rejected():
@@ -378,8 +379,8 @@ def test_bad_block_values_are_rejected():
         block = copy.deepcopy(BLOCK)
         block[key] = value
         with pytest.raises(ValueError):
-            check_block(block)
+            validate_block("structures", block)
     block = copy.deepcopy(BLOCK)
     block["planar_defects"]["kinds"] = ["grain_boundary"]
     with pytest.raises(ValueError, match="kinds"):
-        check_block(block)
+        validate_block("structures", block)

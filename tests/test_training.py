@@ -13,13 +13,15 @@ import segmentation_models_pytorch as smp
 import torch
 import yaml
 
+from hrtem_wf.config import validate_block
+from conftest import TINY_MODEL_BLOCK
 from hrtem_wf.training import (
     HISTORY_COLUMNS,
     SegmentationDataset,
+    TrainedModel,
     build_model,
     d4_transform,
     evaluate_loss,
-    load_model,
     random_d4,
     read_split,
     segmentation_loss,
@@ -30,24 +32,8 @@ from hrtem_wf.training.data import DatasetSplit
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
-TINY_BLOCK = {
-    "dataset": "toy",
-    "seeds": [0],
-    "encoder": "resnet18",
-    "encoder_depth": 3,
-    "decoder_channels": [16, 8, 8],
-    "epochs": 4,
-    "batch_size": 4,
-    "learning_rate": 1.0e-3,
-    "lr_decay_per_epoch": 0.8,
-    "augment_d4": True,
-    "device": "cpu",
-}
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return write_synthetic_dataset(tmp_path_factory.mktemp("dataset"))
+TINY_BLOCK = {**TINY_MODEL_BLOCK, "seeds": [0], "epochs": 4}
+STUDY_LOSS = {"cross_entropy": 1.0, "soft_f1": 1.0}  # the study's loss weights
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +45,7 @@ def trained(dataset, tmp_path_factory):
 
 
 def test_default_block_builds_a_two_class_unet_with_input_sized_output():
-    block = yaml.safe_load(CONFIG.read_text())["models"]["unet_demo"]
+    block = validate_block("models", yaml.safe_load(CONFIG.read_text())["models"]["unet_demo"])
     model = build_model(block)
     assert isinstance(model, smp.Unet)
     assert model.segmentation_head[0].out_channels == 2
@@ -70,8 +56,8 @@ def test_default_block_builds_a_two_class_unet_with_input_sized_output():
 
 
 def test_decoder_channels_must_match_encoder_depth():
-    with pytest.raises(ValueError, match="decoder_channels"):
-        build_model({**TINY_BLOCK, "decoder_channels": [16, 8]})
+    with pytest.raises(ValueError, match="models.block.decoder_channels: needs 3 entries"):
+        validate_block("models", {**TINY_BLOCK, "decoder_channels": [16, 8]})
 
 
 def test_loss_is_cross_entropy_plus_one_minus_soft_f1_by_hand():
@@ -81,13 +67,13 @@ def test_loss_is_cross_entropy_plus_one_minus_soft_f1_by_hand():
     cross_entropy = (-math.log(0.75) - math.log(0.5)) / 2
     soft_f1 = 2 * 0.75 / (0.75 + 0.5 + 1.0)  # 2 sum(p y) / (sum p + sum y) = 2/3
     expected = cross_entropy + 1.0 - soft_f1
-    assert float(segmentation_loss(logits, mask)) == pytest.approx(expected, abs=1e-6)
+    assert float(segmentation_loss(logits, mask, STUDY_LOSS)) == pytest.approx(expected, abs=1e-6)
 
 
 def test_loss_is_small_for_a_confident_correct_prediction():
     mask = torch.tensor([[[1, 0], [0, 1]]])
     logits = torch.stack([(1 - mask) * 20.0, mask * 20.0], dim=1).float()
-    assert float(segmentation_loss(logits, mask)) < 1e-6
+    assert float(segmentation_loss(logits, mask, STUDY_LOSS)) < 1e-6
 
 
 def test_d4_elements_keep_image_and_mask_aligned():
@@ -160,7 +146,8 @@ def test_saved_weights_are_those_of_the_lowest_validation_loss(trained, dataset)
     validation = torch.utils.data.DataLoader(
         SegmentationDataset(read_split(*dataset, "validation")), batch_size=TINY_BLOCK["batch_size"]
     )
-    val_loss, val_f1 = evaluate_loss(load_model(out_dir), validation, torch.device("cpu"))
+    network = TrainedModel.read(out_dir).load_network()
+    val_loss, val_f1 = evaluate_loss(network, validation, torch.device("cpu"), STUDY_LOSS)
     assert val_loss == pytest.approx(history["val_loss"][best_index], abs=1e-5)
     assert val_f1 == pytest.approx(history["val_f1"][best_index], abs=1e-9)
 
@@ -223,10 +210,12 @@ def test_other_smp_architectures_from_the_block(architecture):
 
 
 def test_model_spec_errors_name_the_problem():
-    with pytest.raises(ValueError, match="not an smp architecture"):
-        build_model({**TINY_BLOCK, "architecture": "Resnet"})
-    with pytest.raises(ValueError, match="no per-stage decoder_channels"):
-        build_model({**TINY_BLOCK, "architecture": "FPN", "options": {"upsampling": 1}})
+    # the block's own values: config validation, before any job
+    with pytest.raises(ValueError, match="models.block.architecture"):
+        validate_block("models", {**TINY_BLOCK, "architecture": "Resnet"})
+    with pytest.raises(ValueError, match="FPN has no per-stage decoder widths"):
+        validate_block("models", {**TINY_BLOCK, "architecture": "FPN", "options": {"upsampling": 1}})
+    # what only the built network shows: its output size
     without = {k: v for k, v in TINY_BLOCK.items() if k != "decoder_channels"}
     with pytest.raises(ValueError, match="upsampling"):
         build_model({**without, "architecture": "FPN"})  # smp's x4 upsampling at depth 3
@@ -243,13 +232,22 @@ def test_config_knows_which_architectures_take_per_stage_decoder_widths():
         == set(architectures())
 
 
+def test_schema_knows_every_smp_encoder():
+    import segmentation_models_pytorch as smp
+
+    schema = yaml.safe_load((CONFIG.parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    encoder = schema["properties"]["models"]["additionalProperties"]["properties"]["encoder"]
+    assert set(encoder["anyOf"][1]["enum"]) == set(smp.encoders.get_encoder_names())
+    assert encoder["anyOf"][0] == {"pattern": "^tu-.+"}  # any timm model, checked with timm
+
+
 def test_loss_weights_reweight_the_two_terms():
     torch.manual_seed(0)
     logits, mask = torch.randn(2, 2, 8, 8), (torch.rand(2, 8, 8) > 0.5).long()
     cross_entropy = segmentation_loss(logits, mask, {"cross_entropy": 1.0, "soft_f1": 0.0})
     f1_term = segmentation_loss(logits, mask, {"cross_entropy": 0.0, "soft_f1": 1.0})
     assert cross_entropy == pytest.approx(float(torch.nn.functional.cross_entropy(logits, mask)))
-    assert segmentation_loss(logits, mask) == pytest.approx(float(cross_entropy + f1_term))
+    assert segmentation_loss(logits, mask, STUDY_LOSS) == pytest.approx(float(cross_entropy + f1_term))
     assert segmentation_loss(logits, mask, {"cross_entropy": 2.0, "soft_f1": 0.5}) == pytest.approx(
         float(2 * cross_entropy + 0.5 * f1_term))
 
@@ -263,5 +261,6 @@ def test_checkpoint_choice_keeps_that_epoch(checkpoint, pick, dataset, tmp_path)
     assert summary["best_epoch"] == expected and summary["checkpoint"] == checkpoint
     validation = torch.utils.data.DataLoader(
         SegmentationDataset(read_split(*dataset, "validation")), batch_size=4)
-    _, val_f1 = evaluate_loss(load_model(tmp_path / "m"), validation, torch.device("cpu"))
+    network = TrainedModel.read(tmp_path / "m").load_network()
+    _, val_f1 = evaluate_loss(network, validation, torch.device("cpu"), STUDY_LOSS)
     assert val_f1 == pytest.approx(history["val_f1"][expected - 1], abs=1e-9)

@@ -69,13 +69,14 @@ def _images(args) -> None:
     import numpy as np
 
     from hrtem_wf.imaging import draw_images
-    from hrtem_wf.io import read_group, versions, write_arrays
+    from hrtem_wf.io import read_arrays, versions, write_arrays
 
-    simulation = read_group(args.simulation)
-    sim_attrs = dict(simulation.attrs)
+    waves, sim_attrs = read_arrays(args.simulation,
+                                   {"full": np.complex64, "particle": np.complex64},
+                                   items_attr="frozen_phonons")
     seed = derive_seed(args.seed, args.block, args.index)
     images, masks, records = draw_images(
-        np.asarray(simulation["full"][...]), np.asarray(simulation["particle"][...]),
+        waves["full"], waves["particle"],
         sampling_A=tuple(sim_attrs["sampling_A"]), energy_eV=sim_attrs["energy_eV"],
         block=args.spec, rng=np.random.default_rng(seed),
         material=sim_attrs["structure"]["info"].get("material"))
@@ -133,11 +134,10 @@ def _predict(args) -> None:
 
     from tqdm import tqdm
 
-    from hrtem_wf.inference import (pixel_size_mismatch, predict_micrograph,
-                                    training_pixel_size)
+    from hrtem_wf.inference import pixel_size_mismatch, predict_micrograph
     from hrtem_wf.micrographs import (MICROGRAPH_EXTENSIONS, read_micrograph, write_mask_png,
                                       write_probability_tiff)
-    from hrtem_wf.training.model import load_model, resolve_device
+    from hrtem_wf.training.model import TrainedModel, resolve_device
 
     if not 0.0 <= args.threshold <= 1.0:
         raise SystemExit(f"hrtem-wf predict: --threshold must be in [0, 1], not {args.threshold}")
@@ -153,17 +153,18 @@ def _predict(args) -> None:
     if duplicates:
         raise SystemExit(f"hrtem-wf predict: several micrographs share the name {duplicates}; "
                          f"their outputs would overwrite each other")
-    model_dir = Path(args.model_dir)
-    metadata = json.loads((model_dir / "metadata.json").read_text())
-    trained_pixel_size = training_pixel_size(metadata)
     device = resolve_device(args.device)
-    model = load_model(model_dir, device=device)
+    try:
+        trained = TrainedModel.read(args.model_dir)
+        model = trained.load_network(device)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"hrtem-wf predict: {error}") from None
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     for path in tqdm(paths, desc="micrographs", unit="file", disable=len(paths) < 2):
         image, pixel_size = read_micrograph(path)
-        mismatch = pixel_size_mismatch(pixel_size, trained_pixel_size)
+        mismatch = pixel_size_mismatch(pixel_size, trained.pixel_size_A)
         if mismatch:
             log.warning("%s: %s", path, mismatch)
         probability = predict_micrograph(

@@ -1,10 +1,16 @@
 """Code versions per workflow stage, for Snakemake's params rerun trigger.
 
-A stage's code version is a short hash of the abstract syntax trees of the library code that
-makes its outputs: its subpackage, the shared modules it uses, and its subcommand in cli.py.
-Comments are not in the tree and docstrings are removed from it, so editing either changes
-nothing; any change to code (a constant, an expression, a new function) gives a new version,
-and Snakemake reruns that stage and everything downstream of it.
+A stage's code version is a short hash of everything that makes its outputs, derived by following
+imports, never listed by hand:
+- its entry point: one function of a module (`hrtem_wf.cli:_images`), with the module-level
+  names that function uses, or a whole script (`workflow/scripts/dataset.py`);
+- every `hrtem_wf` module that entry imports, transitively (imports at the top of a module and
+  inside its functions alike; a package import brings its `__init__`);
+- the installed version of every third-party distribution those modules import (abTEM, czone,
+  numpy, numba, torch, smp, ...).
+Sources are hashed as abstract syntax trees without docstrings: editing a comment or a docstring
+changes nothing; any change to code (a constant, an expression, a new function) gives a new
+version, and Snakemake reruns that stage and everything downstream of it.
 """
 
 from __future__ import annotations
@@ -12,51 +18,184 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import sys
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
-
-# The sources of each stage: package-relative paths, or "cli.py:<function>" for one function.
-STAGE_SOURCES = {
-    "structures": ["structures", "sampling.py", "io.py", "cli.py:_structure"],
-    "simulate": ["simulation", "io.py", "cli.py:_simulate"],
-    "images": ["imaging", "sampling.py", "io.py", "cli.py:_images"],
-    "datasets": ["datasets", "sampling.py", "io.py"],
-    "train": ["training", "io.py", "cli.py:_train"],
-    "evaluate": ["evaluation", "training", "io.py", "cli.py:_evaluate", "cli.py:_report"],
-}
+ROOT_MODULE = PACKAGE.name  # "hrtem_wf"
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                and body and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
     return tree
 
 
-def source_fingerprint(source: str, function: str | None = None) -> str:
-    """The AST of `source` (or of one top-level function in it) without docstrings, as text."""
-    tree = _strip_docstrings(ast.parse(source))
-    if function is not None:
-        matches = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function]
-        if not matches:
-            raise KeyError(f"no function {function!r}")
-        tree = matches[0]
-    return ast.dump(tree, include_attributes=False)
+def _dump(node: ast.AST) -> str:
+    return ast.dump(node, include_attributes=False)
+
+
+class _Package:
+    """The `hrtem_wf` sources under `root` (the installed package, or a copy in a test)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path_of(self, module: str) -> Path | None:
+        """The file of a dotted `hrtem_wf...` module, or None when there is none."""
+        parts = module.split(".")
+        if parts[0] != ROOT_MODULE:
+            return None
+        base = self.root.joinpath(*parts[1:])
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def module_of(self, path: Path) -> str:
+        relative = path.relative_to(self.root).with_suffix("")
+        parts = [ROOT_MODULE, *relative.parts]
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    @functools.cache
+    def tree(self, path: Path) -> ast.Module:
+        return _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
+
+
+def _imports(node: ast.AST, importer: str, is_package: bool) -> tuple[set[str], set[str]]:
+    """(hrtem_wf modules, third-party top-level names) imported anywhere in `node`."""
+    ours, theirs = set(), set()
+    for child in ast.walk(node):
+        if isinstance(child, ast.Import):
+            names = [alias.name for alias in child.names]
+        elif isinstance(child, ast.ImportFrom):
+            if child.level:  # relative: resolve against the importing module's package
+                package = importer.split(".")
+                package = package if is_package else package[:-1]
+                base = ".".join(package[: len(package) - child.level + 1])
+                module = f"{base}.{child.module}" if child.module else base
+            else:
+                module = child.module
+            # `from pkg import name`: name may be a submodule; path_of decides later
+            names = [module] + [f"{module}.{alias.name}" for alias in child.names]
+        else:
+            continue
+        for name in names:
+            root = name.split(".")[0]
+            if root == ROOT_MODULE:
+                ours.add(name)
+            elif root not in sys.stdlib_module_names and root != "__future__":
+                theirs.add(root)
+    return ours, theirs
+
+
+def _entry_nodes(tree: ast.Module, function: str) -> list[ast.AST]:
+    """The function and the module-level statements (imports, helpers, constants) it uses,
+    transitively within its module."""
+    defined: dict[str, ast.AST] = {}
+    for statement in tree.body:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined[statement.name] = statement
+        elif isinstance(statement, (ast.Import, ast.ImportFrom)):
+            for alias in statement.names:
+                defined[(alias.asname or alias.name).split(".")[0]] = statement
+        elif isinstance(statement, (ast.Assign, ast.AnnAssign)):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name):
+                        defined[name.id] = statement
+    if function not in defined:
+        raise KeyError(f"no function {function!r}")
+    kept, todo = [], [defined[function]]
+    while todo:
+        node = todo.pop()
+        if any(node is k for k in kept):
+            continue
+        kept.append(node)
+        used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+        todo += [defined[name] for name in sorted(used) if name in defined]
+    return sorted(kept, key=lambda n: n.lineno)
+
+
+def source_closure(entry: str, package: Path = PACKAGE) -> tuple[dict[str, str], set[str]]:
+    """What `entry` runs: {source name: AST dump} of the entry and the hrtem_wf modules it
+    imports (transitively), and the top-level names of the third-party modules they import.
+
+    `entry`: "hrtem_wf.module:function", "hrtem_wf.module" or the path of a script."""
+    sources = _Package(package)
+    module, _, function = entry.partition(":")
+    if module.endswith(".py"):
+        path, name = Path(module), Path(module).name
+    else:
+        path, name = sources.path_of(module), module
+        if path is None:
+            raise KeyError(f"{module!r} is not a module of {package}")
+    tree = sources.tree(path) if path.is_relative_to(package) else _strip_docstrings(
+        ast.parse(path.read_text(), filename=str(path)))
+    nodes = _entry_nodes(tree, function) if function else [tree]
+    dumps = {name + (f":{function}" if function else ""): "\n".join(map(_dump, nodes))}
+    importer = sources.module_of(path) if path.is_relative_to(package) else "__main__"
+    is_package = path.name == "__init__.py"
+    third_party: set[str] = set()
+    pending: set[str] = set()
+    for node in nodes:
+        ours, theirs = _imports(node, importer, is_package)
+        pending |= ours
+        third_party |= theirs
+    seen: set[Path] = set()
+    while pending:
+        module_path = sources.path_of(pending.pop())
+        if module_path is None or module_path in seen:
+            continue
+        seen.add(module_path)
+        module_name = sources.module_of(module_path)
+        tree = sources.tree(module_path)
+        dumps[module_name] = _dump(tree)
+        ours, theirs = _imports(tree, module_name, module_path.name == "__init__.py")
+        # importing hrtem_wf.a.b runs hrtem_wf.a's __init__ first
+        parents = {".".join(m.split(".")[:i]) for m in ours for i in range(2, m.count(".") + 1)}
+        pending |= ours | parents
+        third_party |= theirs
+    return dumps, third_party
 
 
 @functools.cache
-def code_version(stage: str, package: Path = PACKAGE) -> str:
-    """12 hex digits that change exactly when the stage's code (not its comments) changes."""
+def _distributions() -> dict[str, list[str]]:
+    return packages_distributions()
+
+
+def library_versions(top_level_names: set[str]) -> dict[str, str]:
+    """{distribution: installed version} of the distributions providing these import names
+    (numpy -> numpy, segmentation_models_pytorch -> segmentation-models-pytorch)."""
+    found = {}
+    for name in sorted(top_level_names):
+        for distribution in _distributions().get(name, [name]):
+            try:
+                found[distribution] = version(distribution)
+            except PackageNotFoundError:
+                pass  # an optional import (cupy on a CPU node): the stage runs without it
+    return found
+
+
+@functools.cache
+def code_version(entry: str, package: Path = PACKAGE) -> str:
+    """12 hex digits that change exactly when the code `entry` runs (not its comments or
+    docstrings), or the version of a library it imports, changes."""
+    dumps, third_party = source_closure(entry, package)
     digest = hashlib.sha256()
-    for entry in STAGE_SOURCES[stage]:
-        name, _, function = entry.partition(":")
-        path = package / name
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        for file in files:
-            digest.update(str(file.relative_to(package)).encode())
-            digest.update(source_fingerprint(file.read_text(), function or None).encode())
+    for name in sorted(dumps):
+        digest.update(name.encode())
+        digest.update(dumps[name].encode())
+    for distribution, installed in library_versions(third_party).items():
+        digest.update(f"{distribution}=={installed}".encode())
     return digest.hexdigest()[:12]

@@ -1,42 +1,63 @@
-"""Config validation and the block graph (structures -> simulations -> images -> datasets -> models).
+"""Config validation, defaults and the block graph (structures -> simulations -> images ->
+datasets -> models).
 
-`validate` runs before Snakemake builds any job: the JSON schema checks keys, types and ranges;
-`check_references` checks what a schema cannot (parents exist, splits sum to 1, shapes fit the
-network). Every message names the offending key as a dotted path.
+`validate` runs before Snakemake builds any job, and is the one home of every default and every
+check of a config:
+- defaults are the schema's `default:` values (workflow/schemas/config.schema.yaml), filled into
+  the config as it is validated, so the user reads them where the keys are documented and every
+  stage receives complete blocks; the few defaults that depend on another key (an FCC particle's
+  `elements` is [material]; a real set is scored by every model) are filled by `_fill_derived`;
+- the schema checks keys, types and ranges;
+- `check_references` checks what a schema cannot: parents exist, splits sum to 1, distributions
+  are well formed, crops fit the detector image, the materials and defects each family builds.
+Library functions take validated blocks and keep only invariants of their own arguments.
+Every message names the offending key as a dotted path.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import re
 from pathlib import Path
 
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 
+from hrtem_wf.materials import (
+    DEFECT_KINDS,
+    FCC_METALS,
+    FLAKE_MATERIALS,
+    SUBSTRATE_ELEMENTS,
+    WURTZITE_DEFECT_KINDS,
+)
 from hrtem_wf.sampling import support
 
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 PARENT_KEY = {"simulations": "structures", "images": "simulations", "datasets": "images",
               "models": "dataset"}
 PARENT_SECTION = {"simulations": "structures", "images": "simulations", "datasets": "images",
                   "models": "datasets"}
-SUBSTRATE_ELEMENTS = {"amorphous_carbon": "C"}
 #: smp architectures whose decoder takes one width per encoder stage (hrtem_wf.training.model
 #: .takes_decoder_channels; named here so validation does not import torch).
 PER_STAGE_DECODER_ARCHITECTURES = ("MAnet", "Unet", "UnetPlusPlus")
+# What YAML 1.1 (PyYAML) reads as text although it looks like a number: an exponent without a
+# '.' in the mantissa or without a sign (5.0e6, 1e-3, 1e6).
+EXPONENT_AS_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def structure_elements(block: dict) -> set[str]:
-    """Chemical elements of a structures block's scenes (particles and substrate)."""
-    if block.get("family") == "flake":
+    """Chemical elements of a validated structures block's scenes (particles and substrate)."""
+    if block["family"] == "flake":
         from hrtem_wf.structures.flake import flake_elements
 
         return flake_elements(block)
-    if block.get("lattice") == "cif":
+    if block["lattice"] == "cif":
         from hrtem_wf.structures.cif import elements_of
 
         particle = set(elements_of(block["cif"]))
     else:
-        particle = set(block.get("elements") or [block["material"]])
+        particle = set(block["elements"])
     return particle | {SUBSTRATE_ELEMENTS[block["substrate"]["material"]]}
 
 
@@ -48,22 +69,82 @@ def _dotted(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def load_schema(path: str | Path) -> dict:
+def load_schema(path: str | Path = SCHEMA) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
-def validate(config: dict, schema_path: str | Path) -> dict:
-    """Raise ConfigError listing every problem, each with the key path; return the config."""
-    validator = Draft202012Validator(load_schema(schema_path))
+def _fill_defaults(validator_class):
+    """A validator that also writes each property's schema `default` into the instance (where the
+    key is absent), before it validates the property: nested defaults fill in turn."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, subschema in properties.items():
+                if "default" in subschema and key not in instance:
+                    instance[key] = copy.deepcopy(subschema["default"])
+        yield from check_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": properties})
+
+
+DefaultFillingValidator = _fill_defaults(Draft202012Validator)
+
+
+def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
+    """Fill defaults and raise ConfigError listing every problem, each with the key path; return
+    the config (filled in place)."""
+    validator = DefaultFillingValidator(load_schema(schema_path))
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = [f"  {_dotted(e.absolute_path)}: {_message(e)}" for e in errors]
         raise ConfigError("invalid config:\n" + "\n".join(lines))
+    _fill_derived(config)
     check_references(config)
     apply_device_override(config)
     if config.get("smoke"):
         apply_smoke(config)
     return config
+
+
+def validate_block(section: str, block: dict, schema_path: str | Path = SCHEMA) -> dict:
+    """One block checked and filled as `validate` would (checks that need other blocks aside), for
+    library callers outside the workflow; returns a filled copy."""
+    schema = load_schema(schema_path)
+    block_schema = {**schema["properties"][section]["additionalProperties"],
+                    "$defs": schema["$defs"]}
+    block = copy.deepcopy(block)
+    errors = sorted(DefaultFillingValidator(block_schema).iter_errors(block),
+                    key=lambda e: list(map(str, e.absolute_path)))
+    problems = [f"  {_dotted([section, 'block', *e.absolute_path])}: {_message(e)}"
+                for e in errors]
+    if not problems:
+        _fill_derived({section: {"block": block}})
+        problems = [f"  {p}" for p in _block_problems(section, "block", block)]
+    if problems:
+        raise ConfigError("invalid config:\n" + "\n".join(problems))
+    return block
+
+
+def _text_numbers(node, path=()) -> list[tuple[list, str]]:
+    """(relative path, text) of the strings in `node` that YAML read as text but look like numbers."""
+    if isinstance(node, dict):
+        return [p for key, value in node.items() for p in _text_numbers(value, [*path, key])]
+    if isinstance(node, list):
+        return [p for i, value in enumerate(node) for p in _text_numbers(value, [*path, i])]
+    if isinstance(node, str) and EXPONENT_AS_TEXT.match(node.strip()):
+        return [(list(path), node)]
+    return []
+
+
+def _fill_derived(config: dict) -> None:
+    """The defaults that depend on another key of the same block."""
+    for block in config.get("structures", {}).values():
+        if block.get("family") == "particles" and block.get("lattice") == "fcc":
+            block.setdefault("elements", [block["material"]])
+    for block in (config.get("benchmarks") or {}).values():
+        if "models" in config:  # validate_block checks a block alone
+            block.setdefault("models", sorted(config["models"]))
 
 
 def apply_device_override(config: dict) -> dict:
@@ -109,6 +190,13 @@ def apply_smoke(config: dict) -> dict:
 
 
 def _message(error) -> str:
+    text_numbers = _text_numbers(error.instance)
+    if text_numbers:
+        where = ", ".join(f"{_dotted(path)}: {text!r}" if path else repr(text)
+                          for path, text in text_numbers)
+        return (f"{where} is text, not a number: YAML reads an exponent without a '.' in the "
+                f"mantissa or without a sign (5.0e6, 1e-3) as a string; write 5.0e+6 or "
+                f"5000000.0, 1.0e-3 or 0.001")
     if error.validator == "additionalProperties":
         return f"unknown key ({error.message})"
     if error.validator == "oneOf" and error.context:
@@ -119,6 +207,7 @@ def _message(error) -> str:
 
 
 def check_references(config: dict) -> None:
+    """Raise ConfigError listing what the schema cannot check, in a validated, filled config."""
     problems = []
     for section, parent_key in PARENT_KEY.items():
         parent_section = PARENT_SECTION[section]
@@ -128,111 +217,215 @@ def check_references(config: dict) -> None:
                 if parent not in config[parent_section]:
                     problems.append(f"{section}.{name}.{parent_key}: {parent!r} is not a block of "
                                     f"'{parent_section}' (have: {sorted(config[parent_section])})")
-    problems += _check_ranges(config)
+    if not problems:  # the checks across blocks below follow these references
+        for section in ("structures", "simulations", "images", "datasets", "models",
+                        "benchmarks"):
+            for name, block in (config.get(section) or {}).items():
+                problems += _block_problems(section, name, block)
+                problems += _linked_problems(config, section, name, block)
     if problems:
         raise ConfigError("invalid config:\n" + "\n".join(f"  {p}" for p in problems))
 
 
-def _check_ranges(config: dict) -> list[str]:
-    problems = []
-    for name, block in config["structures"].items():
-        if block.get("family") == "flake":
-            continue  # checked by hrtem_wf.structures.flake when the block is built
-        problems += _check_distribution(f"structures.{name}.substrate.thickness_A",
-                                        block["substrate"]["thickness_A"], positive=True)
+def _block_problems(section: str, name: str, block: dict) -> list[str]:
+    """What one filled block gets wrong on its own."""
+    key = f"{section}.{name}"
+    problems = [p for path, spec in _distributions(block, key) for p in _distribution_problems(path, spec)]
+    if section == "structures":
+        problems += _structure_problems(key, block)
+    elif section == "images":
+        problems += _image_problems(key, block)
+    elif section == "datasets":
+        total = sum(block["split"].values())
+        if abs(total - 1) > 1e-6:
+            problems.append(f"{key}.split: fractions sum to {total}, not 1")
+    elif section == "models":
+        problems += _model_problems(key, block)
+    return problems
+
+
+def _structure_problems(key: str, block: dict) -> list[str]:
+    if block["family"] == "flake":
+        problems = []
+        if block["material"] not in FLAKE_MATERIALS:
+            problems.append(f"{key}.material: {block['material']!r} is not a flake material; "
+                            f"flakes are 2H {FLAKE_MATERIALS}")
+        if block["support"]["material"] == "graphene" and "distance_A" not in block["support"]:
+            problems.append(f"{key}.support.distance_A: required on graphene")
+        problems += _positive(f"{key}.flake.radius_A", block["flake"]["radius_A"])
+        return problems
+    problems = _positive(f"{key}.substrate.thickness_A", block["substrate"]["thickness_A"])
+    lattice, defects = block["lattice"], block["planar_defects"]
+    if lattice in ("fcc", "wurtzite") and "lattice_constant_A" not in block:
+        problems.append(f"{key}.lattice_constant_A: required for {lattice} particles")
+    if lattice == "cif" and "cif" not in block:
+        problems.append(f"{key}.cif: lattice cif needs the crystal's CIF file")
+    if lattice == "fcc":
+        if block["elements"] != [block["material"]] or block["material"] not in FCC_METALS:
+            problems.append(f"{key}.material: {block['material']!r} is not an elemental FCC "
+                            f"metal {FCC_METALS} (elements {block['elements']})")
+        allowed_kinds = DEFECT_KINDS
+    elif lattice == "wurtzite":
+        if len(block.get("elements", [])) != 2 or "c_A" not in block:
+            problems.append(f"{key}.elements: a wurtzite block needs elements [cation, anion] "
+                            f"and c_A")
+        allowed_kinds = WURTZITE_DEFECT_KINDS
+    else:
+        allowed_kinds = DEFECT_KINDS + WURTZITE_DEFECT_KINDS
+        if defects["max_count"] != 0:
+            problems.append(f"{key}.planar_defects.max_count: a CIF crystal takes no planar "
+                            f"defects (set 0)")
+    unknown = sorted(set(defects["kinds"]) - set(allowed_kinds))
+    if unknown:
+        problems.append(f"{key}.planar_defects.kinds: {unknown} not made for {lattice} particles "
+                        f"(choose from {allowed_kinds})")
+    if lattice != "fcc" and block["grain_boundaries"]["fraction"] > 0:
+        problems.append(f"{key}.grain_boundaries: only FCC particles have them here")
+    if block["shape"] == "layered" and (lattice != "fcc" or "layered" not in block):
+        problems.append(f"{key}.shape: layered is FCC only, with a `layered` block (layers, "
+                        f"added_atoms, temperature)")
+    if support(block["particles"]["count"])[0] < 1:
+        problems.append(f"{key}.particles.count: must be >= 1")
+    if block["shape"] == "sphere":
         if "radius_A" not in block:
-            if block.get("shape", "sphere") == "sphere":
-                problems.append(f"structures.{name}.radius_A: required for spherical particles")
-            continue
-        problems += _check_distribution(f"structures.{name}.radius_A", block["radius_A"],
-                                        positive=True)
+            return problems + [f"{key}.radius_A: required for spherical particles"]
+        problems += _positive(f"{key}.radius_A", block["radius_A"])
         r_max = support(block["radius_A"])[1]
         needed = 2 * (r_max + block["edge_margin_A"])
         if math.isfinite(r_max) and min(block["cell_A"]) < needed:
-            problems.append(f"structures.{name}.cell_A: {block['cell_A']} is smaller than "
-                            f"2 x (largest radius {r_max} + edge_margin_A) = {needed}")
-    for name, block in config["simulations"].items():
-        parent = config["structures"].get(block["structures"])
-        if parent is not None:
-            missing = sorted(structure_elements(parent) - set(block["debye_waller_sigma_A"]))
-            if missing:
-                problems.append(f"simulations.{name}.debye_waller_sigma_A: no entry for {missing}")
-    for name, block in config["images"].items():
-        key = f"images.{name}"
-        problems += _check_distribution(f"{key}.defocus_A", block["defocus_A"])
-        problems += _check_distribution(f"{key}.dose_e_per_A2", block["dose_e_per_A2"], positive=True)
-        problems += _check_distribution(f"{key}.focal_spread.sigma_A",
-                                        block["focal_spread"]["sigma_A"], nonnegative=True)
-        aberrations = block["aberrations"]
-        for symbol, spec in (aberrations.get("coefficients") or {}).items():
-            problems += _check_distribution(f"{key}.aberrations.coefficients.{symbol}", spec)
-        for extra in ("magnitude_scale", "rotation_shift_rad"):
-            if extra in aberrations:
-                problems += _check_distribution(f"{key}.aberrations.{extra}", aberrations[extra])
-        if block["plasmons"] is not None:
-            problems += _check_distribution(f"{key}.plasmons.weight", block["plasmons"]["weight"],
-                                            bounds=(0.0, 1.0))
-            problems += _check_distribution(f"{key}.plasmons.background",
-                                            block["plasmons"]["background"], nonnegative=True)
-        threshold = block["label"]["threshold"]
-        if isinstance(threshold, dict) and block["simulations"] in config["simulations"]:
-            material = config["structures"].get(structures_of(config, "images", name), {}).get("material")
-            if material is not None and material not in threshold:
-                problems.append(f"{key}.label.threshold: no entry for the particles' material "
-                                f"{material!r} (has {sorted(threshold)})")
-    for name, block in config["datasets"].items():
-        total = sum(block["split"].values())
-        if abs(total - 1) > 1e-6:
-            problems.append(f"datasets.{name}.split: fractions sum to {total}, not 1")
-        crops = {tuple(config["images"][i]["crop_px"] or ()) for i in block["images"]
-                 if i in config["images"]}
-        if len(crops) > 1:
-            problems.append(f"datasets.{name}.images: image blocks have different crop_px {sorted(crops)}")
-    for name, block in (config.get("benchmarks") or {}).items():
-        for model in block.get("models", []):
-            if model not in config["models"]:
-                problems.append(f"benchmarks.{name}.models: {model!r} is not a block of 'models' "
-                                f"(have: {sorted(config['models'])})")
-    for name, block in config["models"].items():
-        depth = block["encoder_depth"]
-        architecture = block.get("architecture", "Unet")
-        if architecture in PER_STAGE_DECODER_ARCHITECTURES:
-            if "decoder_channels" not in block:
-                problems.append(f"models.{name}.decoder_channels: {architecture} needs one width "
-                                f"per encoder stage ({depth})")
-            elif len(block["decoder_channels"]) != depth:
-                problems.append(f"models.{name}.decoder_channels: needs {depth} entries "
-                                f"(one per encoder_depth), has {len(block['decoder_channels'])}")
-        elif "decoder_channels" in block:
-            problems.append(f"models.{name}.decoder_channels: {architecture} has no per-stage "
-                            f"decoder widths (set its decoder through `options`)")
-        dataset = config["datasets"].get(block["dataset"], {"images": []})
-        for image_block in dataset["images"]:
-            crop = config["images"].get(image_block, {}).get("crop_px") or []
-            if any(size % 2**depth for size in crop):
-                problems.append(f"models.{name}.encoder_depth: images.{image_block}.crop_px {crop} "
-                                f"is not divisible by 2**{depth}")
+            problems.append(f"{key}.cell_A: {block['cell_A']} is too small: needs 2 x (largest "
+                            f"radius {r_max} + edge_margin_A) = {needed}")
     return problems
 
 
-def _check_distribution(key: str, spec, positive=False, nonnegative=False,
-                        bounds: tuple[float, float] | None = None) -> list[str]:
-    low, high = support(spec)
+def _image_problems(key: str, block: dict) -> list[str]:
+    problems = _positive(f"{key}.dose_e_per_A2", block["dose_e_per_A2"])
+    problems += _within(f"{key}.focal_spread.sigma_A", block["focal_spread"]["sigma_A"],
+                        (0.0, math.inf))
+    if block["plasmons"] is not None:
+        problems += _within(f"{key}.plasmons.weight", block["plasmons"]["weight"], (0.0, 1.0))
+        problems += _within(f"{key}.plasmons.background", block["plasmons"]["background"],
+                            (0.0, math.inf))
+    focal_points, draws = block["focal_points"], block["draws_per_structure"]
+    if focal_points is not None and draws % focal_points:
+        problems.append(f"{key}.focal_points: {focal_points} does not divide "
+                        f"draws_per_structure {draws} (each lens is imaged draws / focal_points "
+                        f"times)")
+    return problems
+
+
+def _model_problems(key: str, block: dict) -> list[str]:
     problems = []
-    if isinstance(spec, dict) and spec["distribution"] in ("uniform", "loguniform") and low > high:
-        problems.append(f"{key}: low {low} > high {high}")
-    if isinstance(spec, dict) and spec["distribution"] == "normal" and low > high:
-        problems.append(f"{key}: min {low} > max {high}")
-    if isinstance(spec, dict) and spec["distribution"] == "loguniform" and low <= 0:
-        problems.append(f"{key}: loguniform needs low > 0")
-    if positive and low <= 0:
-        problems.append(f"{key}: values must be > 0 (the distribution allows {low}; set min/low)")
-    if nonnegative and low < 0:
-        problems.append(f"{key}: values must be >= 0 (the distribution allows {low})")
-    if bounds is not None and (low < bounds[0] or high > bounds[1]):
-        problems.append(f"{key}: values must lie in [{bounds[0]}, {bounds[1]}] "
-                        f"(the distribution allows [{low}, {high}])")
+    depth, architecture = block["encoder_depth"], block["architecture"]
+    if architecture in PER_STAGE_DECODER_ARCHITECTURES:
+        if "decoder_channels" not in block:
+            problems.append(f"{key}.decoder_channels: {architecture} needs one width per "
+                            f"encoder stage ({depth})")
+        elif len(block["decoder_channels"]) != depth:
+            problems.append(f"{key}.decoder_channels: needs {depth} entries (one per "
+                            f"encoder_depth), has {len(block['decoder_channels'])}")
+    elif "decoder_channels" in block:
+        problems.append(f"{key}.decoder_channels: {architecture} has no per-stage decoder "
+                        f"widths (set its decoder through `options`)")
+    if block["encoder"].startswith("tu-"):
+        import timm  # only for timm encoders: a heavy import
+
+        if not timm.is_model(block["encoder"][3:]):
+            problems.append(f"{key}.encoder: {block['encoder'][3:]!r} is not a timm model")
     return problems
+
+
+def _linked_problems(config: dict, section: str, name: str, block: dict) -> list[str]:
+    """What a block gets wrong given the blocks it names (references already resolved)."""
+    key, problems = f"{section}.{name}", []
+    if section == "simulations":
+        missing = sorted(structure_elements(config["structures"][block["structures"]])
+                         - set(block["debye_waller_sigma_A"]))
+        if missing:
+            problems.append(f"{key}.debye_waller_sigma_A: no entry for {missing}")
+    elif section == "images":
+        simulation = config["simulations"][block["simulations"]]
+        structures = config["structures"][simulation["structures"]]
+        threshold = block["label"]["threshold"]
+        if isinstance(threshold, dict) and structures["material"] not in threshold:
+            problems.append(f"{key}.label.threshold: no entry for the particles' material "
+                            f"{structures['material']!r} (has {sorted(threshold)})")
+        shape = detector_shape_px(structures["cell_A"], simulation["exit_wave_sampling_A"],
+                                  block["detector"]["pixel_size_A"])
+        crop = block["crop_px"]
+        if crop is not None and (crop[0] > shape[0] or crop[1] > shape[1]):
+            problems.append(f"{key}.crop_px: {crop} is larger than the detector image {list(shape)} "
+                            f"px (structures.{simulation['structures']}.cell_A "
+                            f"{structures['cell_A']} at pixel_size_A "
+                            f"{block['detector']['pixel_size_A']})")
+    elif section == "datasets":
+        crops = {tuple(config["images"][i]["crop_px"] or ()) for i in block["images"]}
+        if len(crops) > 1:
+            problems.append(f"{key}.images: image blocks have different crop_px {sorted(crops)}")
+    elif section == "models":
+        depth = block["encoder_depth"]
+        for image_block in config["datasets"][block["dataset"]]["images"]:
+            crop = config["images"][image_block]["crop_px"] or []
+            if any(size % 2**depth for size in crop):
+                problems.append(f"{key}.encoder_depth: images.{image_block}.crop_px {crop} is "
+                                f"not divisible by 2**{depth}")
+    elif section == "benchmarks":
+        for model in block["models"]:
+            if model not in config["models"]:
+                problems.append(f"{key}.models: {model!r} is not a block of 'models' "
+                                f"(have: {sorted(config['models'])})")
+    return problems
+
+
+def detector_shape_px(cell_A, exit_wave_sampling_A: float, pixel_size_A: float) -> tuple[int, int]:
+    """(ny, nx) of a detector image: the cell on the exit-wave grid (hrtem_wf.simulation), then
+    resampled to the detector pixel size (imaging.formation.resampled_shape)."""
+    shape = []
+    for extent_A in (float(cell_A[1]), float(cell_A[0])):  # (y, x) as the arrays are indexed
+        gpts = int(round(extent_A / exit_wave_sampling_A))
+        sampling_A = extent_A / gpts
+        same = math.isclose(sampling_A, pixel_size_A, rel_tol=1e-9)
+        shape.append(gpts if same else int(round(gpts * sampling_A / pixel_size_A)))
+    return shape[0], shape[1]
+
+
+def _distributions(node, key: str):
+    """(dotted key, spec) of every distribution mapping in a block, nested ones included."""
+    if isinstance(node, dict):
+        if "distribution" in node:
+            yield key, node
+            for i, component in enumerate(node.get("components", [])):
+                yield from _distributions(component, f"{key}.components.{i}")
+            return
+        for name, value in node.items():
+            yield from _distributions(value, f"{key}.{name}")
+
+
+def _distribution_problems(key: str, spec: dict) -> list[str]:
+    kind, problems = spec["distribution"], []
+    if kind in ("uniform", "loguniform") and spec["low"] > spec["high"]:
+        problems.append(f"{key}: low {spec['low']} > high {spec['high']}")
+    if kind == "loguniform" and spec["low"] <= 0:
+        problems.append(f"{key}: loguniform needs low > 0")
+    if kind == "normal" and spec.get("min", -math.inf) > spec.get("max", math.inf):
+        problems.append(f"{key}: min {spec['min']} > max {spec['max']}")
+    if kind == "mixture" and len(spec["weights"]) != len(spec["components"]):
+        problems.append(f"{key}: {len(spec['weights'])} weights for {len(spec['components'])} "
+                        f"components (one weight per component)")
+    return problems
+
+
+def _positive(key: str, spec) -> list[str]:
+    low = support(spec)[0]
+    return [f"{key}: values must be > 0 (the distribution allows {low}; set min/low)"] if low <= 0 else []
+
+
+def _within(key: str, spec, bounds: tuple[float, float]) -> list[str]:
+    low, high = support(spec)
+    if low < bounds[0] or high > bounds[1]:
+        return [f"{key}: values must lie in [{bounds[0]}, {bounds[1]}] (the distribution allows "
+                f"[{low}, {high}])"]
+    return []
 
 
 # --- the block graph, used by the Snakefile's input functions ---------------------------------

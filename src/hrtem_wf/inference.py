@@ -202,22 +202,6 @@ def predict_micrograph(model: torch.nn.Module, raw_image: np.ndarray, *, median_
     return predict_tiled(model, preprocess(raw_image, median_px=median_px), **tiling)
 
 
-def training_pixel_size(metadata: dict) -> float | list[float] | None:
-    """The training data's pixel size in Angstrom as training records it in a model's metadata:
-    a number, or [low, high] for data over a range of pixel sizes (a number when low == high);
-    None when not recorded."""
-    value = metadata.get("pixel_size_A")
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        values = [float(v) for v in value]
-        if not values:
-            return None
-        low, high = min(values), max(values)
-        return low if low == high else [low, high]
-    return float(value)
-
-
 def pixel_size_mismatch(pixel_size_A: float | None, training: float | list[float] | None,
                         tolerance: float = PIXEL_SIZE_TOLERANCE) -> str | None:
     """A warning text when ``pixel_size_A`` is off the training pixel size by > ``tolerance``.

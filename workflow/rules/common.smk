@@ -7,6 +7,8 @@ from hrtem_wf.codeversion import code_version
 from hrtem_wf.config import structure_ids, structures_of
 
 RESULTS = "results"
+# The dataset rule runs a script (its input lists are too long for a shell command line).
+DATASET_SCRIPT = os.path.join(workflow.basedir, "workflow", "scripts", "dataset.py")
 BENCHMARKS = config.get("benchmarks") or {}
 REPORT = [
     f"{RESULTS}/report/summary.md",

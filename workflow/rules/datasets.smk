@@ -9,7 +9,7 @@ rule dataset:
         spec=lambda wc: block_spec("datasets", wc.dataset),
         seed=config["seed"],
         scale=config.get("scale", 1.0),  # scales the counts of the block's `select`
-        code=code_version("datasets"),  # library code version: reruns the stage when its code changes
+        code=code_version(DATASET_SCRIPT),  # library code version: reruns the stage when its code changes
     resources:
         constraint="cpu",
     log:

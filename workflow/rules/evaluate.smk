@@ -6,7 +6,7 @@ rule evaluate:
     output:
         f"{RESULTS}/evaluations/{{model}}/seed{{seed}}.json",
     params:
-        code=code_version("evaluate"),
+        code=code_version("hrtem_wf.cli:_evaluate"),
         bind_gpu=lambda wc: bind_gpu_flag("models", wc.model),
     threads: 8
     resources:
@@ -34,7 +34,7 @@ rule score:
         f"{RESULTS}/scores/{{benchmark}}/{{model}}/seed{{seed}}.json",
     params:
         spec=lambda wc: block_spec("benchmarks", wc.benchmark),
-        code=code_version("evaluate"),
+        code=code_version("hrtem_wf.cli:_score"),
         bind_gpu=lambda wc: bind_gpu_flag("models", wc.model),
     threads: 8
     resources:
@@ -69,7 +69,7 @@ rule report:
     params:
         model_dirs=[f"{RESULTS}/models/{m}/seed{s}" for m, s in model_runs()],
         benchmarks=json.dumps(BENCHMARKS, sort_keys=True),
-        code=code_version("evaluate"),
+        code=code_version("hrtem_wf.cli:_report"),
     resources:
         constraint="cpu",
     log:

@@ -6,7 +6,7 @@ rule simulate:
     params:
         spec=lambda wc: block_spec("simulations", wc.simulations),
         seed=config["seed"],
-        code=code_version("simulate"),  # library code version: reruns the stage when its code changes
+        code=code_version("hrtem_wf.cli:_simulate"),  # library code version: reruns the stage when its code changes
         bind_gpu=lambda wc: bind_gpu_flag("simulations", wc.simulations),
     resources:
         gpu=lambda wc: gpus("simulations", wc.simulations),

@@ -9,7 +9,7 @@ rule structure:
         # `count` is left out: growing a set must not rerun the structures it already has.
         spec=lambda wc: block_spec("structures", wc.structures, drop=("count",)),
         seed=config["seed"],
-        code=code_version("structures"),  # library code version: reruns the stage when its code changes
+        code=code_version("hrtem_wf.cli:_structure"),  # library code version: reruns the stage when its code changes
     resources:
         constraint="cpu",
     log:

@@ -8,7 +8,7 @@ rule train:
     params:
         # `seeds` is left out: adding a seed must not retrain the others.
         spec=lambda wc: block_spec("models", wc.model, drop=("seeds",)),
-        code=code_version("train"),  # library code version: reruns the stage when its code changes
+        code=code_version("hrtem_wf.cli:_train"),  # library code version: reruns the stage when its code changes
         bind_gpu=lambda wc: bind_gpu_flag("models", wc.model),
     threads: 8  # capped at --cores; Snakemake sets OMP_NUM_THREADS, which torch follows
     resources:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hrtem_wf.io import atomic_path, read_group, versions, write_arrays, write_json
+from hrtem_wf.io import atomic_path, read_arrays, versions, write_arrays, write_json
 from hrtem_wf.sampling import derive_seed
 
 from .curate import curate, scaled_select, selection_report
@@ -55,10 +55,10 @@ def build_dataset(block: dict, name: str, image_stores: list[str], seed: int,
     them by structure and write the Zarr, the Parquet table and the selection report (JSON)."""
     images, masks, rows = [], [], []
     for store_path in image_stores:
-        group = read_group(store_path)
-        attrs = dict(group.attrs)
-        images.append(np.asarray(group["images"][...]))
-        masks.append(np.asarray(group["masks"][...]))
+        arrays, attrs = read_arrays(store_path, {"images": np.float32, "masks": np.uint8},
+                                    items_attr="records")
+        images.append(arrays["images"])
+        masks.append(arrays["masks"])
         upstream = {
             "structure_id": attrs["structure_id"],
             "image_block": attrs["block_name"],

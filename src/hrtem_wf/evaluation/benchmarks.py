@@ -18,7 +18,6 @@ training data's by > 5 % to it, and the prediction back; false: only warn) and o
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,10 +96,9 @@ def read_pairs_benchmark(micrographs: str | Path, masks: str | Path,
 
 def read_benchmark(block: dict) -> list[BenchmarkImage]:
     if block["format"] == "hdf5":
-        return read_hdf5_benchmark(block["path"], block.get("pixel_size_A"),
-                                   int(block.get("particle_channel", 1)))
+        return read_hdf5_benchmark(block["path"], block["pixel_size_A"], block["particle_channel"])
     if block["format"] == "pairs":
-        return read_pairs_benchmark(block["micrographs"], block["masks"], block.get("pixel_size_A"))
+        return read_pairs_benchmark(block["micrographs"], block["masks"], block["pixel_size_A"])
     raise ValueError(f"benchmark format must be 'hdf5' or 'pairs', not {block['format']!r}")
 
 
@@ -117,9 +115,9 @@ def predict_benchmark_image(model, item: BenchmarkImage, training_pixel_size_A, 
     """(particle probability at the micrograph's own pixels, the pixel-size warning if any)."""
     from hrtem_wf.inference import pixel_size_mismatch, predict_micrograph
 
-    median_px = int(block.get("median_filter_px", 3))
+    median_px = block["median_filter_px"]
     warning = pixel_size_mismatch(item.pixel_size_A, training_pixel_size_A)
-    if warning is None or not block.get("resample", True) or isinstance(training_pixel_size_A, list):
+    if warning is None or not block["resample"] or isinstance(training_pixel_size_A, list):
         return predict_micrograph(model, item.image, median_px=median_px, device=device), warning
     ratio = item.pixel_size_A / float(training_pixel_size_A)
     shape = tuple(max(8, int(round(n * ratio))) for n in item.image.shape)
@@ -132,13 +130,12 @@ def predict_benchmark_image(model, item: BenchmarkImage, training_pixel_size_A, 
 def score_benchmark(model_dir: str | Path, name: str, block: dict, threshold: float = 0.5,
                     device: str | None = None) -> dict:
     """F1 (and the other pixel metrics) per image and pooled over the benchmark's pixels."""
-    from hrtem_wf.inference import training_pixel_size
-    from hrtem_wf.training.model import load_model, resolve_device
+    from hrtem_wf.training.model import TrainedModel, resolve_device
 
-    metadata = json.loads((Path(model_dir) / "metadata.json").read_text())
-    torch_device = resolve_device(device or str(metadata["block"].get("device", "cpu")))
-    model = load_model(model_dir, device=torch_device)
-    training_pixel_size_A = training_pixel_size(metadata)
+    trained = TrainedModel.read(model_dir)
+    torch_device = resolve_device(device or trained.block["device"])
+    model = trained.load_network(torch_device)
+    training_pixel_size_A = trained.pixel_size_A
     pooled, per_image, warnings = SegmentationCounts(), [], []
     for item in read_benchmark(block):
         probability, warning = predict_benchmark_image(model, item, training_pixel_size_A, block,
@@ -152,10 +149,10 @@ def score_benchmark(model_dir: str | Path, name: str, block: dict, threshold: fl
                           "shape": list(item.image.shape), **metrics_from_counts(counts)})
     return {
         "benchmark": name,
-        "model": metadata.get("model"),
-        "seed": metadata.get("seed"),
+        "model": trained.name,
+        "seed": trained.seed,
         "model_dir": str(model_dir),
-        "training_dataset": metadata.get("dataset"),
+        "training_dataset": trained.dataset,
         "training_pixel_size_A": training_pixel_size_A,
         "threshold": threshold,
         "n_images": len(per_image),

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..training.data import normalize_min_max, read_split
-from ..training.model import check_image_shape, load_model, resolve_device
+from ..training.model import TrainedModel, check_image_shape, resolve_device
 from .metrics import SegmentationCounts, metrics_from_counts, segmentation_counts
 
 #: Bumped when a change here changes what evaluation produces (for the workflow's rerun triggers).
@@ -42,16 +41,16 @@ def evaluate_model(
     mean_image_f1 averages the per-image hard F1; per_image lists row, structure_id and f1.
     ``device`` defaults to the model block's device.
     """
-    metadata = json.loads((Path(model_dir) / "metadata.json").read_text())
-    block = metadata["block"]
-    torch_device = resolve_device(device or str(block.get("device", "cpu")))
+    trained = TrainedModel.read(model_dir)
+    block = trained.block
+    torch_device = resolve_device(device or block["device"])
     data = read_split(dataset_zarr, dataset_parquet, split)
     if len(data) == 0:
         raise ValueError(f"{dataset_parquet} has no images in the {split!r} split")
     check_image_shape(data.image_shape, block["encoder_depth"])
-    model = load_model(model_dir, device=torch_device)
+    model = trained.load_network(torch_device)
 
-    batch_size = int(block.get("batch_size", 8))
+    batch_size = int(block["batch_size"])
     pooled = SegmentationCounts()
     per_image = []
     for start in range(0, len(data), batch_size):
@@ -72,11 +71,11 @@ def evaluate_model(
             )
 
     return {
-        "model": metadata.get("model"),
-        "seed": metadata.get("seed"),
+        "model": trained.name,
+        "seed": trained.seed,
         "model_dir": str(model_dir),
         "dataset": Path(dataset_zarr).name.removesuffix(".zarr"),
-        "training_dataset": metadata.get("dataset"),
+        "training_dataset": trained.dataset,
         "dataset_zarr": str(dataset_zarr),
         "dataset_parquet": str(dataset_parquet),
         "split": split,
@@ -84,7 +83,7 @@ def evaluate_model(
         "n_images": len(data),
         **metrics_from_counts(pooled),
         "mean_image_f1": float(np.mean([image["f1"] for image in per_image])),
-        "best_epoch": metadata.get("best_epoch"),
+        "best_epoch": trained.best_epoch,
         "evaluation_code_version": EVALUATION_CODE_VERSION,
         "per_image": per_image,
     }

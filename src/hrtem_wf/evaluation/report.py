@@ -15,7 +15,7 @@ from matplotlib.figure import Figure  # a bare Figure renders with Agg and leave
 from matplotlib.ticker import MaxNLocator
 
 from ..training.data import normalize_min_max, read_split
-from ..training.model import load_model
+from ..training.model import TrainedModel
 from ..datasets.curate import DISTRIBUTION_COLUMNS
 from .ensembles import V_LEVELS, epochs_summary, format_epochs, format_summary, seed_summary
 from .evaluate import predict_particle_probability
@@ -40,12 +40,12 @@ def _mean_sd(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
 
 
-def _match_model_dirs(evaluations: list[dict], model_dirs: list[str]) -> list[Path]:
-    """The model directory of each evaluation, matched on (model, seed) from metadata.json."""
+def _match_models(evaluations: list[dict], model_dirs: list[str]) -> list[TrainedModel]:
+    """The trained model of each evaluation, matched on (model, seed)."""
     by_model_and_seed = {}
     for model_dir in model_dirs:
-        metadata = json.loads((Path(model_dir) / "metadata.json").read_text())
-        by_model_and_seed[(metadata["model"], metadata["seed"])] = Path(model_dir)
+        trained = TrainedModel.read(model_dir)
+        by_model_and_seed[(trained.name, trained.seed)] = trained
     matched = []
     for evaluation in evaluations:
         key = (evaluation["model"], evaluation["seed"])
@@ -55,15 +55,15 @@ def _match_model_dirs(evaluations: list[dict], model_dirs: list[str]) -> list[Pa
     return matched
 
 
-def _summary_markdown(evaluations: list[dict], metadatas: list[dict], scores: list[dict],
+def _summary_markdown(evaluations: list[dict], models: list[TrainedModel], scores: list[dict],
                       histories: dict[tuple[str, int], pd.DataFrame]) -> str:
     """The condition table (Table 1), every model and seed, means over seeds, warnings."""
     split = evaluations[0].get("split", "test")
     header = ["model", "seed", "dataset", f"n {split} images", *(label for _, label in METRIC_COLUMNS), "best epoch"]
     rows = [
         [str(e["model"]), str(e["seed"]), str(e["dataset"]), str(e["n_images"]),
-         *(f"{e[key]:.3f}" for key, _ in METRIC_COLUMNS), str(m["best_epoch"])]
-        for e, m in zip(evaluations, metadatas)
+         *(f"{e[key]:.3f}" for key, _ in METRIC_COLUMNS), str(m.best_epoch)]
+        for e, m in zip(evaluations, models)
     ]
     grouped = defaultdict(list)
     for evaluation in evaluations:
@@ -158,19 +158,20 @@ def _plot_distributions(parquets: list[str], path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
-def _plot_benchmark_examples(model_dir: Path, label: str, benchmarks: dict, path: Path) -> None:
+def _plot_benchmark_examples(trained: TrainedModel, label: str, benchmarks: dict,
+                             path: Path) -> None:
     """The first images of each benchmark: micrograph (preprocessed), mask, prediction."""
-    from hrtem_wf.inference import preprocess, training_pixel_size
+    from hrtem_wf.inference import preprocess
 
     from .benchmarks import predict_benchmark_image, read_benchmark
 
-    model = load_model(model_dir)
-    training = training_pixel_size(json.loads((model_dir / "metadata.json").read_text()))
+    model = trained.load_network()
+    training = trained.pixel_size_A
     rows = []
     for name, block in benchmarks.items():
         for item in read_benchmark(block)[:N_BENCHMARK_EXAMPLES]:
             probability, _ = predict_benchmark_image(model, item, training, block)
-            image = preprocess(item.image, int(block.get("median_filter_px", 3)))
+            image = preprocess(item.image, block["median_filter_px"])
             rows.append((image, f"{name}: {item.name}", item.mask, "hand-labelled mask", probability))
     _plot_prediction_rows(rows, label, path)
 
@@ -192,12 +193,13 @@ def _plot_prediction_rows(rows: list[tuple], label: str, path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
-def _plot_examples(model_dir: Path, label: str, dataset_zarr: str, dataset_parquet: str, split: str, path: Path) -> None:
+def _plot_examples(trained: TrainedModel, label: str, dataset_zarr: str, dataset_parquet: str,
+                   split: str, path: Path) -> None:
     data = read_split(dataset_zarr, dataset_parquet, split)
     rows = data.rows[:N_EXAMPLES]
     raw_images = np.stack([np.asarray(data.images[int(r)]) for r in rows])
     masks = np.stack([np.asarray(data.masks[int(r)]) for r in rows])
-    probabilities = predict_particle_probability(load_model(model_dir), raw_images)
+    probabilities = predict_particle_probability(trained.load_network(), raw_images)
     titles = [f"row {int(row['row'])} {row.get('structure_id', '')}"
               for _, row in data.table.iloc[: len(rows)].iterrows()]
     _plot_prediction_rows([(normalize_min_max(image), title, mask, "label (particle mask)", p)
@@ -222,24 +224,23 @@ def write_report(
         raise ValueError("write_report needs at least one evaluation JSON")
     evaluations = [json.loads(Path(path).read_text()) for path in evaluation_jsons]
     scores = [json.loads(Path(path).read_text()) for path in score_jsons]
-    matched_dirs = _match_model_dirs(evaluations, model_dirs)
-    metadatas = [json.loads((d / "metadata.json").read_text()) for d in matched_dirs]
-    histories = {(e["model"], e["seed"]): pd.read_csv(d / "history.csv")
-                 for e, d in zip(evaluations, matched_dirs)}
+    matched = _match_models(evaluations, model_dirs)
+    histories = {(e["model"], e["seed"]): pd.read_csv(m.history_path)
+                 for e, m in zip(evaluations, matched)}
     labels = [f"{e['model']} seed {e['seed']}" for e in evaluations]
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.md").write_text(_summary_markdown(evaluations, metadatas, scores, histories))
+    (out_dir / "summary.md").write_text(_summary_markdown(evaluations, matched, scores, histories))
     written = [out_dir / "summary.md", out_dir / "training_curves.png", out_dir / "examples.png",
                out_dir / "data_distributions.png"]
     _plot_training_curves(histories, written[1])
     _plot_examples(
-        matched_dirs[0], labels[0], dataset_zarr, dataset_parquet,
+        matched[0], labels[0], dataset_zarr, dataset_parquet,
         evaluations[0].get("split", "test"), written[2],
     )
     _plot_distributions(list(dataset_parquets) or [dataset_parquet], written[3])
     if benchmarks:
         written.append(out_dir / "benchmark_examples.png")
-        _plot_benchmark_examples(matched_dirs[0], labels[0], benchmarks, written[-1])
+        _plot_benchmark_examples(matched[0], labels[0], benchmarks, written[-1])
     return written

@@ -27,6 +27,6 @@ Output: ASE Atoms, orthorhombic cell [L, L, H], pbc (True, True, False), particl
     n_particle_atoms, n_substrate_atoms, n_substrate_removed (carbon cleared for the particle).
 """
 
-from hrtem_wf.structures.scene import STRUCTURE_CODE_VERSION, build_structure, check_block
+from hrtem_wf.structures.scene import STRUCTURE_CODE_VERSION, build_structure
 
-__all__ = ["build_structure", "check_block", "STRUCTURE_CODE_VERSION"]
+__all__ = ["build_structure", "STRUCTURE_CODE_VERSION"]

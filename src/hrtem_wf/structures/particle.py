@@ -31,10 +31,7 @@ from czone.transform import Reflection, Translation
 from czone.volume import MultiVolume, Volume
 from czone.volume.algebraic import Plane, Sphere
 
-# Elemental FCC metals this builder knows how to make (space group Fm-3m, one atom at 000).
-FCC_METALS = ("Au", "Ag", "Cu", "Pt", "Pd", "Al", "Ni", "Ir", "Rh", "Pb")
-DEFECT_KINDS = ("twin", "stacking_fault")
-GRAIN_BOUNDARY_KINDS = ("rotation_about_111", "random_rotation")
+from hrtem_wf.materials import DEFECT_KINDS, FCC_METALS, GRAIN_BOUNDARY_KINDS
 # Fractional coordinates of the conventional FCC cell (space group 225, Fm-3m).
 FCC_BASIS = np.array([[0.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]])
 

@@ -12,7 +12,7 @@ Several particles (`particles.count`) are placed by rejection sampling, their su
 `particles.min_separation_A` apart and `edge_margin_A` from the cell edges.
 
 The cell is orthorhombic [L, L, H] (abTEM needs an orthogonal cell), periodic in x and y.
-Carbon inside the particle's sphere, or closer than `PARTICLE_CLEARANCE_A` to a particle atom,
+Carbon inside the particle's sphere, or closer than `substrate.particle_clearance_A` to a particle atom,
 is removed, so no carbon overlaps the metal.
 
 Randomness: `np.random.default_rng(seed)` for every draw, in a fixed order (number of particles,
@@ -22,27 +22,21 @@ orientation; then the film). Same (block, seed) -> identical atoms.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from ase import Atoms
 from scipy.spatial import cKDTree
 
-from hrtem_wf.sampling import random_rotation, sample, support
+from hrtem_wf.sampling import random_rotation, sample
 from hrtem_wf.structures.cif import build_cif_particle, elements_of
-from hrtem_wf.structures.flake import build_flake_scene, check_flake_block
+from hrtem_wf.structures.flake import build_flake_scene
 from hrtem_wf.structures.layered import build_layered_particle, zone_axis_rotation
 from hrtem_wf.structures.particle import (
-    DEFECT_KINDS,
-    FCC_METALS,
-    GRAIN_BOUNDARY_KINDS,
     NORMAL_111,
     build_grain_boundary_particle,
     build_particle,
 )
-from hrtem_wf.structures.substrate import SUBSTRATE_MATERIALS, amorphous_carbon_slab
+from hrtem_wf.structures.substrate import amorphous_carbon_slab
 from hrtem_wf.structures.wurtzite import (
-    WURTZITE_DEFECT_KINDS,
     build_wurtzite_particle,
     max_faults_for_radius,
 )
@@ -50,97 +44,33 @@ from hrtem_wf.structures.wurtzite import (
 # Bump when a change here changes the structures made from the same (block, seed).
 STRUCTURE_CODE_VERSION = 2  # 2: the film by our own random sequential addition
 
-# Closest carbon may come to a metal atom: ~ an Au-C bond length (2.0-2.2 A); anything closer
-# would be an unphysical overlap. The block may override it with substrate.particle_clearance_A.
-PARTICLE_CLEARANCE_A = 2.0
-
-
 def particle_spec(block: dict) -> dict:
-    """The block's particle settings with their defaults filled (one particle, FCC, no grain
-    boundaries): the keys a block may leave out."""
-    lattice = block.get("lattice", "fcc")
+    """The particle settings of a validated block (hrtem_wf.config fills the defaults)."""
+    lattice = block["lattice"]
     if lattice == "cif":
         elements = elements_of(block["cif"])
     else:
-        elements = list(block.get("elements") or ([block["material"]] if lattice == "fcc" else []))
-    particles = block.get("particles") or {}
-    boundaries = block.get("grain_boundaries") or {}
+        elements = list(block["elements"])
+    particles = block["particles"]
+    boundaries = block["grain_boundaries"]
     return {
         "lattice": lattice,
         "elements": elements,
-        "a_A": float(block.get("lattice_constant_A", 0.0)),
+        "a_A": float(block.get("lattice_constant_A", 0.0)),  # absent for a CIF crystal
         "cif": block.get("cif"),
-        "c_A": float(block.get("c_A", 0.0)),
-        "u": float(block.get("u", 0.375)),
-        "count": particles.get("count", 1),
-        "min_separation_A": float(particles.get("min_separation_A", 10.0)),
-        "max_attempts": int(particles.get("max_attempts", 100)),
-        "gb_fraction": float(boundaries.get("fraction", 0.0)),
-        "gb_kinds": list(boundaries.get("kinds", GRAIN_BOUNDARY_KINDS)),
-        "gb_min_distance_A": float(boundaries.get("min_distance_A", 2.0)),
+        "c_A": float(block.get("c_A", 0.0)),  # wurtzite only
+        "u": float(block["u"]),
+        "count": particles["count"],
+        "min_separation_A": float(particles["min_separation_A"]),
+        "max_attempts": int(particles["max_attempts"]),
+        "gb_fraction": float(boundaries["fraction"]),
+        "gb_kinds": list(boundaries["kinds"]),
+        "gb_min_distance_A": float(boundaries["min_distance_A"]),
         "max_count_by_radius": block["planar_defects"].get("max_count_by_radius"),
-        "shape": block.get("shape", "sphere"),
+        "shape": block["shape"],
         "layered": block.get("layered"),
         "zone_axis": block.get("zone_axis"),
     }
-
-
-def check_block(block: dict) -> None:
-    """Raise ValueError for a structures block that cannot make a valid scene for every seed."""
-    if block.get("family", "particles") == "flake":
-        return check_flake_block(block)
-    for key in ("planar_defects", "embedding_fraction", "substrate"):
-        if key not in block:
-            raise ValueError(f"structures: a particles block needs `{key}`")
-    spec = particle_spec(block)
-    if spec["lattice"] in ("fcc", "wurtzite") and spec["a_A"] <= 0:
-        raise ValueError(f"structures: a {spec['lattice']} block needs lattice_constant_A")
-    if spec["lattice"] == "fcc":
-        if spec["elements"] != [block["material"]] or block["material"] not in FCC_METALS:
-            raise ValueError(f"structures.material {block['material']!r}: FCC particles are "
-                             f"elemental metals {FCC_METALS}")
-        allowed_kinds = DEFECT_KINDS
-    elif spec["lattice"] == "cif":
-        if int(block["planar_defects"]["max_count"]) != 0 or spec["gb_fraction"] > 0:
-            raise ValueError("structures: a CIF crystal takes no planar defects or grain "
-                             "boundaries (planar_defects.max_count: 0)")
-        allowed_kinds = DEFECT_KINDS + WURTZITE_DEFECT_KINDS
-    elif spec["lattice"] == "wurtzite":
-        if len(spec["elements"]) != 2 or spec["c_A"] <= 0:
-            raise ValueError("structures: a wurtzite block needs elements [cation, anion] and c_A")
-        allowed_kinds = WURTZITE_DEFECT_KINDS
-        if spec["gb_fraction"] > 0:
-            raise ValueError("structures.grain_boundaries: only FCC particles have them here")
-    else:
-        raise ValueError(f"structures.lattice {spec['lattice']!r}: fcc, wurtzite or cif")
-    substrate = block["substrate"]
-    if substrate["material"] not in SUBSTRATE_MATERIALS:
-        raise ValueError(f"structures.substrate.material {substrate['material']!r}: "
-                         f"only {SUBSTRATE_MATERIALS}")
-    defects = block["planar_defects"]
-    if not defects["kinds"] or set(defects["kinds"]) - set(allowed_kinds):
-        raise ValueError(f"structures.planar_defects.kinds {defects['kinds']}: "
-                         f"choose from {allowed_kinds}")
-    if int(defects["min_separation_planes"]) < 1:
-        raise ValueError("structures.planar_defects.min_separation_planes must be >= 1")
-    if not 0.0 <= float(block["embedding_fraction"]) <= 1.0:
-        raise ValueError("structures.embedding_fraction must lie in [0, 1]")
-    if not 0.0 <= spec["gb_fraction"] <= 1.0 or set(spec["gb_kinds"]) - set(GRAIN_BOUNDARY_KINDS):
-        raise ValueError(f"structures.grain_boundaries: fraction in [0, 1], kinds from "
-                         f"{GRAIN_BOUNDARY_KINDS}")
-    if spec["shape"] == "layered" and (spec["lattice"] != "fcc" or not spec["layered"]):
-        raise ValueError("structures.shape layered: FCC only, with a `layered` block "
-                         "(layers, added_atoms, temperature)")
-    if spec["shape"] == "sphere" and "radius_A" not in block:
-        raise ValueError("structures.radius_A is required for spherical particles")
-    if support(spec["count"])[0] < 1:
-        raise ValueError("structures.particles.count must be >= 1")
-    if spec["shape"] == "sphere":
-        r_min, r_max = support(block["radius_A"])
-        if r_min <= 0:
-            raise ValueError(f"structures.radius_A can be {r_min} A; radii must be positive")
-        if math.isfinite(r_max):
-            lateral_room(block["cell_A"], r_max, block["edge_margin_A"])
 
 
 def lateral_room(cell_A, radius_A: float, edge_margin_A: float) -> list[tuple[float, float]]:
@@ -244,9 +174,8 @@ def build_structure(block: dict, seed: int) -> Atoms:
     Returns ASE Atoms (particle atoms first), with `arrays["particle"]` (int8, 1 = particle,
     0 = substrate) and every sampled parameter in `info` (keys listed in the package docstring,
     `hrtem_wf.structures`)."""
-    if block.get("family", "particles") == "flake":
+    if block["family"] == "flake":
         return build_flake_scene(block, seed, STRUCTURE_CODE_VERSION)
-    check_block(block)
     spec = particle_spec(block)
     seed = int(seed)
     rng = np.random.default_rng(seed)
@@ -255,7 +184,7 @@ def build_structure(block: dict, seed: int) -> Atoms:
     embedding_fraction = float(block["embedding_fraction"])
     vacuum_A = float(block["vacuum_A"])
     substrate_spec = block["substrate"]
-    clearance_A = float(substrate_spec.get("particle_clearance_A", PARTICLE_CLEARANCE_A))
+    clearance_A = float(substrate_spec["particle_clearance_A"])
 
     # how many particles; each built in its crystal frame and oriented; then where they go
     n_requested = int(round(sample(spec["count"], rng)))

@@ -19,7 +19,6 @@ import numba as nb
 import numpy as np
 
 CARBON = 6
-SUBSTRATE_MATERIALS = ("amorphous_carbon",)
 CANDIDATES_PER_BATCH = 65_536
 MAX_CANDIDATES_PER_ATOM = 50  # give up (density too high for min_distance) after this many
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 from ase.data import atomic_numbers
 
+from hrtem_wf.materials import WURTZITE_DEFECT_KINDS
 from hrtem_wf.structures.cif import crystal_sphere
 from hrtem_wf.structures.particle import Particle, PlanarDefect, choose_defect_planes, max_defects_that_fit
 
-WURTZITE_DEFECT_KINDS = ("stacking_fault",)
 # fractional in-plane positions of the close-packed sites A, B, C
 SITES = np.array([[0.0, 0.0], [1 / 3, 2 / 3], [2 / 3, 1 / 3]])
 

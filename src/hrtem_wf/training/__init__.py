@@ -2,18 +2,18 @@
 
 from .data import SegmentationDataset, d4_transform, normalize_min_max, random_d4, read_split
 from .loss import segmentation_loss, soft_f1
-from .model import build_model, check_image_shape, load_model, resolve_device
+from .model import TrainedModel, build_model, check_image_shape, resolve_device
 from .train import HISTORY_COLUMNS, TRAINING_CODE_VERSION, evaluate_loss, train_model
 
 __all__ = [
     "HISTORY_COLUMNS",
     "TRAINING_CODE_VERSION",
     "SegmentationDataset",
+    "TrainedModel",
     "build_model",
     "check_image_shape",
     "d4_transform",
     "evaluate_loss",
-    "load_model",
     "normalize_min_max",
     "random_d4",
     "read_split",

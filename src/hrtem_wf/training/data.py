@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import zarr
+
+from hrtem_wf.io import open_arrays
 
 SPLITS = ("train", "validation", "test")
 
@@ -44,8 +45,8 @@ def random_d4(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
 class DatasetSplit:
     """The images and particle masks of one split, with their table rows."""
 
-    images: object  # numpy array or zarr array, (N_total, H, W) raw counts
-    masks: object  # numpy array or zarr array, (N_total, H, W) in {0, 1}
+    images: object  # numpy array or io.StoredArray (read per item), (N_total, H, W) raw counts
+    masks: object  # numpy array or io.StoredArray (read per item), (N_total, H, W) in {0, 1}
     rows: np.ndarray  # indices into images/masks of this split, ascending
     table: pd.DataFrame  # the Parquet rows of this split, in the order of ``rows``
 
@@ -61,15 +62,10 @@ def read_split(dataset_zarr: str | Path, dataset_parquet: str | Path, split: str
     """The rows of ``split`` ('train' | 'validation' | 'test'), checked against the arrays."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-    group = zarr.open_group(str(dataset_zarr), mode="r")
-    for name in ("images", "masks"):
-        if name not in group:
-            raise ValueError(f"{dataset_zarr} has no array {name!r}")
-    images, masks = group["images"], group["masks"]
-    if images.ndim != 3 or images.shape != masks.shape:
-        raise ValueError(
-            f"{dataset_zarr}: images {images.shape} and masks {masks.shape} must both be (N, H, W)"
-        )
+    arrays, _ = open_arrays(dataset_zarr, {"images": np.float32, "masks": np.uint8})
+    images, masks = arrays["images"], arrays["masks"]
+    if len(images.shape) != 3:
+        raise ValueError(f"{dataset_zarr}: images and masks are {images.shape}, not (N, H, W)")
     table = pd.read_parquet(dataset_parquet)
     missing = {"row", "split"} - set(table.columns)
     if missing:
@@ -85,8 +81,7 @@ def read_split(dataset_zarr: str | Path, dataset_parquet: str | Path, split: str
     split_bytes = len(rows) * int(np.prod(images.shape[1:])) * (4 + 1)
     if len(rows) and split_bytes <= IN_MEMORY_LIMIT_BYTES:
         # One read of the whole split is far cheaper than one Zarr request per image per epoch.
-        images = np.asarray(images.get_orthogonal_selection((rows, slice(None), slice(None))))
-        masks = np.asarray(masks.get_orthogonal_selection((rows, slice(None), slice(None))))
+        images, masks = images.read(rows), masks.read(rows)
         if masks.max() > 1:
             raise ValueError(f"{dataset_zarr}: masks must hold 0 (background) and 1 (particle) only")
         return DatasetSplit(images, masks, np.arange(len(rows)), table)

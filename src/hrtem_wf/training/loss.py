@@ -17,15 +17,10 @@ def soft_f1(particle_probability: torch.Tensor, particle_mask: torch.Tensor) -> 
     return 2.0 * overlap / (total + SOFT_F1_EPS)
 
 
-#: The study's loss: both terms at weight 1 (a models block's `loss` may reweight them).
-DEFAULT_LOSS_WEIGHTS = {"cross_entropy": 1.0, "soft_f1": 1.0}
-
-
 def segmentation_loss(logits: torch.Tensor, particle_mask: torch.Tensor,
-                      weights: dict | None = None) -> torch.Tensor:
+                      weights: dict) -> torch.Tensor:
     """w_ce x mean pixel cross-entropy + w_f1 x (1 - soft F1); logits (B, 2, H, W), mask (B, H, W)
-    in {0, 1}; weights {cross_entropy, soft_f1}, default 1 and 1."""
-    weights = {**DEFAULT_LOSS_WEIGHTS, **(weights or {})}
+    in {0, 1}; weights {cross_entropy, soft_f1} (a models block's `loss`; the study's: 1 and 1)."""
     particle_mask = particle_mask.long()
     loss = weights["cross_entropy"] * F.cross_entropy(logits, particle_mask)
     if weights["soft_f1"]:

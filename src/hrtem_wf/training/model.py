@@ -1,11 +1,13 @@
 """The segmentation network, built from a declarative models block (smp architecture and encoder
-names); the study's UNet with a ResNet18 encoder of 3 stages is the default."""
+names); the study's UNet with a ResNet18 encoder of 3 stages is the default. `TrainedModel` is
+a trained model directory (metadata, weights) as evaluation, scoring, report and predict read it."""
 
 from __future__ import annotations
 
 import inspect
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
@@ -13,10 +15,6 @@ import torch
 
 #: Two output classes: 0 = background (substrate and vacuum), 1 = particle.
 N_CLASSES = 2
-
-
-#: The study's network when a models block names none.
-DEFAULT_ARCHITECTURE = "Unet"
 
 
 def architectures() -> list[str]:
@@ -31,29 +29,16 @@ def takes_decoder_channels(architecture: str) -> bool:
 
 
 def build_model(block: dict) -> torch.nn.Module:
-    """An untrained smp network from a models block: 1 input channel (the micrograph), 2 output
-    logits per pixel. `architecture` (default Unet) and `encoder` are smp names; `options` passes
-    further smp keywords (e.g. decoder_attention_type: scse)."""
-    architecture = str(block.get("architecture", DEFAULT_ARCHITECTURE))
-    if architecture not in architectures():
-        raise ValueError(f"architecture {architecture!r} is not an smp architecture "
-                         f"(have: {architectures()})")
+    """An untrained smp network from a validated models block (hrtem_wf.config): 1 input channel
+    (the micrograph), 2 output logits per pixel. `architecture` and `encoder` are smp names;
+    `options` passes further smp keywords (e.g. decoder_attention_type: scse)."""
+    architecture = block["architecture"]
     encoder_depth = int(block["encoder_depth"])
-    kwargs = dict(block.get("options") or {})
+    kwargs = dict(block["options"])
     if takes_decoder_channels(architecture):
-        if block.get("decoder_channels") is None:
-            raise ValueError(f"{architecture} needs decoder_channels (one width per encoder stage)")
-        decoder_channels = [int(c) for c in block["decoder_channels"]]
-        if len(decoder_channels) != encoder_depth:
-            raise ValueError(
-                f"decoder_channels {decoder_channels} must have one entry per encoder stage "
-                f"(encoder_depth = {encoder_depth})"
-            )
-        kwargs["decoder_channels"] = decoder_channels
-    elif block.get("decoder_channels") is not None:
-        raise ValueError(f"{architecture} has no per-stage decoder_channels; drop the key "
-                         f"(set its decoder through `options`)")
-    model = getattr(smp, architecture)(
+        kwargs["decoder_channels"] = [int(c) for c in block["decoder_channels"]]
+    model = smp.create_model(
+        architecture,
         encoder_name=str(block["encoder"]),
         encoder_depth=encoder_depth,
         encoder_weights=None,  # trained from scratch on simulations, as in the paper
@@ -108,11 +93,113 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A trained model from ``model_dir`` (metadata.json for the block, weights.pt), in eval mode."""
-    model_dir = Path(model_dir)
-    metadata = json.loads((model_dir / "metadata.json").read_text())
-    model = build_model(metadata["block"])
-    state = torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    return model.to(device).eval()
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained model directory, results/models/<N>/seed<k>/: metadata.json as training wrote it
+    (last, so its presence marks a complete directory), weights.pt and history.csv."""
+
+    path: Path
+    metadata: dict
+
+    #: What training always writes and this object reads.
+    REQUIRED_KEYS = ("model", "seed", "block", "dataset", "pixel_size_A", "best_epoch")
+
+    @classmethod
+    def read(cls, model_dir: str | Path) -> TrainedModel:
+        """The model in ``model_dir``; FileNotFoundError or ValueError naming the file unless its
+        metadata.json and weights.pt are there and the metadata has every key training writes."""
+        path = Path(model_dir)
+        metadata_path = path / "metadata.json"
+        if not metadata_path.is_file():
+            raise FileNotFoundError(f"{metadata_path}: no such file; training writes it last, so "
+                                    f"{path} holds no finished training")
+        try:
+            metadata = json.loads(metadata_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{metadata_path}: not valid JSON ({error})") from None
+        if not isinstance(metadata, dict):
+            raise ValueError(f"{metadata_path}: holds a {type(metadata).__name__}, not an object")
+        missing = [key for key in cls.REQUIRED_KEYS if key not in metadata]
+        if missing:
+            raise ValueError(f"{metadata_path}: lacks {missing}; it is not one training wrote")
+        trained = cls(path, metadata)
+        if not trained.weights_path.is_file():
+            raise FileNotFoundError(f"{trained.weights_path}: no such file (the model's weights)")
+        return trained
+
+    @property
+    def name(self) -> str:
+        """The models block's name, N of results/models/<N>/."""
+        return self.metadata["model"]
+
+    @property
+    def seed(self) -> int:
+        return self.metadata["seed"]
+
+    @property
+    def block(self) -> dict:
+        """The models block it was trained with, defaults filled (a directory trained before a
+        default was added reads as it was trained)."""
+        from hrtem_wf.config import validate_block
+
+        return validate_block("models", {"seeds": [self.seed], **self.metadata["block"]})
+
+    @property
+    def dataset(self) -> str | None:
+        """The training dataset's name (the block's `dataset`)."""
+        return self.metadata["dataset"]
+
+    @property
+    def best_epoch(self) -> int:
+        """The epoch whose weights weights.pt holds."""
+        return self.metadata["best_epoch"]
+
+    @property
+    def pixel_size_A(self) -> float | list[float] | None:
+        """The training images' pixel size in Angstrom: a number, or [low, high] when it varied
+        (a number when low == high); None when the images recorded none."""
+        value = self.metadata["pixel_size_A"]
+        if value is None:
+            return None
+        if isinstance(value, (list, tuple)):
+            values = [float(v) for v in value]
+            if not values:
+                return None
+            low, high = min(values), max(values)
+            return low if low == high else [low, high]
+        return float(value)
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / "weights.pt"
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / "history.csv"
+
+    def load_network(self, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """The network of the block with the weights of weights.pt, on ``device``, in eval mode;
+        ValueError naming weights.pt when it is damaged (unreadable, wrong keys, not finite)."""
+        path = self.weights_path
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such file (the model's weights)") from None
+        except Exception as error:  # torch reports a truncated zip or pickle in several types
+            # Its first sentence says what failed; the rest are hints unfit for a damaged file.
+            reason = str(error).split(". ")[0]
+            raise ValueError(f"{path}: cannot be read as torch weights, truncated or corrupt "
+                             f"({type(error).__name__}: {reason})") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: holds a {type(state).__name__}, not a state dict")
+        for key, tensor in state.items():
+            if (isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
+                    and not bool(torch.isfinite(tensor).all())):
+                raise ValueError(f"{path}: tensor {key!r} has NaN or infinite values")
+        model = build_model(self.block)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as error:
+            raise ValueError(f"{path}: does not fit the network of {self.path / 'metadata.json'} "
+                             f"({error})") from None
+        return model.to(device).eval()

@@ -46,11 +46,8 @@ class PixelCounts:
 
 
 #: Which epoch's weights a run keeps: the study's lowest validation loss, or the alternatives.
-CHECKPOINTS = ("best_val_loss", "best_val_f1", "last")
-
-
 def evaluate_loss(model: torch.nn.Module, loader, device: torch.device,
-                  loss_weights: dict | None = None) -> tuple[float, float]:
+                  loss_weights: dict) -> tuple[float, float]:
     """(mean loss per image, pooled hard F1) of ``model`` in eval mode over ``loader``."""
     model.eval()
     loss_sum, n_images, counts = 0.0, 0, PixelCounts()
@@ -132,12 +129,7 @@ def train_model(
     out_dir = Path(out_dir)
     device = resolve_device(str(block["device"]))
     epochs, batch_size = int(block["epochs"]), int(block["batch_size"])
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs ({epochs}) and batch_size ({batch_size}) must be >= 1")
-    checkpoint = str(block.get("checkpoint", "best_val_loss"))
-    if checkpoint not in CHECKPOINTS:
-        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, not {checkpoint!r}")
-    loss_weights = block.get("loss")
+    checkpoint, loss_weights = block["checkpoint"], block["loss"]
 
     train_split = read_split(dataset_zarr, dataset_parquet, "train")
     validation_split = read_split(dataset_zarr, dataset_parquet, "validation")
