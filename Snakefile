@@ -18,11 +18,11 @@ validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schem
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/structures.smk"
-include: "workflow/rules/simulate.smk"
+include: "workflow/rules/simulations.smk"
 include: "workflow/rules/images.smk"
 include: "workflow/rules/datasets.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/evaluations.smk"
 
 
 localrules:

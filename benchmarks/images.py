@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from hrtem_wf.imaging import draw_images
-from hrtem_wf.imaging.backend import fft2, ifft2, to_device
+from hrtem_wf.images import draw_images
+from hrtem_wf.images.backend import fft2, ifft2, to_device
 
 ROOT = Path(__file__).resolve().parents[1]
 

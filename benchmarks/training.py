@@ -3,7 +3,7 @@ and an inference cost here, next to the study's Table 2?
 
     python benchmarks/training.py [--images 16] [--size 512] [--device cpu|gpu]
 
-On a dataset in the workflow's format (`hrtem_wf.training.synthetic`: Poisson micrographs of
+On a dataset in the workflow's format (`hrtem_wf.models.synthetic`: Poisson micrographs of
 fringed disks, the study's 512 x 512 crops) and the study's network (UNet, ResNet18, 3 stages,
 batch 16, D4 augmentation), it measures in the same run:
   - training throughput: the training pass as `train_model` runs it (Zarr/numpy reads, per-image
@@ -28,11 +28,11 @@ import torch
 
 from hrtem_wf.config import validate_block
 from hrtem_wf.inference import predict_micrograph
-from hrtem_wf.training.data import SegmentationDataset, read_split
-from hrtem_wf.training.loss import segmentation_loss
-from hrtem_wf.training.model import build_model, resolve_device
-from hrtem_wf.training.synthetic import write_synthetic_dataset
-from hrtem_wf.training.train import _train_one_epoch, evaluate_loss, recalibrate_batchnorm
+from hrtem_wf.models.data import SegmentationDataset, read_split
+from hrtem_wf.models.loss import segmentation_loss
+from hrtem_wf.models.model import build_model, resolve_device
+from hrtem_wf.models.synthetic import write_synthetic_dataset
+from hrtem_wf.models.train import _train_one_epoch, evaluate_loss, recalibrate_batchnorm
 
 STUDY_BLOCK = validate_block("models", {
     "dataset": "synthetic", "seeds": [0], "encoder": "resnet18", "encoder_depth": 3,

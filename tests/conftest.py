@@ -58,7 +58,7 @@ def iou(a, b):
 
 def train_seeds(block: dict, dataset: tuple, root: Path) -> list[Path]:
     """Train every seed of `block` on `dataset` (zarr, parquet): root/models/tiny/seed<k>."""
-    from hrtem_wf.training import train_model  # torch: loaded only by the tests that train
+    from hrtem_wf.models import train_model  # torch: loaded only by the tests that train
 
     model_dirs = []
     for seed in block["seeds"]:
@@ -71,7 +71,7 @@ def train_seeds(block: dict, dataset: tuple, root: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> tuple:
     """A synthetic training dataset in the workflow's format: (zarr, parquet)."""
-    from hrtem_wf.training.synthetic import write_synthetic_dataset
+    from hrtem_wf.models.synthetic import write_synthetic_dataset
 
     return write_synthetic_dataset(tmp_path_factory.mktemp("dataset"))
 

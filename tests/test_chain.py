@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import iou
-from hrtem_wf.imaging import draw_images
-from hrtem_wf.imaging.labels import particle_mask
-from hrtem_wf.simulation import simulate_structure
+from hrtem_wf.images import draw_images
+from hrtem_wf.images.labels import particle_mask
+from hrtem_wf.simulations import simulate_structure
 from hrtem_wf.structures import build_structure
 
 
@@ -62,7 +62,7 @@ def in_vacuum(demo_config):
 def _label_ious(atoms, result, defoci_A):
     """IoU with the projected footprint, for the study's phase label (pi/12, sigma 5 px, > 0.1)
     and the Baseline's intensity label (|I - 1| > 0.1, same smoothing), with Table S1's lens."""
-    from hrtem_wf.imaging import PRESETS
+    from hrtem_wf.images import PRESETS
 
     sampling = tuple(result["attrs"]["sampling_A"])
     footprint = projected_footprint(atoms, result["particle"].shape[1:], sampling)

@@ -12,17 +12,17 @@ import hrtem_wf.codeversion as codeversion
 from hrtem_wf.codeversion import PACKAGE, code_version, source_closure
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASET_SCRIPT = ROOT / "workflow" / "scripts" / "dataset.py"
+DATASET_SCRIPT = ROOT / "workflow" / "scripts" / "datasets.py"
 
 # The entries the rules run (workflow/rules/*.smk): each stage's CLI function or script.
 STAGES = {
-    "structure": "hrtem_wf.cli:_structure",
-    "simulate": "hrtem_wf.cli:_simulate",
+    "structures": "hrtem_wf.cli:_structures",
+    "simulations": "hrtem_wf.cli:_simulations",
     "images": "hrtem_wf.cli:_images",
-    "dataset": str(DATASET_SCRIPT),
-    "train": "hrtem_wf.cli:_train",
-    "evaluate": "hrtem_wf.cli:_evaluate",
-    "score": "hrtem_wf.cli:_score",
+    "datasets": str(DATASET_SCRIPT),
+    "models": "hrtem_wf.cli:_models",
+    "evaluations": "hrtem_wf.cli:_evaluations",
+    "scores": "hrtem_wf.cli:_scores",
     "report": "hrtem_wf.cli:_report",
 }
 
@@ -48,7 +48,7 @@ def package(tmp_path) -> Path:
 def test_every_rule_uses_a_derived_version():
     rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
     for stage, entry in STAGES.items():
-        if stage == "dataset":
+        if stage == "datasets":
             assert "code=code_version(DATASET_SCRIPT)" in rules
         else:
             assert f'code_version("{entry}")' in rules, stage
@@ -57,20 +57,20 @@ def test_every_rule_uses_a_derived_version():
 
 def test_closure_follows_imports_through_other_modules():
     # inference.py is imported by no stage entry directly: score reaches it through
-    # evaluation.benchmarks; the image kernels through imaging/__init__ -> formation
-    assert "hrtem_wf.inference" in source_closure(STAGES["score"])[0]
-    assert "hrtem_wf.imaging.kernels" in source_closure(STAGES["images"])[0]
-    assert "hrtem_wf.micrographs" in source_closure(STAGES["score"])[0]
+    # evaluations.real_sets; the image kernels through images/__init__ -> formation
+    assert "hrtem_wf.inference" in source_closure(STAGES["scores"])[0]
+    assert "hrtem_wf.images.kernels" in source_closure(STAGES["images"])[0]
+    assert "hrtem_wf.micrographs" in source_closure(STAGES["scores"])[0]
     # and no stage drags in what it does not import
-    assert "hrtem_wf.imaging.formation" not in source_closure(STAGES["train"])[0]
-    assert "hrtem_wf.structures.scene" not in source_closure(STAGES["simulate"])[0]
+    assert "hrtem_wf.images.formation" not in source_closure(STAGES["models"])[0]
+    assert "hrtem_wf.structures.scene" not in source_closure(STAGES["simulations"])[0]
 
 
 def test_editing_an_indirectly_imported_module_changes_exactly_its_importers(package):
     before = versions(package)
-    # imaging/kernels.py is imported only by imaging/formation.py
-    kernels = package / "imaging" / "kernels.py"
-    expected = importers("hrtem_wf.imaging.kernels", package)
+    # images/kernels.py is imported only by images/formation.py
+    kernels = package / "images" / "kernels.py"
+    expected = importers("hrtem_wf.images.kernels", package)
     assert expected == {"images"}
     kernels.write_text(kernels.read_text() + "\nGAIN = 1.0\n")
     after = versions(package)
@@ -83,14 +83,14 @@ def test_score_changes_when_inference_changes(package):
     inference.write_text(inference.read_text() + "\nTILE_MARGIN = 3\n")
     after = versions(package)
     changed = {s for s in STAGES if after[s] != before[s]}
-    assert "score" in changed
+    assert "scores" in changed
     assert changed == importers("hrtem_wf.inference", package)
-    assert not changed & {"structure", "simulate", "images", "dataset"}
+    assert not changed & {"structures", "simulations", "images", "datasets"}
 
 
 def test_comments_and_docstrings_change_nothing(package):
     before = versions(package)
-    for path in (package / "imaging" / "formation.py", package / "inference.py",
+    for path in (package / "images" / "formation.py", package / "inference.py",
                  package / "cli.py", package / "structures" / "scene.py"):
         source = path.read_text()
         path.write_text(source.replace('"""', '"""Edited docstring. ', 1) + "\n# a comment\n")
@@ -113,21 +113,21 @@ def test_a_library_version_bump_changes_the_stages_that_import_it(monkeypatch):
     monkeypatch.setattr(codeversion, "version",
                         lambda name: "99.0" if name == "czone" else real(name))
     after = versions(PACKAGE)
-    assert {s for s in STAGES if after[s] != before[s]} == {"structure"}
+    assert {s for s in STAGES if after[s] != before[s]} == {"structures"}
 
     monkeypatch.setattr(codeversion, "version",
                         lambda name: "99.0" if name == "torch" else real(name))
     after = versions(PACKAGE)
-    assert {s for s in STAGES if after[s] != before[s]} == {"train", "evaluate", "score", "report"}
+    assert {s for s in STAGES if after[s] != before[s]} == {"models", "evaluations", "scores", "report"}
     code_version.cache_clear()
 
 
 def test_libraries_are_recorded_by_distribution_name():
-    _, third_party = source_closure(STAGES["train"])
+    _, third_party = source_closure(STAGES["models"])
     found = codeversion.library_versions(third_party)
     assert {"torch", "numpy", "zarr"} <= set(found)
     assert any(name.replace("-", "_") == "segmentation_models_pytorch" for name in found)
-    _, third_party = source_closure(STAGES["simulate"])
+    _, third_party = source_closure(STAGES["simulations"])
     assert "abTEM" in codeversion.library_versions(third_party)
 
 

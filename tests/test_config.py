@@ -96,9 +96,9 @@ MALFORMED = [
     ("datasets.au_small_demo.images", ["nope"], ["datasets.au_small_demo.images", "nope"]),
     ("models.unet_demo.encoder_depth", 6, ["models.unet_demo.encoder_depth"]),
     ("models.unet_demo.seeds", [], ["models.unet_demo.seeds"]),
-    ("benchmarks", {"real": {"format": "pairs", "micrographs": "m", "masks": "k", "models": ["nope"]}},
-     ["benchmarks.real.models", "nope"]),
-    ("benchmarks", {"real": {"format": "hdf5"}}, ["benchmarks.real", "path"]),
+    ("real_sets", {"real": {"format": "pairs", "micrographs": "m", "masks": "k", "models": ["nope"]}},
+     ["real_sets.real.models", "nope"]),
+    ("real_sets", {"real": {"format": "hdf5"}}, ["real_sets.real", "path"]),
 ]
 # The kinds that once reached a job: through Snakemake, none may start one.
 ONCE_REACHED_A_JOB = MALFORMED[22:27]

@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 
 from conftest import TINY_MODEL_BLOCK, train_seeds
-from hrtem_wf.evaluation import (
+from hrtem_wf.evaluations import (
     evaluate_model,
     predict_particle_probability,
     segmentation_metrics,
     write_report,
 )
-from hrtem_wf.training.synthetic import write_synthetic_dataset
-from hrtem_wf.training import TrainedModel, read_split
+from hrtem_wf.models.synthetic import write_synthetic_dataset
+from hrtem_wf.models import TrainedModel, read_split
 
 
 def test_perfect_prediction_scores_one():

@@ -1,4 +1,4 @@
-"""Tests for hrtem_wf.imaging: lens phase vs abTEM, focal spread, phonons, dose, labels, draws."""
+"""Tests for hrtem_wf.images: lens phase vs abTEM, focal spread, phonons, dose, labels, draws."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from conftest import iou
 from hrtem_wf.config import validate_block
-from hrtem_wf.imaging import (
+from hrtem_wf.images import (
     PRESETS,
     aberration_phase,
     apply_mtf,
@@ -23,7 +23,7 @@ from hrtem_wf.imaging import (
     temporal_envelope,
     wavelength_A,
 )
-from hrtem_wf.imaging.formation import detector_counts, focal_spread_defoci, median_filter
+from hrtem_wf.images.formation import detector_counts, focal_spread_defoci, median_filter
 
 ENERGY_EV = 300e3
 SAMPLING_A = (0.2, 0.2)
@@ -426,8 +426,8 @@ def test_randomized_aberrations_follow_their_distributions():
 
 @pytest.mark.parametrize("coefficients", [PRESETS["team05_table_s1"], COEFFICIENT_SETS[3]])
 def test_fused_lens_kernel_matches_the_aberration_phase(coefficients):
-    from hrtem_wf.imaging.formation import _lens_terms
-    from hrtem_wf.imaging.kernels import lens_phase_and_step
+    from hrtem_wf.images.formation import _lens_terms
+    from hrtem_wf.images.kernels import lens_phase_and_step
 
     ny, nx, sampling = 40, 48, (0.25, 0.2)
     ky = np.fft.fftfreq(ny, sampling[0])
@@ -651,7 +651,7 @@ def test_focal_series_with_jitter():
 
 def test_repeats_of_a_focal_point_share_the_noise_free_image(monkeypatch):
     """Fixed plasmons: one image formation per focal point; drawn plasmons: one per image."""
-    import hrtem_wf.imaging.draw as draw
+    import hrtem_wf.images.draw as draw
 
     calls = []
     real = draw.intensity_from_spectrum

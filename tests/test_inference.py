@@ -16,7 +16,7 @@ import tifffile
 import torch
 
 from conftest import TINY_MODEL_BLOCK
-from hrtem_wf.evaluation.evaluate import predict_particle_probability
+from hrtem_wf.evaluations.evaluate import predict_particle_probability
 from hrtem_wf.inference import (
     DEFAULT_OVERLAP_PX,
     DEFAULT_TILE_PX,
@@ -32,7 +32,7 @@ from hrtem_wf.micrographs import (
     write_mask_png,
     write_probability_tiff,
 )
-from hrtem_wf.training.model import TrainedModel, build_model
+from hrtem_wf.models.model import TrainedModel, build_model
 
 BLOCK = {**TINY_MODEL_BLOCK, "encoder": "resnet18", "encoder_depth": 3,
          "decoder_channels": [16, 8, 4]}

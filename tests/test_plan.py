@@ -30,16 +30,16 @@ Building DAG of jobs...
 Job stats:
 job          count
 ---------  -------
-structure        2
-simulate         1
+structures       2
+simulations      1
 images           2
-dataset          1
+datasets         1
 all              1
 total            7
 
 
 [Sat Nov 21 12:03:04 2026]
-rule structure:
+rule structures:
     output: results/structures/tiny/00003.extxyz
     log: results/logs/structures/tiny/00003.log
     jobid: 9
@@ -47,17 +47,17 @@ rule structure:
     reason: Missing output files: results/structures/tiny/00003.extxyz
     wildcards: structures=tiny, item=00003
     resources: tmpdir=/tmp
-Shell command: hrtem-wf --log results/logs/structures/tiny/00003.log structure --spec '{{"a":1}}' --seed 7 --block tiny --index 00003 --output results/structures/tiny/00003.extxyz
+Shell command: hrtem-wf --log results/logs/structures/tiny/00003.log structures --spec '{{"a":1}}' --seed 7 --block tiny --index 00003 --output results/structures/tiny/00003.extxyz
 
 [Sat Nov 21 12:03:04 2026]
-rule structure:
+rule structures:
     output: results/structures/tiny/00004.extxyz
     jobid: 10
     reason: Forced execution
     wildcards: structures=tiny, item=00004
     resources: tmpdir=/tmp
 [Sat Nov 21 12:03:04 2026]
-rule simulate:
+rule simulations:
     input: results/structures/tiny/00001.extxyz
     output: results/simulations/tiny_fp/00001.zarr
     jobid: 5
@@ -81,12 +81,12 @@ rule images:
     wildcards: images=tiny_hrtem, item=00001
     resources: tmpdir=/tmp
 [Sat Nov 21 12:03:04 2026]
-rule dataset:
+rule datasets:
     input: results/images/tiny_hrtem/00000.zarr, results/images/tiny_hrtem/00001.zarr
     output: results/datasets/tiny_set.zarr, results/datasets/tiny_set.parquet
     jobid: 2
     reason: Missing output files: results/datasets/tiny_set.zarr, results/datasets/tiny_set.parquet; Input files updated by another job: results/images/tiny_hrtem/00001.zarr, results/images/tiny_hrtem/00000.zarr
-    wildcards: dataset=tiny_set
+    wildcards: datasets=tiny_set
     resources: tmpdir=/tmp
 [Sat Nov 21 12:03:04 2026]
 localrule all:
@@ -97,17 +97,17 @@ localrule all:
 Job stats:
 job          count
 ---------  -------
-structure        2
-simulate         1
+structures       2
+simulations      1
 images           2
-dataset          1
+datasets         1
 all              1
 total            7
 
 Reasons:
     (check individual jobs above for details)
     code has changed since last execution:
-        simulate
+        simulations
     params have changed since last execution:
         images
     reason: not a job
@@ -121,6 +121,7 @@ SAMPLE_CONFIG = {
     "images": {"tiny_hrtem": {"simulations": "tiny_fp"}},
     "datasets": {"tiny_set": {"images": ["tiny_hrtem"]}},
     "models": {"tiny_unet": {"dataset": "tiny_set", "seeds": [0, 1]}},
+    "real_sets": {},
 }
 
 RULEGRAPH = """\
@@ -130,7 +131,7 @@ digraph snakemake_dag {
     edge[penwidth=2, color=grey];
 	0[label = "all", color = "0.00 0.6 0.85", style="rounded"];
 	1[label = "report", color = "0.33 0.6 0.85", style="rounded"];
-	2[label = "dataset", color = "0.08 0.6 0.85", style="rounded"];
+	2[label = "datasets", color = "0.08 0.6 0.85", style="rounded"];
 	1 -> 0
 	2 -> 1
 }
@@ -153,15 +154,15 @@ def test_categorize_splits_only_at_known_reasons():
 
 def test_parse_dry_run_sample():
     jobs = parse_dry_run(SAMPLE)
-    assert [j["rule"] for j in jobs] == ["structure", "structure", "simulate", "images", "images",
-                                         "dataset", "all"]
+    assert [j["rule"] for j in jobs] == ["structures", "structures", "simulations", "images", "images",
+                                         "datasets", "all"]
     assert jobs[0]["wildcards"] == {"structures": "tiny", "item": "00003"} and jobs[0]["jobid"] == 9
     assert [j["categories"] for j in jobs] == [
         ["missing"], ["other"], ["code", "upstream"], ["params", "upstream"], ["upstream"],
         ["missing", "upstream"], ["upstream"]]
     assert jobs[-1]["wildcards"] == {}  # the "Reasons:" summary after it is not read into it
     assert jobs[-1]["reason"].startswith("Input files updated")
-    assert parse_job_stats(SAMPLE) == {"structure": 2, "simulate": 1, "images": 2, "dataset": 1,
+    assert parse_job_stats(SAMPLE) == {"structures": 2, "simulations": 1, "images": 2, "datasets": 1,
                                        "all": 1, "total": 7}
     assert read_dry_run(SAMPLE) == jobs
     with pytest.raises(PlanError, match="job stats"):
@@ -171,16 +172,16 @@ def test_parse_dry_run_sample():
 def test_summarize_sample():
     rows = summarize(parse_dry_run(SAMPLE), SAMPLE_CONFIG)
     assert [(r["stage"], r["block"], r["rule"]) for r in rows] == [
-        ("structures", "tiny", "structure"), ("simulations", "tiny_fp", "simulate"),
-        ("images", "tiny_hrtem", "images"), ("datasets", "tiny_set", "dataset"),
-        ("models", "tiny_unet", "train"), ("models", "tiny_unet", "evaluate"),
+        ("structures", "tiny", "structures"), ("simulations", "tiny_fp", "simulations"),
+        ("images", "tiny_hrtem", "images"), ("datasets", "tiny_set", "datasets"),
+        ("models", "tiny_unet", "models"), ("models", "tiny_unet", "evaluations"),
         ("report", "-", "report"), ("report", "-", "all")]
     counts = {r["rule"]: (r["targets"], r["would_run"], r["missing"], r["params"], r["code"],
                           r["upstream"], r["other"]) for r in rows}
     assert counts == {
-        "structure": (5, 2, 1, 0, 0, 0, 1), "simulate": (5, 1, 0, 0, 1, 1, 0),
-        "images": (5, 2, 0, 1, 0, 2, 0), "dataset": (1, 1, 1, 0, 0, 1, 0),
-        "train": (2, 0, 0, 0, 0, 0, 0), "evaluate": (2, 0, 0, 0, 0, 0, 0),
+        "structures": (5, 2, 1, 0, 0, 0, 1), "simulations": (5, 1, 0, 0, 1, 1, 0),
+        "images": (5, 2, 0, 1, 0, 2, 0), "datasets": (1, 1, 1, 0, 0, 1, 0),
+        "models": (2, 0, 0, 0, 0, 0, 0), "evaluations": (2, 0, 0, 0, 0, 0, 0),
         "report": (1, 0, 0, 0, 0, 0, 0), "all": (1, 1, 0, 0, 0, 1, 0)}
     assert total(rows)["targets"] == 22 and total(rows)["would_run"] == 7
     text = format_plan(rows)
@@ -192,7 +193,7 @@ def test_summarize_sample():
 
 def test_parse_rulegraph_sample():
     nodes, edges = parse_rulegraph(RULEGRAPH)
-    assert {n["label"] for n in nodes.values()} == {"all", "report", "dataset"}
+    assert {n["label"] for n in nodes.values()} == {"all", "report", "datasets"}
     assert nodes["1"]["color"] == "0.33 0.6 0.85"
     assert edges == [("1", "0"), ("2", "1")]
 
@@ -216,12 +217,12 @@ def test_default_config_plan(default_flow):
              (r["targets"], r["would_run"], r["missing"], r["params"], r["code"], r["upstream"],
               r["other"]) for r in rows}
     assert table == {
-        ("structures", "au_small", "structure"): (24, 24, 24, 0, 0, 0, 0),
-        ("simulations", "au_small_fp", "simulate"): (24, 24, 24, 0, 0, 24, 0),
+        ("structures", "au_small", "structures"): (24, 24, 24, 0, 0, 0, 0),
+        ("simulations", "au_small_fp", "simulations"): (24, 24, 24, 0, 0, 24, 0),
         ("images", "au_small_hrtem", "images"): (24, 24, 24, 0, 0, 24, 0),
-        ("datasets", "au_small_demo", "dataset"): (1, 1, 1, 0, 0, 1, 0),
-        ("models", "unet_demo", "train"): (2, 2, 2, 0, 0, 2, 0),
-        ("models", "unet_demo", "evaluate"): (2, 2, 2, 0, 0, 2, 0),
+        ("datasets", "au_small_demo", "datasets"): (1, 1, 1, 0, 0, 1, 0),
+        ("models", "unet_demo", "models"): (2, 2, 2, 0, 0, 2, 0),
+        ("models", "unet_demo", "evaluations"): (2, 2, 2, 0, 0, 2, 0),
         ("report", "-", "report"): (1, 1, 1, 0, 0, 1, 0),
         ("report", "-", "all"): (1, 1, 0, 0, 0, 1, 0),
     }
@@ -246,8 +247,8 @@ def test_grown_config_via_configfile(default_flow, tmp_path):
                                        "models": {"unet_demo": {"seeds": [0, 3]}}}))
     rows = plan(default_flow.path, configfile=overlay)
     counts = {r["rule"]: (r["targets"], r["would_run"]) for r in rows}
-    assert counts == {"structure": (5, 5), "simulate": (5, 5), "images": (5, 5),
-                      "dataset": (1, 1), "train": (2, 2), "evaluate": (2, 2), "report": (1, 1),
+    assert counts == {"structures": (5, 5), "simulations": (5, 5), "images": (5, 5),
+                      "datasets": (1, 1), "models": (2, 2), "evaluations": (2, 2), "report": (1, 1),
                       "all": (1, 1)}
 
 
@@ -259,15 +260,17 @@ def test_snakemake_failure_is_reported(default_flow, tmp_path):
         plan(default_flow.path, configfile=bad)
 
 
-def test_benchmark_scores_are_planned_per_model_seed():
+def test_real_set_scores_are_planned_per_model_seed():
     from conftest import load_config
 
+    from hrtem_wf.config import validate
     from hrtem_wf.plan import targets
 
     config = load_config("config/config.yaml")
     config["models"]["second"] = {**config["models"]["unet_demo"], "seeds": [4, 5, 6]}
-    config["benchmarks"] = {"all_models": {"format": "hdf5", "path": "a.h5"},
-                            "one_model": {"format": "hdf5", "path": "b.h5", "models": ["second"]}}
+    config["real_sets"] = {"all_models": {"format": "hdf5", "path": "a.h5"},
+                           "one_model": {"format": "hdf5", "path": "b.h5", "models": ["second"]}}
+    validate(config)
     rows = {(r["stage"], r["block"], r["rule"]): r["targets"] for r in targets(config)}
-    assert rows[("benchmarks", "all_models", "score")] == 2 + 3
-    assert rows[("benchmarks", "one_model", "score")] == 3
+    assert rows[("real_sets", "all_models", "scores")] == 2 + 3
+    assert rows[("real_sets", "one_model", "scores")] == 3

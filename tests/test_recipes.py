@@ -86,11 +86,11 @@ def test_study_recipe_dry_run_job_set(recipe, workflow_copy):
     n_images = sum(recipe["structures"][recipe["simulations"][b["simulations"]]["structures"]]["count"]
                    for b in recipe["images"].values())
     n_models = sum(len(b["seeds"]) for b in recipe["models"].values())
-    assert counts["structure"] == n_structures == 6048
-    assert counts["simulate"] == n_simulations
+    assert counts["structures"] == n_structures == 6048
+    assert counts["simulations"] == n_simulations
     assert counts["images"] == n_images
-    assert counts["dataset"] == len(recipe["datasets"]) == 11
-    assert counts["train"] == counts["evaluate"] == n_models == 55
+    assert counts["datasets"] == len(recipe["datasets"]) == 11
+    assert counts["models"] == counts["evaluations"] == n_models == 55
 
 
 @pytest.mark.workflow
@@ -106,10 +106,10 @@ def test_scale_device_and_smoke_overrides(recipe, workflow_copy):
     flow = workflow_copy(copy.deepcopy(recipe))
     result = flow.snakemake("-n", "--quiet", "rules", "--config", "device=cpu", "smoke=True")
     counts = job_counts(result.stdout)
-    assert counts["structure"] == 3 * len(recipe["structures"]) == 18
-    assert counts["simulate"] == 3 * len(recipe["simulations"]) == 21
+    assert counts["structures"] == 3 * len(recipe["structures"]) == 18
+    assert counts["simulations"] == 3 * len(recipe["simulations"]) == 21
     assert counts["images"] == 3 * len(recipe["images"]) == 33
-    assert counts["dataset"] == 11 and counts["train"] == counts["evaluate"] == 11
+    assert counts["datasets"] == 11 and counts["models"] == counts["evaluations"] == 11
 
 
 def test_smoke_shrinks_cost_not_structures(recipe):
@@ -141,8 +141,8 @@ def test_other_families_recipe_dry_run(workflow_copy):
     recipe = validate(load_config("config/recipes/other_families.yaml"), SCHEMA)
     flow = workflow_copy(copy.deepcopy(recipe))
     counts = job_counts(flow.snakemake("-n", "--quiet", "rules", "--config", "scale=0.02").stdout)
-    assert counts["structure"] == counts["simulate"] == counts["images"] == 30
-    assert counts["dataset"] == 2 and counts["train"] == 2
+    assert counts["structures"] == counts["simulations"] == counts["images"] == 30
+    assert counts["datasets"] == 2 and counts["models"] == 2
 
 
 def test_other_families_build(tmp_path):

@@ -14,7 +14,7 @@ from conftest import job_counts
 
 pytestmark = pytest.mark.workflow
 
-DOWNSTREAM_OF_IMAGES = {"dataset": 1, "train": 1, "evaluate": 1, "report": 1, "all": 1}
+DOWNSTREAM_OF_IMAGES = {"datasets": 1, "models": 1, "evaluations": 1, "report": 1, "all": 1}
 
 
 def fingerprints(root: Path, pattern: str) -> dict[str, str]:
@@ -56,7 +56,7 @@ def test_dose_change_reruns_only_image_draws_and_downstream(tiny_run, tmp_path):
 def test_frozen_phonon_change_reruns_simulations_not_structures(tiny_run, tmp_path):
     flow, plan = changed(tiny_run, tmp_path,
                          lambda c: c["simulations"]["tiny_fp"].update(frozen_phonons=1))
-    assert job_counts(plan.stdout) == {"simulate": 3, "images": 3, **DOWNSTREAM_OF_IMAGES,
+    assert job_counts(plan.stdout) == {"simulations": 3, "images": 3, **DOWNSTREAM_OF_IMAGES,
                                        "total": 11}
     run_and_check_done(flow)
     assert fingerprints(flow.path, "results/structures/*/*") == fingerprints(
@@ -66,14 +66,14 @@ def test_frozen_phonon_change_reruns_simulations_not_structures(tiny_run, tmp_pa
 def test_learning_rate_change_retrains_only_that_model(tiny_run, tmp_path):
     flow, plan = changed(tiny_run, tmp_path,
                          lambda c: c["models"]["tiny_unet"].update(learning_rate=5e-4))
-    assert job_counts(plan.stdout) == {"train": 1, "evaluate": 1, "report": 1, "all": 1, "total": 4}
+    assert job_counts(plan.stdout) == {"models": 1, "evaluations": 1, "report": 1, "all": 1, "total": 4}
     run_and_check_done(flow)
 
 
 def test_growing_a_set_runs_only_the_new_items(tiny_run, tmp_path):
     before = fingerprints(tiny_run.path, "results/[sif]*/*/*")  # structures, simulations, images
     flow, plan = changed(tiny_run, tmp_path, lambda c: c["structures"]["tiny"].update(count=5))
-    assert job_counts(plan.stdout) == {"structure": 2, "simulate": 2, "images": 2,
+    assert job_counts(plan.stdout) == {"structures": 2, "simulations": 2, "images": 2,
                                        **DOWNSTREAM_OF_IMAGES, "total": 11}
     run_and_check_done(flow)
     after = fingerprints(flow.path, "results/[sif]*/*/*")
@@ -93,7 +93,7 @@ def test_new_image_block_runs_no_simulation(tiny_run, tmp_path):
 
 def test_library_code_change_reruns_its_stage_but_comments_do_not(tiny_run, tmp_path):
     flow = tiny_run.clone(tmp_path / "flow")
-    module = flow.path / "src/hrtem_wf/imaging/formation.py"
+    module = flow.path / "src/hrtem_wf/images/formation.py"
     source = module.read_text()
     module.write_text(source.replace('"""', '"""Edited docstring. ', 1) + "\n# a new comment\n")
     assert "Nothing to be done" in flow.snakemake("--dry-run").stdout

@@ -10,8 +10,8 @@ from ase import Atoms
 from ase.cluster import Octahedron
 
 from hrtem_wf import cli
-from hrtem_wf.simulation import simulate_structure
-from hrtem_wf.simulation.multislice import displaced_configurations, resample_bandlimited
+from hrtem_wf.simulations import simulate_structure
+from hrtem_wf.simulations.multislice import displaced_configurations, resample_bandlimited
 
 BLOCK = dict(device="cpu", energy_eV=300e3, potential_sampling_A=0.1, exit_wave_sampling_A=0.2,
              slice_thickness_A=2.0, projection="finite", parametrization="lobato",
@@ -116,7 +116,7 @@ def test_simulate_cli_writes_the_store(tmp_path):
     atoms.info.update({"block_name": "s", "seed": 11, "structure_id": "s/00000", "radius_A": 5.0})
     ase.io.write(tmp_path / "s.extxyz", atoms, format="extxyz")
     store = tmp_path / "sim.zarr"
-    cli.main(["simulate", "--spec", json.dumps(BLOCK), "--seed", "1", "--block", "m", "--index", "0",
+    cli.main(["simulations", "--spec", json.dumps(BLOCK), "--seed", "1", "--block", "m", "--index", "0",
               "--structure", str(tmp_path / "s.extxyz"), "--output", str(store)])
     group = zarr.open_group(store, mode="r")
     assert group["full"].shape == (2, 100, 120) and group["full"].dtype == np.complex64
@@ -130,7 +130,7 @@ def test_simulate_cli_writes_the_store(tmp_path):
 
 
 def test_dropping_the_empty_entrance_keeps_the_exit_wave():
-    from hrtem_wf.simulation.multislice import drop_empty_entrance, exit_waves
+    from hrtem_wf.simulations.multislice import drop_empty_entrance, exit_waves
 
     atoms = scene()
     gold = [atoms[atoms.arrays["particle"].astype(bool)]]

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.workflow  # and every test that needs the cluster: pyte
 
 SLURM_UP = ROOT / "tests" / "slurm" / "slurm-up.sh"
 LOCAL_RULES = {"all"}
-CPU_RULES = {"structure", "images", "dataset", "report"}
+CPU_RULES = {"structures", "images", "datasets", "report"}
 STAGE_DIRS = ("structures", "simulations", "images", "datasets")  # compared byte for byte
 # Local to this test cluster: what the profile reads from the environment.
 CLUSTER_ENV = {"SLURM_ACCOUNT": "local", "SLURM_GPU_ACCOUNT": "local_g", "SLURM_QOS": "normal",
@@ -313,9 +313,9 @@ def test_gpu_blocks_request_gpu_and_cpu_rules_do_not(slurm_tiny_run, slurm_clust
     assert result.returncode != 0  # no CUDA on this machine
     jobs = sbatch_jobs(flow.path)
     by_rule = {rule: job for job in jobs for rule in job["rules"]}
-    assert set(by_rule) == {"simulate", "train"}, (
+    assert set(by_rule) == {"simulations", "models"}, (
         [(job["JobId"], job["rules"]) for job in jobs], result.stdout[-3000:], result.stderr[-3000:])
-    for rule in ("simulate", "train"):
+    for rule in ("simulations", "models"):
         job = by_rule[rule]
         print(f"\n  {rule} (device: gpu): job {job['JobId']} features={job.get('Features')} "
               f"tres_per_job={job.get('TresPerJob', '-')} cpus/task={job.get('CPUs/Task')} "
@@ -348,7 +348,7 @@ def test_cancelled_job_is_retried_and_outputs_match(slurm_tiny_run, slurm_cluste
             for line in out.splitlines():
                 job_id, comment, workdir = line.split("|", 2)
                 # a simulate job: mid-chain, with the structures already written upstream
-                if workdir == str(flow.path) and "simulate" in comment:
+                if workdir == str(flow.path) and "simulations" in comment:
                     time.sleep(2)  # let it get going
                     subprocess.run(["scancel", job_id], check=True)
                     cancelled = job_id
@@ -367,7 +367,7 @@ def test_cancelled_job_is_retried_and_outputs_match(slurm_tiny_run, slurm_cluste
     jobs = sbatch_jobs(flow.path)
     states = {job["JobId"]: job["JobState"] for job in jobs}
     assert states[cancelled] == "CANCELLED", states
-    simulate_jobs = [job for job in jobs if "simulate" in job["rules"]]
+    simulate_jobs = [job for job in jobs if "simulations" in job["rules"]]
     assert len(simulate_jobs) >= 2 and simulate_jobs[-1]["JobState"] == "COMPLETED", [
         (job["JobId"], job["JobState"]) for job in simulate_jobs]
     print(f"\ncancelled SLURM job {cancelled}; resubmitted as "
@@ -400,6 +400,6 @@ def test_dry_run_needs_no_slurm(tmp_path):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout + result.stderr)
-    assert counts == {"structure": 3, "simulate": 3, "images": 3, "dataset": 1, "train": 1,
-                      "evaluate": 1, "report": 1, "all": 1, "total": 14}, counts
+    assert counts == {"structures": 3, "simulations": 3, "images": 3, "datasets": 1, "models": 1,
+                      "evaluations": 1, "report": 1, "all": 1, "total": 14}, counts
     assert not (flow.path / "results").exists()

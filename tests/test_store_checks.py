@@ -15,7 +15,7 @@ from conftest import TINY_MODEL_BLOCK
 from hrtem_wf import cli
 from hrtem_wf.datasets import build_dataset
 from hrtem_wf.io import StoreError, open_arrays, read_arrays, write_arrays
-from hrtem_wf.training import data, read_split, train_model
+from hrtem_wf.models import data, read_split, train_model
 from test_curation import SPLIT, _write_stores
 from test_imaging import BLOCK, ENERGY_EV, SAMPLING_A, _demo_waves
 

@@ -16,8 +16,8 @@ import yaml
 
 from hrtem_wf.config import validate_block
 from conftest import TINY_MODEL_BLOCK
-from hrtem_wf.training import TrainedModel, build_model, read_split, train_model
-from hrtem_wf.training.data import normalize_min_max
+from hrtem_wf.models import TrainedModel, build_model, read_split, train_model
+from hrtem_wf.models.data import normalize_min_max
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 

@@ -15,7 +15,7 @@ import yaml
 
 from hrtem_wf.config import validate_block
 from conftest import TINY_MODEL_BLOCK
-from hrtem_wf.training import (
+from hrtem_wf.models import (
     HISTORY_COLUMNS,
     SegmentationDataset,
     TrainedModel,
@@ -27,8 +27,8 @@ from hrtem_wf.training import (
     segmentation_loss,
     train_model,
 )
-from hrtem_wf.training.synthetic import write_synthetic_dataset
-from hrtem_wf.training.data import DatasetSplit
+from hrtem_wf.models.synthetic import write_synthetic_dataset
+from hrtem_wf.models.data import DatasetSplit
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
@@ -180,7 +180,7 @@ def test_image_size_not_divisible_by_the_encoder_is_a_clear_error(tmp_path):
 
 
 def test_recalibrated_batchnorm_holds_the_exact_statistics():
-    from hrtem_wf.training.train import recalibrate_batchnorm
+    from hrtem_wf.models.train import recalibrate_batchnorm
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(1, 3, 3)
@@ -198,7 +198,7 @@ def test_recalibrated_batchnorm_holds_the_exact_statistics():
 
 @pytest.mark.parametrize("architecture", ["UnetPlusPlus", "MAnet", "DeepLabV3Plus", "Linknet"])
 def test_other_smp_architectures_from_the_block(architecture):
-    from hrtem_wf.training.model import takes_decoder_channels
+    from hrtem_wf.models.model import takes_decoder_channels
 
     block = {**TINY_BLOCK, "architecture": architecture}
     if not takes_decoder_channels(architecture):
@@ -224,7 +224,7 @@ def test_model_spec_errors_name_the_problem():
 
 def test_config_knows_which_architectures_take_per_stage_decoder_widths():
     from hrtem_wf.config import PER_STAGE_DECODER_ARCHITECTURES
-    from hrtem_wf.training.model import architectures, takes_decoder_channels
+    from hrtem_wf.models.model import architectures, takes_decoder_channels
 
     assert set(PER_STAGE_DECODER_ARCHITECTURES) == {a for a in architectures() if takes_decoder_channels(a)}
     schema = yaml.safe_load((CONFIG.parents[1] / "workflow/schemas/config.schema.yaml").read_text())

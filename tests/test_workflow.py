@@ -20,8 +20,8 @@ pytestmark = pytest.mark.workflow
 def test_default_config_job_counts(default_config, workflow_copy):
     result = workflow_copy(default_config).snakemake("--dry-run")
     assert job_counts(result.stdout) == {
-        "structure": 24, "simulate": 24, "images": 24, "dataset": 1, "train": 2,
-        "evaluate": 2, "report": 1, "all": 1, "total": 79,
+        "structures": 24, "simulations": 24, "images": 24, "datasets": 1, "models": 2,
+        "evaluations": 2, "report": 1, "all": 1, "total": 79,
     }
 
 
@@ -73,7 +73,7 @@ def test_items_are_deterministic(tiny_run, tmp_path):
     flow = tiny_run
     spec = {k: v for k, v in flow.config["structures"]["tiny"].items() if k != "count"}
     out = tmp_path / "again.extxyz"
-    cli.main(["structure", "--spec", json.dumps(spec), "--seed", "7", "--block", "tiny",
+    cli.main(["structures", "--spec", json.dumps(spec), "--seed", "7", "--block", "tiny",
               "--index", "1", "--output", str(out)])
     original = read(flow.path / "results/structures/tiny/00001.extxyz")
     np.testing.assert_array_equal(read(out).positions, original.positions)
@@ -89,7 +89,7 @@ def test_all_effects_config_records_every_parameter(tiny_run, tmp_path):
 
     from hrtem_wf.config import validate
     from hrtem_wf.datasets.gather import build_dataset
-    from hrtem_wf.imaging import PRESETS
+    from hrtem_wf.images import PRESETS
 
     config = validate(load_config("config/all_effects.yaml"), SCHEMA)
     (block,) = config["images"].values()

@@ -18,7 +18,7 @@ from hrtem_wf.sampling import derive_seed
 log = logging.getLogger("hrtem_wf")
 
 
-def _structure(args) -> None:
+def _structures(args) -> None:
     import ase.io
 
     from hrtem_wf.io import atomic_path, versions
@@ -45,11 +45,11 @@ def _preview(args) -> None:
     log.info("preview of %d structures: %s", len(structures), args.output)
 
 
-def _simulate(args) -> None:
+def _simulations(args) -> None:
     import ase.io
 
     from hrtem_wf.io import versions, write_arrays
-    from hrtem_wf.simulation import simulate_structure
+    from hrtem_wf.simulations import simulate_structure
 
     atoms = ase.io.read(args.structure, format="extxyz")
     seed = derive_seed(args.seed, args.block, args.index)
@@ -68,7 +68,7 @@ def _simulate(args) -> None:
 def _images(args) -> None:
     import numpy as np
 
-    from hrtem_wf.imaging import draw_images
+    from hrtem_wf.images import draw_images
     from hrtem_wf.io import read_arrays, versions, write_arrays
 
     waves, sim_attrs = read_arrays(args.simulation,
@@ -90,16 +90,16 @@ def _images(args) -> None:
     log.info("images %s/%05d: %d draws of %s", args.block, args.index, len(images), images.shape[1:])
 
 
-def _train(args) -> None:
-    from hrtem_wf.training import train_model
+def _models(args) -> None:
+    from hrtem_wf.models import train_model
 
     summary = train_model(args.spec, args.dataset_zarr, args.dataset_parquet, args.model_seed,
                           args.out_dir, log=log.info)
     log.info("trained: %s", json.dumps(summary, default=str))
 
 
-def _evaluate(args) -> None:
-    from hrtem_wf.evaluation import evaluate_model
+def _evaluations(args) -> None:
+    from hrtem_wf.evaluations import evaluate_model
     from hrtem_wf.io import write_json
 
     metrics = evaluate_model(args.model_dir, args.dataset_zarr, args.dataset_parquet, split=args.split)
@@ -107,24 +107,24 @@ def _evaluate(args) -> None:
     log.info("evaluation: %s", json.dumps(metrics, default=str))
 
 
-def _score(args) -> None:
-    from hrtem_wf.evaluation.benchmarks import score_benchmark
+def _scores(args) -> None:
+    from hrtem_wf.evaluations.real_sets import score_real_set
     from hrtem_wf.io import write_json
 
     start = time.perf_counter()
-    result = score_benchmark(args.model_dir, args.benchmark, args.spec)
+    result = score_real_set(args.model_dir, args.real_set, args.spec)
     write_json(args.output, result)
-    log.info("benchmark %s, %s seed %s: F1 %.4f over %d images (%.1f s)", args.benchmark,
+    log.info("real set %s, %s seed %s: F1 %.4f over %d images (%.1f s)", args.real_set,
              result["model"], result["seed"], result["f1"], result["n_images"],
              time.perf_counter() - start)
 
 
 def _report(args) -> None:
-    from hrtem_wf.evaluation import write_report
+    from hrtem_wf.evaluations import write_report
 
     write_report(args.evaluations, args.model_dirs, args.dataset_zarr, args.dataset_parquet,
                  args.out_dir, score_jsons=args.scores, dataset_parquets=args.dataset_parquets,
-                 benchmarks=args.benchmarks_spec)
+                 real_sets=args.real_sets_spec)
     log.info("report written to %s", args.out_dir)
 
 
@@ -137,7 +137,7 @@ def _predict(args) -> None:
     from hrtem_wf.inference import pixel_size_mismatch, predict_micrograph
     from hrtem_wf.micrographs import (MICROGRAPH_EXTENSIONS, read_micrograph, write_mask_png,
                                       write_probability_tiff)
-    from hrtem_wf.training.model import TrainedModel, resolve_device
+    from hrtem_wf.models.model import TrainedModel, resolve_device
 
     if not 0.0 <= args.threshold <= 1.0:
         raise SystemExit(f"hrtem-wf predict: --threshold must be in [0, 1], not {args.threshold}")
@@ -223,8 +223,8 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    item("structure", _structure, "build one structure (extxyz)")
-    item("simulate", _simulate, "simulate one structure (Zarr)").add_argument("--structure", required=True)
+    item("structures", _structures, "build one structure (extxyz)")
+    item("simulations", _simulations, "simulate one structure (Zarr)").add_argument("--structure", required=True)
     item("images", _images, "draw the images of one simulation (Zarr)").add_argument(
         "--simulation", required=True)
 
@@ -234,39 +234,39 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True)
     p.set_defaults(func=_preview)
 
-    p = sub.add_parser("train", help="train one model (weights, history, metadata)")
+    p = sub.add_parser("models", help="train one model (weights, history, metadata)")
     p.add_argument("--spec", type=json.loads, required=True)
     p.add_argument("--model-seed", type=int, required=True)
     p.add_argument("--dataset-zarr", required=True)
     p.add_argument("--dataset-parquet", required=True)
     p.add_argument("--out-dir", required=True)
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_models)
 
-    p = sub.add_parser("evaluate", help="metrics of one model on a dataset split (JSON)")
+    p = sub.add_parser("evaluations", help="metrics of one model on a dataset split (JSON)")
     p.add_argument("--model-dir", required=True)
     p.add_argument("--dataset-zarr", required=True)
     p.add_argument("--dataset-parquet", required=True)
     p.add_argument("--split", default="test")
     p.add_argument("--output", required=True)
-    p.set_defaults(func=_evaluate)
+    p.set_defaults(func=_evaluations)
 
-    p = sub.add_parser("score", help="F1 of one model on an experimental benchmark (JSON)")
+    p = sub.add_parser("scores", help="F1 of one model on a real set (JSON)")
     p.add_argument("--model-dir", required=True)
-    p.add_argument("--benchmark", required=True, help="the benchmark's name")
-    p.add_argument("--spec", type=json.loads, required=True, help="the benchmarks block as JSON")
+    p.add_argument("--real-set", required=True, help="the real set's name")
+    p.add_argument("--spec", type=json.loads, required=True, help="the real_sets block as JSON")
     p.add_argument("--output", required=True)
-    p.set_defaults(func=_score)
+    p.set_defaults(func=_scores)
 
     p = sub.add_parser("report", help="summary table and figures for all models")
     p.add_argument("--evaluations", nargs="+", required=True)
-    p.add_argument("--scores", nargs="*", default=[], help="benchmark score JSONs")
+    p.add_argument("--scores", nargs="*", default=[], help="real-set score JSONs")
     p.add_argument("--model-dirs", nargs="+", required=True)
     p.add_argument("--dataset-zarr", required=True)
     p.add_argument("--dataset-parquet", required=True)
     p.add_argument("--dataset-parquets", nargs="*", default=[],
                    help="every training dataset's table (data distributions)")
-    p.add_argument("--benchmarks-spec", type=json.loads, default={},
-                   help="the config's benchmarks section as JSON (example predictions)")
+    p.add_argument("--real-sets-spec", type=json.loads, default={},
+                   help="the config's real_sets section as JSON (example predictions)")
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=_report)
 

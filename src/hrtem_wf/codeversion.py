@@ -3,7 +3,7 @@
 A stage's code version is a short hash of everything that makes its outputs, derived by following
 imports, never listed by hand:
 - its entry point: one function of a module (`hrtem_wf.cli:_images`), with the module-level
-  names that function uses, or a whole script (`workflow/scripts/dataset.py`);
+  names that function uses, or a whole script (`workflow/scripts/datasets.py`);
 - every `hrtem_wf` module that entry imports, transitively (imports at the top of a module and
   inside its functions alike; a package import brings its `__init__`);
 - the installed version of every third-party distribution those modules import (abTEM, czone,

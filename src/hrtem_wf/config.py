@@ -38,7 +38,7 @@ PARENT_KEY = {"simulations": "structures", "images": "simulations", "datasets": 
               "models": "dataset"}
 PARENT_SECTION = {"simulations": "structures", "images": "simulations", "datasets": "images",
                   "models": "datasets"}
-#: smp architectures whose decoder takes one width per encoder stage (hrtem_wf.training.model
+#: smp architectures whose decoder takes one width per encoder stage (hrtem_wf.models.model
 #: .takes_decoder_channels; named here so validation does not import torch).
 PER_STAGE_DECODER_ARCHITECTURES = ("MAnet", "Unet", "UnetPlusPlus")
 # What YAML 1.1 (PyYAML) reads as text although it looks like a number: an exponent without a
@@ -142,7 +142,7 @@ def _fill_derived(config: dict) -> None:
     for block in config.get("structures", {}).values():
         if block.get("family") == "particles" and block.get("lattice") == "fcc":
             block.setdefault("elements", [block["material"]])
-    for block in (config.get("benchmarks") or {}).values():
+    for block in config.get("real_sets", {}).values():
         if "models" in config:  # validate_block checks a block alone
             block.setdefault("models", sorted(config["models"]))
 
@@ -219,7 +219,7 @@ def check_references(config: dict) -> None:
                                     f"'{parent_section}' (have: {sorted(config[parent_section])})")
     if not problems:  # the checks across blocks below follow these references
         for section in ("structures", "simulations", "images", "datasets", "models",
-                        "benchmarks"):
+                        "real_sets"):
             for name, block in (config.get(section) or {}).items():
                 problems += _block_problems(section, name, block)
                 problems += _linked_problems(config, section, name, block)
@@ -369,7 +369,7 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
             if any(size % 2**depth for size in crop):
                 problems.append(f"{key}.encoder_depth: images.{image_block}.crop_px {crop} is "
                                 f"not divisible by 2**{depth}")
-    elif section == "benchmarks":
+    elif section == "real_sets":
         for model in block["models"]:
             if model not in config["models"]:
                 problems.append(f"{key}.models: {model!r} is not a block of 'models' "
@@ -378,8 +378,8 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
 
 
 def detector_shape_px(cell_A, exit_wave_sampling_A: float, pixel_size_A: float) -> tuple[int, int]:
-    """(ny, nx) of a detector image: the cell on the exit-wave grid (hrtem_wf.simulation), then
-    resampled to the detector pixel size (imaging.formation.resampled_shape)."""
+    """(ny, nx) of a detector image: the cell on the exit-wave grid (hrtem_wf.simulations), then
+    resampled to the detector pixel size (images.formation.resampled_shape)."""
     shape = []
     for extent_A in (float(cell_A[1]), float(cell_A[0])):  # (y, x) as the arrays are indexed
         gpts = int(round(extent_A / exit_wave_sampling_A))

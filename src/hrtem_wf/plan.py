@@ -31,21 +31,21 @@ from pathlib import Path
 
 import yaml
 
-from hrtem_wf.config import structure_ids, structures_of
+from hrtem_wf.config import ConfigError, structure_ids, structures_of, validate
 
 # rule -> (stage, the wildcard naming the rule's config block; None: one job per workflow)
 RULE_STAGE = {
-    "structure": ("structures", "structures"),
-    "simulate": ("simulations", "simulations"),
+    "structures": ("structures", "structures"),
+    "simulations": ("simulations", "simulations"),
     "images": ("images", "images"),
-    "dataset": ("datasets", "dataset"),
-    "train": ("models", "model"),
-    "evaluate": ("models", "model"),
-    "score": ("benchmarks", "benchmark"),
+    "datasets": ("datasets", "datasets"),
+    "models": ("models", "models"),
+    "evaluations": ("models", "models"),
+    "scores": ("real_sets", "real_set"),
     "report": ("report", None),
     "all": ("report", None),
 }
-STAGES = ["structures", "simulations", "images", "datasets", "models", "benchmarks", "report"]
+STAGES = ["structures", "simulations", "images", "datasets", "models", "real_sets", "report"]
 NO_BLOCK = "-"
 
 CATEGORIES = ["missing", "params", "code", "upstream", "other"]
@@ -183,7 +183,8 @@ def _merge(base: dict, overlay: dict) -> dict:
 def load_config(directory: str | Path = ".", configfile: str | Path | None = None,
                 replace: bool = False) -> dict:
     """The config a run would see: the workflow's config/config.yaml with the --configfile
-    merged over it, as Snakemake does (or the --configfile alone with --replace-workflow-config)."""
+    merged over it, as Snakemake does (or the --configfile alone with --replace-workflow-config),
+    validated and filled as the Snakefile does."""
     default = Path(directory) / "config" / "config.yaml"
     config = {}
     if default.exists() and not (configfile and replace):
@@ -192,7 +193,10 @@ def load_config(directory: str | Path = ".", configfile: str | Path | None = Non
         _merge(config, yaml.safe_load(Path(configfile).read_text()) or {})
     if not config:
         raise PlanError(f"no config: {default} does not exist and no --configfile was given")
-    return config
+    try:
+        return validate(config, Path(directory) / "workflow" / "schemas" / "config.schema.yaml")
+    except ConfigError as error:
+        raise PlanError(str(error)) from None
 
 
 def targets(config: dict) -> list[dict]:
@@ -202,21 +206,19 @@ def targets(config: dict) -> list[dict]:
     def add(stage, block, rule, n):
         rows.append({"stage": stage, "block": block, "rule": rule, "targets": n})
 
-    for name in config.get("structures", {}):
-        add("structures", name, "structure", len(structure_ids(config, name)))
-    for section, rule in (("simulations", "simulate"), ("images", "images")):
-        for name in config.get(section, {}):
+    for name in config["structures"]:
+        add("structures", name, "structures", len(structure_ids(config, name)))
+    for section in ("simulations", "images"):
+        for name in config[section]:
             root = structures_of(config, section, name)
-            add(section, name, rule, len(structure_ids(config, root)))
-    for name in config.get("datasets", {}):
-        add("datasets", name, "dataset", 1)
-    for name, block in config.get("models", {}).items():
-        add("models", name, "train", len(block["seeds"]))
-        add("models", name, "evaluate", len(block["seeds"]))
-    models = config.get("models", {})
-    for name, block in (config.get("benchmarks") or {}).items():
-        add("benchmarks", name, "score",
-            sum(len(models[m]["seeds"]) for m in block.get("models", models) if m in models))
+            add(section, name, section, len(structure_ids(config, root)))
+    for name in config["datasets"]:
+        add("datasets", name, "datasets", 1)
+    for name, block in config["models"].items():
+        add("models", name, "models", len(block["seeds"]))
+        add("models", name, "evaluations", len(block["seeds"]))
+    for name, block in config["real_sets"].items():
+        add("real_sets", name, "scores", sum(len(config["models"][m]["seeds"]) for m in block["models"]))
     add("report", NO_BLOCK, "report", 1)
     add("report", NO_BLOCK, "all", 1)
     return rows

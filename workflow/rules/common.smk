@@ -7,24 +7,24 @@ from hrtem_wf.codeversion import code_version
 from hrtem_wf.config import structure_ids, structures_of
 
 RESULTS = "results"
-# The dataset rule runs a script (its input lists are too long for a shell command line).
-DATASET_SCRIPT = os.path.join(workflow.basedir, "workflow", "scripts", "dataset.py")
-BENCHMARKS = config.get("benchmarks") or {}
+# The datasets rule runs a script (its input lists are too long for a shell command line).
+DATASET_SCRIPT = os.path.join(workflow.basedir, "workflow", "scripts", "datasets.py")
+REAL_SETS = config["real_sets"]
 REPORT = [
     f"{RESULTS}/report/summary.md",
     f"{RESULTS}/report/training_curves.png",
     f"{RESULTS}/report/examples.png",
     f"{RESULTS}/report/data_distributions.png",
-] + ([f"{RESULTS}/report/benchmark_examples.png"] if BENCHMARKS else [])
+] + ([f"{RESULTS}/report/real_set_examples.png"] if REAL_SETS else [])
 
 
 wildcard_constraints:
     structures=r"[A-Za-z][A-Za-z0-9_-]*",
     simulations=r"[A-Za-z][A-Za-z0-9_-]*",
     images=r"[A-Za-z][A-Za-z0-9_-]*",
-    dataset=r"[A-Za-z][A-Za-z0-9_-]*",
-    model=r"[A-Za-z][A-Za-z0-9_-]*",
-    benchmark=r"[A-Za-z][A-Za-z0-9_-]*",
+    datasets=r"[A-Za-z][A-Za-z0-9_-]*",
+    models=r"[A-Za-z][A-Za-z0-9_-]*",
+    real_set=r"[A-Za-z][A-Za-z0-9_-]*",
     item=r"\d{5}",
     seed=r"\d+",
 
@@ -47,15 +47,15 @@ def model_runs():
     return [(m, s) for m, block in config["models"].items() for s in block["seeds"]]
 
 
-def benchmark_runs():
-    """(benchmark, model, seed) of every score: each benchmark against its models' seeds."""
-    return [(b, m, s) for b, block in BENCHMARKS.items() for m, s in model_runs()
-            if m in block.get("models", config["models"])]
+def score_runs():
+    """(real set, model, seed) of every score: each real set against its models' seeds."""
+    return [(r, m, s) for r, block in REAL_SETS.items() for m, s in model_runs()
+            if m in block["models"]]
 
 
-def benchmark_files(wc):
-    """The benchmark's files (hdf5) or folders (pairs) as named in the config."""
-    block = BENCHMARKS[wc.benchmark]
+def real_set_files(wc):
+    """The real set's files (hdf5) or folders (pairs) as named in the config."""
+    block = REAL_SETS[wc.real_set]
     return [block["path"]] if block["format"] == "hdf5" else [block["micrographs"], block["masks"]]
 
 
@@ -66,7 +66,7 @@ def dataset_parquets():
 
 
 def dataset_of(wc):
-    name = config["models"][wc.model]["dataset"]
+    name = config["models"][wc.models]["dataset"]
     return {
         "zarr": f"{RESULTS}/datasets/{name}.zarr",
         "parquet": f"{RESULTS}/datasets/{name}.parquet",

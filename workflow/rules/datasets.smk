@@ -1,22 +1,22 @@
-rule dataset:
+rule datasets:
     input:
-        lambda wc: image_stores(wc.dataset),
+        lambda wc: image_stores(wc.datasets),
     output:
-        zarr=directory(f"{RESULTS}/datasets/{{dataset}}.zarr"),
-        parquet=f"{RESULTS}/datasets/{{dataset}}.parquet",
-        selection=f"{RESULTS}/datasets/{{dataset}}.selection.json",
+        zarr=directory(f"{RESULTS}/datasets/{{datasets}}.zarr"),
+        parquet=f"{RESULTS}/datasets/{{datasets}}.parquet",
+        selection=f"{RESULTS}/datasets/{{datasets}}.selection.json",
     params:
-        spec=lambda wc: block_spec("datasets", wc.dataset),
+        spec=lambda wc: block_spec("datasets", wc.datasets),
         seed=config["seed"],
         scale=config.get("scale", 1.0),  # scales the counts of the block's `select`
         code=code_version(DATASET_SCRIPT),  # library code version: reruns the stage when its code changes
     resources:
         constraint="cpu",
     log:
-        f"{RESULTS}/logs/datasets/{{dataset}}.log",
+        f"{RESULTS}/logs/datasets/{{datasets}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/datasets/{{dataset}}.tsv"
+        f"{RESULTS}/benchmarks/datasets/{{datasets}}.tsv"
     conda:
         "../envs/datasets.yaml"
     script:
-        "../scripts/dataset.py"
+        "../scripts/datasets.py"

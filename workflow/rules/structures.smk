@@ -1,15 +1,15 @@
-rule structure:
+rule structures:
     input:
         # a CIF-defined crystal: its file is an input, so editing it reruns the set
         lambda wc: [config["structures"][wc.structures]["cif"]]
-        if config["structures"][wc.structures].get("lattice") == "cif" else [],
+        if config["structures"][wc.structures]["lattice"] == "cif" else [],
     output:
         f"{RESULTS}/structures/{{structures}}/{{item}}.extxyz",
     params:
         # `count` is left out: growing a set must not rerun the structures it already has.
         spec=lambda wc: block_spec("structures", wc.structures, drop=("count",)),
         seed=config["seed"],
-        code=code_version("hrtem_wf.cli:_structure"),  # library code version: reruns the stage when its code changes
+        code=code_version("hrtem_wf.cli:_structures"),  # library code version: reruns the stage when its code changes
     resources:
         constraint="cpu",
     log:
@@ -19,7 +19,7 @@ rule structure:
     conda:
         "../envs/structures.yaml"
     shell:
-        "hrtem-wf --log {log} structure --spec {params.spec:q} --seed {params.seed}"
+        "hrtem-wf --log {log} structures --spec {params.spec:q} --seed {params.seed}"
         " --block {wildcards.structures} --index {wildcards.item} --output {output}"
 
 

@@ -138,11 +138,8 @@ class TrainedModel:
 
     @property
     def block(self) -> dict:
-        """The models block it was trained with, defaults filled (a directory trained before a
-        default was added reads as it was trained)."""
-        from hrtem_wf.config import validate_block
-
-        return validate_block("models", {"seeds": [self.seed], **self.metadata["block"]})
+        """The models block it was trained with (validated: every default filled)."""
+        return self.metadata["block"]
 
     @property
     def dataset(self) -> str | None:

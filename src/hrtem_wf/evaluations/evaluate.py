@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..training.data import normalize_min_max, read_split
-from ..training.model import TrainedModel, check_image_shape, resolve_device
+from ..models.data import normalize_min_max, read_split
+from ..models.model import TrainedModel, check_image_shape, resolve_device
 from .metrics import SegmentationCounts, metrics_from_counts, segmentation_counts
 
 #: Bumped when a change here changes what evaluation produces (for the workflow's rerun triggers).

@@ -26,7 +26,7 @@ def to_device(array: np.ndarray, device: str):
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     if device == "cpu":
         return np.asarray(array)
-    from hrtem_wf.simulation.device import require_gpu
+    from hrtem_wf.simulations.device import require_gpu
 
     require_gpu()
     import cupy

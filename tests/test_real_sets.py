@@ -1,4 +1,4 @@
-"""Ensemble summaries (Table S2's min / median / max, Table 1's V90 / V95), experimental benchmark
+"""Ensemble summaries (Table S2's min / median / max, Table 1's V90 / V95), real-set
 loaders (HDF5 in both layouts, micrograph + PNG pairs) with F1 checked by hand, the pixel-size
 check, and the Table 1-style report."""
 
@@ -15,20 +15,21 @@ import pytest
 import tifffile
 
 from conftest import TINY_MODEL_BLOCK, train_seeds
-from hrtem_wf.evaluation import evaluate_model, write_report
-from hrtem_wf.evaluation.benchmarks import read_benchmark, score_benchmark
-from hrtem_wf.evaluation.ensembles import (
+from hrtem_wf.config import validate_block
+from hrtem_wf.evaluations import evaluate_model, write_report
+from hrtem_wf.evaluations.real_sets import read_real_set, score_real_set
+from hrtem_wf.evaluations.ensembles import (
     epochs_summary,
     epochs_to,
     format_epochs,
     format_summary,
     seed_summary,
 )
-from hrtem_wf.evaluation.report import condition_table
+from hrtem_wf.evaluations.report import condition_table
 from hrtem_wf.inference import predict_micrograph
 from hrtem_wf.micrographs import write_mask_png
-from hrtem_wf.training import TrainedModel, read_split
-from hrtem_wf.training.synthetic import write_synthetic_dataset
+from hrtem_wf.models import TrainedModel, read_split
+from hrtem_wf.models.synthetic import write_synthetic_dataset
 
 
 def _history(val_f1: list[float]) -> pd.DataFrame:
@@ -63,7 +64,7 @@ def test_condition_table_rows():
     evaluations = [{"model": m, "seed": s, "f1": f, "dataset": d, "training_dataset": d}
                    for m, d, s, f in [("a", "da", 0, 0.9), ("a", "da", 1, 0.8), ("a", "da", 2, 0.7),
                                       ("b", "db", 0, 0.5)]]
-    scores = [{"model": "a", "seed": s, "benchmark": "exp", "f1": f} for s, f in [(0, 0.6), (1, 0.7), (2, 0.65)]]
+    scores = [{"model": "a", "seed": s, "real_set": "exp", "f1": f} for s, f in [(0, 0.6), (1, 0.7), (2, 0.65)]]
     histories = {("a", 0): _history([0.95, 0.96]), ("a", 1): _history([0.5, 0.91]),
                  ("a", 2): _history([0.5, 0.5]), ("b", 0): _history([0.92, 0.97])}
     header, rows = condition_table(evaluations, scores, histories)
@@ -98,7 +99,7 @@ def _by_hand(model_dir, images, masks, median_px=3):
     return tp / (tp + 0.5 * (fp + fn)), per_image
 
 
-def _write_benchmarks(directory: Path, images, masks) -> dict:
+def _write_real_sets(directory: Path, images, masks) -> dict:
     directory.mkdir(exist_ok=True)
     with h5py.File(directory / "maps.h5", "w") as handle:  # the study's layout: NHWC one-hot
         handle["images"] = images[..., None]
@@ -115,37 +116,38 @@ def _write_benchmarks(directory: Path, images, masks) -> dict:
         else:
             np.save(pairs / f"m{index}.npy", image)
         write_mask_png(mask_dir / f"m{index}.png", mask)
-    return {"maps": {"format": "hdf5", "path": str(directory / "maps.h5"), "pixel_size_A": 0.2},
-            "labels": {"format": "hdf5", "path": str(directory / "labels.h5")},
-            "pairs": {"format": "pairs", "micrographs": str(pairs), "masks": str(mask_dir)}}
+    blocks = {"maps": {"format": "hdf5", "path": str(directory / "maps.h5"), "pixel_size_A": 0.2},
+              "labels": {"format": "hdf5", "path": str(directory / "labels.h5")},
+              "pairs": {"format": "pairs", "micrographs": str(pairs), "masks": str(mask_dir)}}
+    return {name: validate_block("real_sets", block) for name, block in blocks.items()}
 
 
 def test_loaders_read_every_layout_alike(models, tmp_path):
     _, _, _, images, masks = models
-    benchmarks = _write_benchmarks(tmp_path, images, masks)
-    for name, block in benchmarks.items():
-        items = read_benchmark(block)
+    real_sets = _write_real_sets(tmp_path, images, masks)
+    for name, block in real_sets.items():
+        items = read_real_set(block)
         assert len(items) == len(images), name
         for item, image, mask in zip(items, images, masks):
             np.testing.assert_array_equal(item.image, image)
             np.testing.assert_array_equal(item.mask, mask)
-    assert read_benchmark(benchmarks["maps"])[0].pixel_size_A == 0.2
+    assert read_real_set(real_sets["maps"])[0].pixel_size_A == 0.2
     with pytest.raises(ValueError, match="needs 'maps'"):
         with h5py.File(tmp_path / "bad.h5", "w") as handle:
             handle["images"] = images
-        read_benchmark({"format": "hdf5", "path": str(tmp_path / "bad.h5")})
+        read_real_set(validate_block("real_sets", {"format": "hdf5", "path": str(tmp_path / "bad.h5")}))
     (tmp_path / "masks" / "m0.png").unlink()
     with pytest.raises(ValueError, match="has no mask"):
-        read_benchmark(benchmarks["pairs"])
+        read_real_set(real_sets["pairs"])
 
 
-def test_benchmark_f1_equals_a_hand_computation(models, tmp_path):
+def test_real_set_f1_equals_a_hand_computation(models, tmp_path):
     _, _, dirs, images, masks = models
-    benchmarks = _write_benchmarks(tmp_path, images, masks)
+    real_sets = _write_real_sets(tmp_path, images, masks)
     f1, per_image = _by_hand(dirs[0], images, masks)
     assert 0 < f1 < 1
-    for name, block in benchmarks.items():
-        result = score_benchmark(dirs[0], name, block)
+    for name, block in real_sets.items():
+        result = score_real_set(dirs[0], name, block)
         assert result["f1"] == pytest.approx(f1, abs=1e-12), name
         assert [image["f1"] for image in result["per_image"]] == pytest.approx(per_image, abs=1e-12)
         assert result["n_images"] == len(images) and result["warnings"] == []
@@ -157,19 +159,19 @@ def test_pixel_size_mismatch_warns_and_resamples(models, tmp_path):
     shutil.copytree(dirs[0], model_dir)
     metadata = json.loads((model_dir / "metadata.json").read_text())
     (model_dir / "metadata.json").write_text(json.dumps({**metadata, "pixel_size_A": 0.2}))
-    block = _write_benchmarks(tmp_path, images, masks)["maps"]
-    matched = score_benchmark(model_dir, "maps", block)
+    block = _write_real_sets(tmp_path, images, masks)["maps"]
+    matched = score_real_set(model_dir, "maps", block)
     assert matched["warnings"] == [] and matched["training_pixel_size_A"] == 0.2
-    coarse = score_benchmark(model_dir, "maps", {**block, "pixel_size_A": 0.4})
+    coarse = score_real_set(model_dir, "maps", {**block, "pixel_size_A": 0.4})
     assert len(coarse["warnings"]) == len(images) and "resampled x2" in coarse["warnings"][0]
     assert all(image["shape"] == [64, 64] for image in coarse["per_image"])
-    kept = score_benchmark(model_dir, "maps", {**block, "pixel_size_A": 0.4, "resample": False})
+    kept = score_real_set(model_dir, "maps", {**block, "pixel_size_A": 0.4, "resample": False})
     assert "resampled" not in kept["warnings"][0] and kept["f1"] == pytest.approx(matched["f1"])
 
 
 def test_report_has_the_table_1_layout_and_every_figure(models, tmp_path):
     root, dataset, dirs, images, masks = models
-    benchmarks = _write_benchmarks(tmp_path / "data", images, masks)
+    real_sets = _write_real_sets(tmp_path / "data", images, masks)
     evaluations, scores = [], []
     for model_dir in dirs:
         path = tmp_path / f"eval_{model_dir.name}.json"
@@ -177,25 +179,25 @@ def test_report_has_the_table_1_layout_and_every_figure(models, tmp_path):
         evaluations.append(str(path))
         for name in ("maps", "pairs"):
             path = tmp_path / f"score_{name}_{model_dir.name}.json"
-            path.write_text(json.dumps(score_benchmark(model_dir, name, benchmarks[name])))
+            path.write_text(json.dumps(score_real_set(model_dir, name, real_sets[name])))
             scores.append(str(path))
     written = write_report(evaluations, [str(d) for d in dirs], *dataset, str(tmp_path / "report"),
                            score_jsons=scores, dataset_parquets=[dataset[1]],
-                           benchmarks={"maps": benchmarks["maps"]})
+                           real_sets={"maps": real_sets["maps"]})
     summary = (tmp_path / "report" / "summary.md").read_text()
     assert "| condition | training data | simulated test F1 | maps F1 | pairs F1 | V90 | V95 |" in summary
     f1 = [json.loads(Path(p).read_text())["f1"] for p in scores[::2]]
     assert f"{np.median(f1):.3f} [{min(f1):.3f}-{max(f1):.3f}] (2)" in summary
     assert [p.name for p in written] == ["summary.md", "training_curves.png", "examples.png",
-                                         "data_distributions.png", "benchmark_examples.png"]
+                                         "data_distributions.png", "real_set_examples.png"]
     for path in written[1:]:
         assert path.read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.workflow
-def test_a_new_benchmark_scores_every_seed_without_retraining(tiny_run, tmp_path):
-    """Adding a `benchmarks` block to a finished run: one score job per model seed and the report
-    again, nothing upstream; the report gains the benchmark's column and example figure."""
+def test_a_new_real_set_scores_every_seed_without_retraining(tiny_run, tmp_path):
+    """Adding a `real_sets` block to a finished run: one score job per model seed and the report
+    again, nothing upstream; the report gains the real set's column and example figure."""
     import zarr
     from conftest import job_counts
 
@@ -209,13 +211,13 @@ def test_a_new_benchmark_scores_every_seed_without_retraining(tiny_run, tmp_path
     with h5py.File(flow.path / "data" / "exp.h5", "w") as handle:
         handle["images"] = group["images"][...][:2]
         handle["labels"] = group["masks"][...][:2]
-    config["benchmarks"] = {"exp": {"format": "hdf5", "path": "data/exp.h5",
-                                    "pixel_size_A": float(table["image.pixel_size_A"].iloc[0])}}
+    config["real_sets"] = {"exp": {"format": "hdf5", "path": "data/exp.h5",
+                                   "pixel_size_A": float(table["image.pixel_size_A"].iloc[0])}}
     flow.write_config(config)
     result = flow.snakemake()
-    assert job_counts(result.stdout + result.stderr) == {"score": len(seeds), "report": 1, "all": 1,
+    assert job_counts(result.stdout + result.stderr) == {"scores": len(seeds), "report": 1, "all": 1,
                                                          "total": len(seeds) + 2}
     score = json.loads((flow.path / f"results/scores/exp/{model}/seed{seeds[0]}.json").read_text())
     assert score["n_images"] == 2 and score["warnings"] == [] and 0 <= score["f1"] <= 1
     assert "exp F1" in (flow.path / "results/report/summary.md").read_text()
-    assert (flow.path / "results/report/benchmark_examples.png").exists()
+    assert (flow.path / "results/report/real_set_examples.png").exists()

@@ -1,8 +1,8 @@
-"""Experimental benchmarks: micrographs with hand-made particle masks, read from the files a
+"""Real sets: real micrographs with hand-made particle masks, read from the files a
 user has, preprocessed as the study (3 x 3 median, per-image [0, 1]) and scored per image and
 overall for a trained model.
 
-A `benchmarks.<B>` config block is one of
+A `real_sets.<R>` config block is one of
 
     format: hdf5                 # `path`: datasets `images` (N, H, W) and either `maps`
     path: data/au_5nm.h5         #   (N, H, W, C) one-hot with the particle in `particle_channel`
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class BenchmarkImage:
+class RealImage:
     name: str
     image: np.ndarray  # raw micrograph, (H, W) float32
     mask: np.ndarray  # particle mask, (H, W) uint8 in {0, 1}
@@ -39,12 +39,12 @@ class BenchmarkImage:
 
 def _check_pair(name: str, image: np.ndarray, mask: np.ndarray) -> None:
     if image.shape != mask.shape:
-        raise ValueError(f"benchmark image {name}: micrograph {image.shape} and mask {mask.shape} "
+        raise ValueError(f"real image {name}: micrograph {image.shape} and mask {mask.shape} "
                          f"differ in shape")
 
 
-def read_hdf5_benchmark(path: str | Path, pixel_size_A: float | None = None,
-                        particle_channel: int = 1) -> list[BenchmarkImage]:
+def read_hdf5_set(path: str | Path, pixel_size_A: float | None = None,
+                        particle_channel: int = 1) -> list[RealImage]:
     """`images` + `maps` (one-hot NHWC) or `images` + `labels` (binary)."""
     import h5py
 
@@ -70,12 +70,12 @@ def read_hdf5_benchmark(path: str | Path, pixel_size_A: float | None = None,
     for index, (image, mask) in enumerate(zip(images, masks)):
         name = f"{Path(path).stem}[{index}]"
         _check_pair(name, image, mask)
-        result.append(BenchmarkImage(name, image, mask, pixel_size_A))
+        result.append(RealImage(name, image, mask, pixel_size_A))
     return result
 
 
-def read_pairs_benchmark(micrographs: str | Path, masks: str | Path,
-                         pixel_size_A: float | None = None) -> list[BenchmarkImage]:
+def read_pairs_set(micrographs: str | Path, masks: str | Path,
+                         pixel_size_A: float | None = None) -> list[RealImage]:
     """Every micrograph in the folder with its <stem>.png mask in `masks`."""
     from hrtem_wf.micrographs import MICROGRAPH_EXTENSIONS, read_mask_png, read_micrograph
 
@@ -90,16 +90,16 @@ def read_pairs_benchmark(micrographs: str | Path, masks: str | Path,
         image, file_pixel_size = read_micrograph(path)
         mask = read_mask_png(mask_path)
         _check_pair(path.name, image, mask)
-        result.append(BenchmarkImage(path.name, image, mask, pixel_size_A or file_pixel_size))
+        result.append(RealImage(path.name, image, mask, pixel_size_A or file_pixel_size))
     return result
 
 
-def read_benchmark(block: dict) -> list[BenchmarkImage]:
+def read_real_set(block: dict) -> list[RealImage]:
     if block["format"] == "hdf5":
-        return read_hdf5_benchmark(block["path"], block["pixel_size_A"], block["particle_channel"])
+        return read_hdf5_set(block["path"], block["pixel_size_A"], block["particle_channel"])
     if block["format"] == "pairs":
-        return read_pairs_benchmark(block["micrographs"], block["masks"], block["pixel_size_A"])
-    raise ValueError(f"benchmark format must be 'hdf5' or 'pairs', not {block['format']!r}")
+        return read_pairs_set(block["micrographs"], block["masks"], block["pixel_size_A"])
+    raise ValueError(f"real set format must be 'hdf5' or 'pairs', not {block['format']!r}")
 
 
 def _zoom_to(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
@@ -110,7 +110,7 @@ def _zoom_to(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarra
     return out[: shape[0], : shape[1]]
 
 
-def predict_benchmark_image(model, item: BenchmarkImage, training_pixel_size_A, block: dict,
+def predict_real_image(model, item: RealImage, training_pixel_size_A, block: dict,
                             device="cpu") -> tuple[np.ndarray, str | None]:
     """(particle probability at the micrograph's own pixels, the pixel-size warning if any)."""
     from hrtem_wf.inference import pixel_size_mismatch, predict_micrograph
@@ -127,28 +127,28 @@ def predict_benchmark_image(model, item: BenchmarkImage, training_pixel_size_A, 
         f"; resampled x{ratio:.3g} for the network and back for scoring")
 
 
-def score_benchmark(model_dir: str | Path, name: str, block: dict, threshold: float = 0.5,
+def score_real_set(model_dir: str | Path, name: str, block: dict, threshold: float = 0.5,
                     device: str | None = None) -> dict:
-    """F1 (and the other pixel metrics) per image and pooled over the benchmark's pixels."""
-    from hrtem_wf.training.model import TrainedModel, resolve_device
+    """F1 (and the other pixel metrics) per image and pooled over the real set's pixels."""
+    from hrtem_wf.models.model import TrainedModel, resolve_device
 
     trained = TrainedModel.read(model_dir)
     torch_device = resolve_device(device or trained.block["device"])
     model = trained.load_network(torch_device)
     training_pixel_size_A = trained.pixel_size_A
     pooled, per_image, warnings = SegmentationCounts(), [], []
-    for item in read_benchmark(block):
-        probability, warning = predict_benchmark_image(model, item, training_pixel_size_A, block,
+    for item in read_real_set(block):
+        probability, warning = predict_real_image(model, item, training_pixel_size_A, block,
                                                        torch_device)
         if warning:
-            log.warning("benchmark %s, %s: %s", name, item.name, warning)
+            log.warning("real set %s, %s: %s", name, item.name, warning)
             warnings.append(f"{item.name}: {warning}")
         counts = segmentation_counts(probability, item.mask, threshold)
         pooled = pooled + counts
         per_image.append({"image": item.name, "pixel_size_A": item.pixel_size_A,
                           "shape": list(item.image.shape), **metrics_from_counts(counts)})
     return {
-        "benchmark": name,
+        "real_set": name,
         "model": trained.name,
         "seed": trained.seed,
         "model_dir": str(model_dir),
@@ -163,5 +163,5 @@ def score_benchmark(model_dir: str | Path, name: str, block: dict, threshold: fl
     }
 
 
-__all__ = ["BenchmarkImage", "read_benchmark", "read_hdf5_benchmark", "read_pairs_benchmark",
-           "predict_benchmark_image", "score_benchmark"]
+__all__ = ["RealImage", "read_real_set", "read_hdf5_set", "read_pairs_set",
+           "predict_real_image", "score_real_set"]

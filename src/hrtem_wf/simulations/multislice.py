@@ -16,7 +16,7 @@ import abtem
 from abtem.core.energy import energy2wavelength
 from abtem.inelastic.phonons import AtomsEnsemble
 
-from hrtem_wf.simulation.device import use_device
+from hrtem_wf.simulations.device import use_device
 
 
 def displaced_configurations(atoms: Atoms, frozen_phonons: int,

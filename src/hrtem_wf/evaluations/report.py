@@ -1,6 +1,6 @@
-"""The report of a set of trained models: the Table 1-style summary (condition x benchmark, median
+"""The report of a set of trained models: the Table 1-style summary (condition x real set, median
 and range over seeds, V90 / V95), training curves per condition, example predictions on the
-simulated test split and on each experimental benchmark, and the data distributions of each
+simulated test split and on each real set, and the data distributions of each
 dataset."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pandas as pd
 from matplotlib.figure import Figure  # a bare Figure renders with Agg and leaves pyplot's state alone
 from matplotlib.ticker import MaxNLocator
 
-from ..training.data import normalize_min_max, read_split
-from ..training.model import TrainedModel
+from ..models.data import normalize_min_max, read_split
+from ..models.model import TrainedModel
 from ..datasets.curate import DISTRIBUTION_COLUMNS
 from .ensembles import V_LEVELS, epochs_summary, format_epochs, format_summary, seed_summary
 from .evaluate import predict_particle_probability
@@ -23,7 +23,7 @@ from .metrics import segmentation_metrics
 
 METRIC_COLUMNS = (("f1", "F1"), ("soft_f1", "soft F1"), ("precision", "precision"), ("recall", "recall"), ("iou", "IoU"))
 N_EXAMPLES = 4
-N_BENCHMARK_EXAMPLES = 2
+N_REAL_SET_EXAMPLES = 2
 HISTOGRAM_COLUMNS = ("image.dose_e_per_A2", "image.defocus_A", "structure.substrate_thickness_A",
                      "structure.radius_A")
 
@@ -75,7 +75,7 @@ def _summary_markdown(evaluations: list[dict], models: list[TrainedModel], score
         for (model, dataset), group in grouped.items()
     ]
     condition_header, condition_rows = condition_table(evaluations, scores, histories)
-    warnings = [f"- {s['benchmark']}, {s['model']} seed {s['seed']}: {w}" for s in scores
+    warnings = [f"- {s['real_set']}, {s['model']} seed {s['seed']}: {w}" for s in scores
                 for w in s.get("warnings", [])]
     return (
         "# Evaluation report\n\n"
@@ -89,25 +89,25 @@ def _summary_markdown(evaluations: list[dict], models: list[TrainedModel], score
         "soft F1 = 2 sum(p y) / (sum p + sum y).\n\n"
         "## Per model and seed\n\n" + _markdown_table(header, rows) + "\n\n"
         "## Mean ± sd over seeds\n\n" + _markdown_table(mean_header, mean_rows) + "\n"
-        + ("\n## Benchmark warnings\n\n" + "\n".join(warnings) + "\n" if warnings else "")
+        + ("\n## Real-set warnings\n\n" + "\n".join(warnings) + "\n" if warnings else "")
     )
 
 
 def condition_table(evaluations: list[dict], scores: list[dict],
                     histories: dict[tuple[str, int], pd.DataFrame]) -> tuple[list[str], list[list[str]]]:
     """Table 1 of the study, per condition (models block): F1 median [min-max] (seeds) on its own
-    simulated test split and on each benchmark, and the median epochs to validation F1 0.90 / 0.95."""
-    benchmarks = sorted({s["benchmark"] for s in scores})
-    header = ["condition", "training data", "simulated test F1", *(f"{b} F1" for b in benchmarks),
+    simulated test split and on each real set, and the median epochs to validation F1 0.90 / 0.95."""
+    real_sets = sorted({s["real_set"] for s in scores})
+    header = ["condition", "training data", "simulated test F1", *(f"{r} F1" for r in real_sets),
               *(f"V{round(level * 100)}" for level in V_LEVELS)]
     rows = []
     for model in dict.fromkeys(e["model"] for e in evaluations):
         own = [e for e in evaluations if e["model"] == model]
         row = [str(model), str(own[0].get("training_dataset") or own[0]["dataset"]),
                format_summary(seed_summary([e["f1"] for e in own]))]
-        for benchmark in benchmarks:
+        for real_set in real_sets:
             row.append(format_summary(seed_summary(
-                [s["f1"] for s in scores if s["model"] == model and s["benchmark"] == benchmark])))
+                [s["f1"] for s in scores if s["model"] == model and s["real_set"] == real_set])))
         seed_histories = [histories[(model, e["seed"])] for e in own if (model, e["seed"]) in histories]
         row += [format_epochs(epochs_summary(seed_histories, level)) for level in V_LEVELS]
         rows.append(row)
@@ -158,19 +158,19 @@ def _plot_distributions(parquets: list[str], path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
-def _plot_benchmark_examples(trained: TrainedModel, label: str, benchmarks: dict,
+def _plot_real_set_examples(trained: TrainedModel, label: str, real_sets: dict,
                              path: Path) -> None:
-    """The first images of each benchmark: micrograph (preprocessed), mask, prediction."""
+    """The first images of each real set: micrograph (preprocessed), mask, prediction."""
     from hrtem_wf.inference import preprocess
 
-    from .benchmarks import predict_benchmark_image, read_benchmark
+    from .real_sets import predict_real_image, read_real_set
 
     model = trained.load_network()
     training = trained.pixel_size_A
     rows = []
-    for name, block in benchmarks.items():
-        for item in read_benchmark(block)[:N_BENCHMARK_EXAMPLES]:
-            probability, _ = predict_benchmark_image(model, item, training, block)
+    for name, block in real_sets.items():
+        for item in read_real_set(block)[:N_REAL_SET_EXAMPLES]:
+            probability, _ = predict_real_image(model, item, training, block)
             image = preprocess(item.image, block["median_filter_px"])
             rows.append((image, f"{name}: {item.name}", item.mask, "hand-labelled mask", probability))
     _plot_prediction_rows(rows, label, path)
@@ -215,11 +215,11 @@ def write_report(
     out_dir: str,
     score_jsons: list[str] = (),
     dataset_parquets: list[str] = (),
-    benchmarks: dict | None = None,
+    real_sets: dict | None = None,
 ) -> list[Path]:
     """Write the report to ``out_dir``: summary.md, training_curves.png, examples.png (simulated
-    test split of the first model's dataset), data_distributions.png and, with benchmarks,
-    benchmark_examples.png. Returns the paths written."""
+    test split of the first model's dataset), data_distributions.png and, with real sets,
+    real_set_examples.png. Returns the paths written."""
     if not evaluation_jsons:
         raise ValueError("write_report needs at least one evaluation JSON")
     evaluations = [json.loads(Path(path).read_text()) for path in evaluation_jsons]
@@ -240,7 +240,7 @@ def write_report(
         evaluations[0].get("split", "test"), written[2],
     )
     _plot_distributions(list(dataset_parquets) or [dataset_parquet], written[3])
-    if benchmarks:
-        written.append(out_dir / "benchmark_examples.png")
-        _plot_benchmark_examples(matched[0], labels[0], benchmarks, written[-1])
+    if real_sets:
+        written.append(out_dir / "real_set_examples.png")
+        _plot_real_set_examples(matched[0], labels[0], real_sets, written[-1])
     return written

@@ -1,4 +1,4 @@
-rule simulate:
+rule simulations:
     input:
         structure=lambda wc: f"{RESULTS}/structures/{config['simulations'][wc.simulations]['structures']}/{wc.item}.extxyz",
     output:
@@ -6,19 +6,19 @@ rule simulate:
     params:
         spec=lambda wc: block_spec("simulations", wc.simulations),
         seed=config["seed"],
-        code=code_version("hrtem_wf.cli:_simulate"),  # library code version: reruns the stage when its code changes
+        code=code_version("hrtem_wf.cli:_simulations"),  # library code version: reruns the stage when its code changes
         bind_gpu=lambda wc: bind_gpu_flag("simulations", wc.simulations),
     resources:
         gpu=lambda wc: gpus("simulations", wc.simulations),
         constraint=lambda wc: node_constraint("simulations", wc.simulations),
         slurm_account=lambda wc: slurm_account("simulations", wc.simulations),
     log:
-        f"{RESULTS}/logs/simulate/{{simulations}}/{{item}}.log",
+        f"{RESULTS}/logs/simulations/{{simulations}}/{{item}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/simulate/{{simulations}}/{{item}}.tsv"
+        f"{RESULTS}/benchmarks/simulations/{{simulations}}/{{item}}.tsv"
     conda:
         "../envs/simulate.yaml"
     shell:
-        "hrtem-wf --log {log} {params.bind_gpu} simulate --spec {params.spec:q} --seed {params.seed}"
+        "hrtem-wf --log {log} {params.bind_gpu} simulations --spec {params.spec:q} --seed {params.seed}"
         " --block {wildcards.simulations} --index {wildcards.item}"
         " --structure {input.structure} --output {output}"
