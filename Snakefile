@@ -31,6 +31,6 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         REPORT,
-    default_target: True

@@ -70,16 +70,32 @@ def total_jobs(output: str) -> int | None:
 def outputs_by_stage(config: dict) -> list[list[str]]:
     """Every rule output for the config, stage by stage (paths as in workflow/rules/common.smk)."""
     r = "results"
-    structures = [f"{r}/structures/{s}/{i}.extxyz" for s in config["structures"]
-                  for i in structure_ids(config, s)]
-    simulations = [f"{r}/simulations/{m}/{i}.zarr/" for m in config["simulations"]
-                   for i in structure_ids(config, structures_of(config, "simulations", m))]
-    images = [f"{r}/images/{b}/{i}.zarr/" for b in config["images"]
-              for i in structure_ids(config, structures_of(config, "images", b))]
-    datasets = [p for d in config["datasets"] for p in (f"{r}/datasets/{d}.zarr/", f"{r}/datasets/{d}.parquet")]
+    structures = [
+        f"{r}/structures/{s}/{i}.extxyz"
+        for s in config["structures"]
+        for i in structure_ids(config, s)
+    ]
+    simulations = [
+        f"{r}/simulations/{m}/{i}.zarr/"
+        for m in config["simulations"]
+        for i in structure_ids(config, structures_of(config, "simulations", m))
+    ]
+    images = [
+        f"{r}/images/{b}/{i}.zarr/"
+        for b in config["images"]
+        for i in structure_ids(config, structures_of(config, "images", b))
+    ]
+    datasets = [
+        p
+        for d in config["datasets"]
+        for p in (f"{r}/datasets/{d}.zarr/", f"{r}/datasets/{d}.parquet")
+    ]
     runs = [(n, k) for n, block in config["models"].items() for k in block["seeds"]]
-    models = [f"{r}/models/{n}/seed{k}/{f}" for n, k in runs
-              for f in ("weights.pt", "history.csv", "metadata.json")]
+    models = [
+        f"{r}/models/{n}/seed{k}/{f}"
+        for n, k in runs
+        for f in ("weights.pt", "history.csv", "metadata.json")
+    ]
     evaluations = [f"{r}/evaluations/{n}/seed{k}.json" for n, k in runs]
     report = [f"{r}/report/{f}" for f in ("summary.md", "training_curves.png", "examples.png")]
     return [structures, simulations, images, datasets, models, evaluations, report]
@@ -134,7 +150,7 @@ def measure(case: str, config: dict, placeholders: bool = False) -> tuple:
     elif placeholders and jobs != 0:
         problems.append(f"{jobs} jobs to run")
         print("  not 'Nothing to be done'; what it would run and why:")
-        print(output[output.rfind("Job stats"):])  # --quiet rules prints the table twice
+        print(output[output.rfind("Job stats") :])  # --quiet rules prints the table twice
     elif placeholders:
         notes = [line for line in output.splitlines() if "metadata" in line or "arning" in line]
         print("  Nothing to be done.", *notes, sep="\n  ")
@@ -159,7 +175,9 @@ def main() -> None:
     print(f"\n{options.config}")
     print(f"{'case':<26} {'jobs':>7} {'wall s':>8} {'peak MB':>8}  result")
     for case, jobs, wall, peak_mb, result in rows:
-        print(f"{case:<26} {'?' if jobs is None else jobs:>7} {wall:>8.1f} {peak_mb:>8.0f}  {result}")
+        print(
+            f"{case:<26} {'?' if jobs is None else jobs:>7} {wall:>8.1f} {peak_mb:>8.0f}  {result}"
+        )
     print("targets: dry run <= 60 s and <= 2048 MB; no-op check <= 60 s; none for the 10x case")
     if any(row[4].startswith("FAIL") for row in rows):
         print("FAIL: at least one case missed its target or did not run cleanly (see above)")

@@ -85,8 +85,14 @@ def main() -> None:
     # a weak-phase-like object: the FFT cost does not depend on the content
     waves = np.exp(1j * 0.3 * rng.standard_normal(shape)).astype(np.complex64)
     spec = block(args.draws, args.samples, args.device, min(512, args.size))
-    draw_images(waves[:, :64, :64], waves[:, :64, :64], 0.2, 300e3,  # warm-up: imports, plans
-                {**spec, "draws_per_structure": 1, "crop_px": None}, np.random.default_rng(1))
+    draw_images(
+        waves[:, :64, :64],
+        waves[:, :64, :64],
+        0.2,
+        300e3,  # warm-up: imports, plans
+        {**spec, "draws_per_structure": 1, "crop_px": None},
+        np.random.default_rng(1),
+    )
     per_image, fft_only = [], []
     for repeat in range(args.repeats):
         synchronize(args.device)
@@ -96,9 +102,11 @@ def main() -> None:
         per_image.append((time.perf_counter() - start) / args.draws)
         fft_only.append(unavoidable_ffts(waves, args.draws, args.samples, args.device))
     t_image, t_fft = min(per_image), min(fft_only)
-    print(f"images benchmark: {args.size} x {args.size} exit waves, {args.phonons} phonons, "
-          f"{args.samples} focal-spread samples, {args.draws} draws per structure, "
-          f"device {args.device}, {os.cpu_count()} CPU cores (best of {args.repeats})")
+    print(
+        f"images benchmark: {args.size} x {args.size} exit waves, {args.phonons} phonons, "
+        f"{args.samples} focal-spread samples, {args.draws} draws per structure, "
+        f"device {args.device}, {os.cpu_count()} CPU cores (best of {args.repeats})"
+    )
     print(f"  seconds per image (draw_images)       {t_image:8.3f}")
     print(f"  seconds per image (unavoidable FFTs)  {t_fft:8.3f}")
     print(f"  ratio                                 {t_image / t_fft:8.2f}")

@@ -20,26 +20,54 @@ from hrtem_wf.config import validate_block
 from hrtem_wf.structures import build_structure
 from hrtem_wf.structures.substrate import random_film
 
-CARBON = {"material": "amorphous_carbon", "thickness_A": 50.0, "density_per_A3": 0.1103,
-          "min_distance_A": 1.4}
+CARBON = {
+    "material": "amorphous_carbon",
+    "thickness_A": 50.0,
+    "density_per_A3": 0.1103,
+    "min_distance_A": 1.4,
+}
 BLOCKS = {
     "baseline Au (1 particle, 0-3 defects)": {
-        "count": 1, "material": "Au", "lattice_constant_A": 4.07825,
+        "count": 1,
+        "material": "Au",
+        "lattice_constant_A": 4.07825,
         "radius_A": {"distribution": "normal", "mean": 40.0, "sd": 10.0, "min": 30.0, "max": 50.0},
-        "planar_defects": {"max_count": 3, "kinds": ["twin", "stacking_fault"],
-                           "min_separation_planes": 3},
-        "cell_A": [128.0, 128.0], "edge_margin_A": 10.0, "embedding_fraction": 0.2,
-        "substrate": CARBON, "vacuum_A": 2.0},
+        "planar_defects": {
+            "max_count": 3,
+            "kinds": ["twin", "stacking_fault"],
+            "min_separation_planes": 3,
+        },
+        "cell_A": [128.0, 128.0],
+        "edge_margin_A": 10.0,
+        "embedding_fraction": 0.2,
+        "substrate": CARBON,
+        "vacuum_A": 2.0,
+    },
     "optimal CdSe (1-5 wurtzite particles)": {
-        "count": 1, "material": "CdSe", "lattice": "wurtzite", "elements": ["Cd", "Se"],
-        "lattice_constant_A": 4.39, "c_A": 7.17,
+        "count": 1,
+        "material": "CdSe",
+        "lattice": "wurtzite",
+        "elements": ["Cd", "Se"],
+        "lattice_constant_A": 4.39,
+        "c_A": 7.17,
         "radius_A": {"distribution": "normal", "mean": 17.5, "sd": 30.0, "min": 10.0, "max": 25.0},
-        "particles": {"count": {"distribution": "choice", "values": [1, 2, 3, 4, 5]},
-                      "min_separation_A": 10.0, "max_attempts": 100},
-        "planar_defects": {"max_count": 2, "kinds": ["stacking_fault"], "min_separation_planes": 4,
-                           "max_count_by_radius": [[22.0, 2], [15.0, 1]]},
-        "cell_A": [128.0, 128.0], "edge_margin_A": 10.0, "embedding_fraction": 0.2,
-        "substrate": CARBON, "vacuum_A": 2.0},
+        "particles": {
+            "count": {"distribution": "choice", "values": [1, 2, 3, 4, 5]},
+            "min_separation_A": 10.0,
+            "max_attempts": 100,
+        },
+        "planar_defects": {
+            "max_count": 2,
+            "kinds": ["stacking_fault"],
+            "min_separation_planes": 4,
+            "max_count_by_radius": [[22.0, 2], [15.0, 1]],
+        },
+        "cell_A": [128.0, 128.0],
+        "edge_margin_A": 10.0,
+        "embedding_fraction": 0.2,
+        "substrate": CARBON,
+        "vacuum_A": 2.0,
+    },
 }
 
 
@@ -62,8 +90,10 @@ def main() -> None:
             atoms = build_structure(block, seed)
             times.append(time.perf_counter() - start)
             atoms_count.append(len(atoms))
-        print(f"  {name}: {np.mean(times):.3f} s per structure (min {min(times):.3f}, "
-              f"max {max(times):.3f}; {np.mean(atoms_count):.0f} atoms)")
+        print(
+            f"  {name}: {np.mean(times):.3f} s per structure (min {min(times):.3f}, "
+            f"max {max(times):.3f}; {np.mean(atoms_count):.0f} atoms)"
+        )
     print("  the study (Table 2, workstation): 15.2 s per structure")
 
 

@@ -34,10 +34,22 @@ from hrtem_wf.models.model import build_model, resolve_device
 from hrtem_wf.models.synthetic import write_synthetic_dataset
 from hrtem_wf.models.train import _train_one_epoch, evaluate_loss, recalibrate_batchnorm
 
-STUDY_BLOCK = validate_block("models", {
-    "dataset": "synthetic", "seeds": [0], "encoder": "resnet18", "encoder_depth": 3,
-    "decoder_channels": [256, 128, 64], "epochs": 1, "batch_size": 16, "learning_rate": 1e-3,
-    "lr_decay_per_epoch": 0.8, "augment_d4": True, "device": "cpu"})
+STUDY_BLOCK = validate_block(
+    "models",
+    {
+        "dataset": "synthetic",
+        "seeds": [0],
+        "encoder": "resnet18",
+        "encoder_depth": 3,
+        "decoder_channels": [256, 128, 64],
+        "epochs": 1,
+        "batch_size": 16,
+        "learning_rate": 1e-3,
+        "lr_decay_per_epoch": 0.8,
+        "augment_d4": True,
+        "device": "cpu",
+    },
+)
 STUDY_SECONDS_PER_512_IMAGES_EPOCH = 15.0
 STUDY_SECONDS_PER_PATCH = 0.014
 
@@ -71,8 +83,10 @@ def main() -> None:
     device = resolve_device(args.device)
     torch.manual_seed(0)
     batch_size = STUDY_BLOCK["batch_size"]
-    print(f"device {device}, torch threads {torch.get_num_threads()}, {os.cpu_count()} cores; "
-          f"{args.images} images of {args.size}^2 px, batch {batch_size}")
+    print(
+        f"device {device}, torch threads {torch.get_num_threads()}, {os.cpu_count()} cores; "
+        f"{args.images} images of {args.size}^2 px, batch {batch_size}"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         # 2/3 train, 1/6 validation, 1/6 test: `--images` training images
@@ -80,10 +94,14 @@ def main() -> None:
         train, validation = read_split(*dataset, "train"), read_split(*dataset, "validation")
         loader = torch.utils.data.DataLoader(
             SegmentationDataset(train, augment_d4=True, rng=np.random.default_rng(0)),
-            batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
+            batch_size=batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(0),
+        )
         statistics = torch.utils.data.DataLoader(SegmentationDataset(train), batch_size=batch_size)
-        validation_loader = torch.utils.data.DataLoader(SegmentationDataset(validation),
-                                                        batch_size=batch_size)
+        validation_loader = torch.utils.data.DataLoader(
+            SegmentationDataset(validation), batch_size=batch_size
+        )
         model = build_model(STUDY_BLOCK).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=STUDY_BLOCK["learning_rate"])
         batches = [(images.to(device), masks.to(device)) for images, masks in loader]
@@ -106,13 +124,20 @@ def main() -> None:
 
         n = len(train)
         pipeline_rate, pure_rate = n / min(pipeline), n / min(pure)
-        print(f"training pass (data pipeline + step): {pipeline_rate:.2f} images/s "
-              f"({min(pipeline):.2f} s for {n} images)")
+        print(
+            f"training pass (data pipeline + step): {pipeline_rate:.2f} images/s "
+            f"({min(pipeline):.2f} s for {n} images)"
+        )
         print(f"pure model step, same batches:        {pure_rate:.2f} images/s ({min(pure):.2f} s)")
-        print(f"ratio: {pipeline_rate / pure_rate:.3f} (>= 0.9: the data pipeline is not the bottleneck)")
-        print(f"whole epoch (train + BatchNorm statistics + validation of {len(validation)}): "
-              f"{epoch:.2f} s = {epoch * 512 / n:.1f} s per 512 training images per epoch "
-              f"(study: {STUDY_SECONDS_PER_512_IMAGES_EPOCH} s on a Quadro P5000)")
+        print(
+            f"ratio: {pipeline_rate / pure_rate:.3f} "
+            "(>= 0.9: the data pipeline is not the bottleneck)"
+        )
+        print(
+            f"whole epoch (train + BatchNorm statistics + validation of {len(validation)}): "
+            f"{epoch:.2f} s = {epoch * 512 / n:.1f} s per 512 training images per epoch "
+            f"(study: {STUDY_SECONDS_PER_512_IMAGES_EPOCH} s on a Quadro P5000)"
+        )
 
         model.eval()
         patch = torch.rand(1, 1, 512, 512, device=device)
@@ -124,12 +149,16 @@ def main() -> None:
                 model(patch)
             _synchronize(device)
         per_patch = (time.perf_counter() - start) / 3
-        print(f"inference: {per_patch:.3f} s per 512 x 512 patch (study: {STUDY_SECONDS_PER_PATCH} s)")
+        print(
+            f"inference: {per_patch:.3f} s per 512 x 512 patch (study: {STUDY_SECONDS_PER_PATCH} s)"
+        )
         micrograph = np.random.default_rng(0).poisson(100.0, (4096, 4096)).astype(np.float32)
         start = time.perf_counter()
         predict_micrograph(model, micrograph, device=device)
-        print(f"inference: {time.perf_counter() - start:.1f} s per 4096 x 4096 micrograph "
-              f"(tiled as hrtem-wf predict: 512 px tiles, default overlap, Hann blend)")
+        print(
+            f"inference: {time.perf_counter() - start:.1f} s per 4096 x 4096 micrograph "
+            f"(tiled as hrtem-wf predict: 512 px tiles, default overlap, Hann blend)"
+        )
 
 
 if __name__ == "__main__":

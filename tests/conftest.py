@@ -20,19 +20,22 @@ BIN = Path(sys.executable).parent  # the venv's bin: snakemake and hrtem-wf live
 
 
 # The tiny segmentation model the training, evaluation and benchmark tests train: seconds on CPU.
-TINY_MODEL_BLOCK = validate_block("models", {
-    "dataset": "toy",
-    "seeds": [0, 1],
-    "encoder": "resnet18",
-    "encoder_depth": 3,
-    "decoder_channels": [16, 8, 8],
-    "epochs": 2,
-    "batch_size": 4,
-    "learning_rate": 1.0e-3,
-    "lr_decay_per_epoch": 0.8,
-    "augment_d4": True,
-    "device": "cpu",
-})
+TINY_MODEL_BLOCK = validate_block(
+    "models",
+    {
+        "dataset": "toy",
+        "seeds": [0, 1],
+        "encoder": "resnet18",
+        "encoder_depth": 3,
+        "decoder_channels": [16, 8, 8],
+        "epochs": 2,
+        "batch_size": 4,
+        "learning_rate": 1.0e-3,
+        "lr_decay_per_epoch": 0.8,
+        "augment_d4": True,
+        "device": "cpu",
+    },
+)
 
 
 def build_validated(block: dict, seed: int):
@@ -103,8 +106,11 @@ class WorkflowCopy:
                     shutil.copy(source, path / name)
             self.write_config(config)
         if package and not (path / "src").exists():
-            shutil.copytree(ROOT / "src" / "hrtem_wf", path / "src" / "hrtem_wf",
-                            ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                ROOT / "src" / "hrtem_wf",
+                path / "src" / "hrtem_wf",
+                ignore=shutil.ignore_patterns("__pycache__"),
+            )
 
     @property
     def config(self) -> dict:
@@ -114,7 +120,7 @@ class WorkflowCopy:
         (self.path / "config").mkdir(exist_ok=True)
         (self.path / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
-    def clone(self, destination: Path) -> "WorkflowCopy":
+    def clone(self, destination: Path) -> WorkflowCopy:
         """A copy of this directory, results and Snakemake's metadata included (mtimes kept)."""
         shutil.copytree(self.path, destination, symlinks=True)
         return WorkflowCopy(destination)
@@ -123,8 +129,13 @@ class WorkflowCopy:
         env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
         if (self.path / "src").exists():
             env["PYTHONPATH"] = str(self.path / "src")
-        result = subprocess.run([str(BIN / "snakemake"), "--cores", "2", *args], cwd=self.path,
-                                env=env, capture_output=True, text=True)
+        result = subprocess.run(
+            [str(BIN / "snakemake"), "--cores", "2", *args],
+            cwd=self.path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"snakemake {args} failed:\n{result.stdout}\n{result.stderr}")
         return result
@@ -146,8 +157,9 @@ def job_counts(output: str) -> dict[str, int]:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """The tiny config run once for real, with a copy of the library: clone it to change it."""
-    flow = WorkflowCopy(tmp_path_factory.mktemp("tiny"), load_config("tests/configs/tiny.yaml"),
-                        package=True)
+    flow = WorkflowCopy(
+        tmp_path_factory.mktemp("tiny"), load_config("tests/configs/tiny.yaml"), package=True
+    )
     flow.snakemake()
     return flow
 
@@ -156,6 +168,5 @@ def tiny_run(tmp_path_factory):
 def workflow_copy(tmp_path):
     def make(config: dict) -> WorkflowCopy:
         return WorkflowCopy(tmp_path, config)
+
     return make
-
-

@@ -40,9 +40,16 @@ def test_label_overlaps_the_projected_particle(simulated, demo_config, defocus_A
     atoms, result = simulated
     label = demo_config["images"]["au_small_hrtem"]["label"]
     sampling = tuple(result["attrs"]["sampling_A"])
-    mask = particle_mask(result["particle"], sampling, 300e3, defocus_A, {"C30": -19130.0},
-                         threshold=label["threshold"], smoothing_sigma_px=label["smoothing_sigma_px"],
-                         smoothing_threshold=label["smoothing_threshold"])
+    mask = particle_mask(
+        result["particle"],
+        sampling,
+        300e3,
+        defocus_A,
+        {"C30": -19130.0},
+        threshold=label["threshold"],
+        smoothing_sigma_px=label["smoothing_sigma_px"],
+        smoothing_threshold=label["smoothing_threshold"],
+    )
     footprint = projected_footprint(atoms, mask.shape, sampling)
     assert iou(mask, footprint) >= 0.8
 
@@ -50,8 +57,10 @@ def test_label_overlaps_the_projected_particle(simulated, demo_config, defocus_A
 @pytest.fixture(scope="module")
 def in_vacuum(demo_config):
     """A larger particle (R ~ 1.5 nm) without any substrate: only its own atoms are simulated."""
-    block = {**demo_config["structures"]["au_small"],
-             "radius_A": {"distribution": "fixed", "value": 15.0}}
+    block = {
+        **demo_config["structures"]["au_small"],
+        "radius_A": {"distribution": "fixed", "value": 15.0},
+    }
     atoms = build_structure(block, seed=777)
     alone = atoms[atoms.arrays["particle"] == 1]
     alone.info.update(atoms.info)
@@ -69,8 +78,17 @@ def _label_ious(atoms, result, defoci_A):
     ious = {"phase": [], "intensity": []}
     for defocus_A in defoci_A:
         for method, threshold in [("phase", np.pi / 12), ("intensity", 0.1)]:
-            mask = particle_mask(result["particle"], sampling, 300e3, defocus_A,
-                                 PRESETS["team05_table_s1"], method, threshold, 5.0, 0.1)
+            mask = particle_mask(
+                result["particle"],
+                sampling,
+                300e3,
+                defocus_A,
+                PRESETS["team05_table_s1"],
+                method,
+                threshold,
+                5.0,
+                0.1,
+            )
             ious[method].append(iou(mask, footprint))
     return ious
 
@@ -95,10 +113,15 @@ def test_phase_label_is_stable_across_defocus(case, request):
 def test_image_contrast_is_where_the_label_is(simulated, demo_config):
     """Gold scatters more than carbon: at high dose the image varies more inside the label."""
     _, result = simulated
-    block = {**demo_config["images"]["au_small_hrtem"], "crop_px": [256, 256],
-             "dose_e_per_A2": 1e5, "draws_per_structure": 1}
-    images, masks, _ = draw_images(result["full"], result["particle"], (0.2, 0.2), 300e3, block,
-                                   np.random.default_rng(0))
+    block = {
+        **demo_config["images"]["au_small_hrtem"],
+        "crop_px": [256, 256],
+        "dose_e_per_A2": 1e5,
+        "draws_per_structure": 1,
+    }
+    images, masks, _ = draw_images(
+        result["full"], result["particle"], (0.2, 0.2), 300e3, block, np.random.default_rng(0)
+    )
     image, mask = images[0], masks[0].astype(bool)
     assert 0.05 < mask.mean() < 0.6
     assert image[mask].std() > 1.5 * image[~mask].std()

@@ -90,8 +90,12 @@ def test_score_changes_when_inference_changes(package):
 
 def test_comments_and_docstrings_change_nothing(package):
     before = versions(package)
-    for path in (package / "images" / "formation.py", package / "inference.py",
-                 package / "cli.py", package / "structures" / "scene.py"):
+    for path in (
+        package / "images" / "formation.py",
+        package / "inference.py",
+        package / "cli.py",
+        package / "structures" / "scene.py",
+    ):
         source = path.read_text()
         path.write_text(source.replace('"""', '"""Edited docstring. ', 1) + "\n# a comment\n")
     assert versions(package) == before
@@ -101,8 +105,9 @@ def test_editing_an_unused_cli_function_changes_no_other_stage(package):
     before = versions(package)
     cli = package / "cli.py"
     source = cli.read_text()
-    cli.write_text(source.replace("def _predict(args) -> None:",
-                                  "def _predict(args) -> None:\n    _ = 1", 1))
+    cli.write_text(
+        source.replace("def _predict(args) -> None:", "def _predict(args) -> None:\n    _ = 1", 1)
+    )
     after = versions(package)
     assert after == before  # no rule runs predict
 
@@ -110,15 +115,22 @@ def test_editing_an_unused_cli_function_changes_no_other_stage(package):
 def test_a_library_version_bump_changes_the_stages_that_import_it(monkeypatch):
     before = versions(PACKAGE)
     real = codeversion.version
-    monkeypatch.setattr(codeversion, "version",
-                        lambda name: "99.0" if name == "czone" else real(name))
+    monkeypatch.setattr(
+        codeversion, "version", lambda name: "99.0" if name == "czone" else real(name)
+    )
     after = versions(PACKAGE)
     assert {s for s in STAGES if after[s] != before[s]} == {"structures"}
 
-    monkeypatch.setattr(codeversion, "version",
-                        lambda name: "99.0" if name == "torch" else real(name))
+    monkeypatch.setattr(
+        codeversion, "version", lambda name: "99.0" if name == "torch" else real(name)
+    )
     after = versions(PACKAGE)
-    assert {s for s in STAGES if after[s] != before[s]} == {"models", "evaluations", "scores", "report"}
+    assert {s for s in STAGES if after[s] != before[s]} == {
+        "models",
+        "evaluations",
+        "scores",
+        "report",
+    }
     code_version.cache_clear()
 
 

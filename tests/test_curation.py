@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
-from conftest import SCHEMA, load_config
 
+from conftest import SCHEMA, load_config
 from hrtem_wf.config import ConfigError, validate
 from hrtem_wf.datasets import build_dataset, curate, scaled_select
 from hrtem_wf.io import write_arrays
@@ -28,19 +28,41 @@ def _write_stores(directory) -> list[str]:
         records, images = [], []
         for index in range(FOCAL_POINTS * REPEATS):
             focal_point, repeat = divmod(index, REPEATS)
-            records.append({"image_index": index, "focal_point": focal_point, "material": material,
-                            "defocus_A": -100.0 + 100.0 * focal_point + s,
-                            "dose_e_per_A2": [100.0, 600.0][repeat], "focal_spread_sigma_A": 15.0})
+            records.append(
+                {
+                    "image_index": index,
+                    "focal_point": focal_point,
+                    "material": material,
+                    "defocus_A": -100.0 + 100.0 * focal_point + s,
+                    "dose_e_per_A2": [100.0, 600.0][repeat],
+                    "focal_spread_sigma_A": 15.0,
+                }
+            )
             images.append(np.full((8, 8), 100 * s + index, dtype=np.float32))
-        info = {"material": material, "radius_A": 10.0 + s, "substrate_thickness_A": 20.0 + 5 * s,
-                "n_defects": s % 3}
-        attrs = {"structure_id": f"blk/{s:05d}", "block_name": "img", "seed": s,
-                 "simulation": {"block_name": "sim", "seed": s, "config": {"frozen_phonons": 1},
-                                "structure": {"block_name": "blk", "seed": s, "info": info}},
-                 "records": records}
+        info = {
+            "material": material,
+            "radius_A": 10.0 + s,
+            "substrate_thickness_A": 20.0 + 5 * s,
+            "n_defects": s % 3,
+        }
+        attrs = {
+            "structure_id": f"blk/{s:05d}",
+            "block_name": "img",
+            "seed": s,
+            "simulation": {
+                "block_name": "sim",
+                "seed": s,
+                "config": {"frozen_phonons": 1},
+                "structure": {"block_name": "blk", "seed": s, "info": info},
+            },
+            "records": records,
+        }
         path = directory / f"{s:05d}.zarr"
-        write_arrays(str(path), {"images": np.stack(images),
-                                 "masks": np.zeros((len(images), 8, 8), np.uint8)}, attrs)
+        write_arrays(
+            str(path),
+            {"images": np.stack(images), "masks": np.zeros((len(images), 8, 8), np.uint8)},
+            attrs,
+        )
         stores.append(str(path))
     return stores
 
@@ -53,19 +75,36 @@ def stores(tmp_path_factory):
 @pytest.fixture(scope="module")
 def table(stores, tmp_path_factory):
     out = tmp_path_factory.mktemp("all")
-    return build_dataset({"images": ["img"], "split": SPLIT}, "all", stores, 1,
-                         str(out / "d.zarr"), str(out / "d.parquet"))
+    return build_dataset(
+        {"images": ["img"], "split": SPLIT},
+        "all",
+        stores,
+        1,
+        str(out / "d.zarr"),
+        str(out / "d.parquet"),
+    )
 
 
 def test_where_keeps_exactly_the_matching_images(table):
-    select = {"where": {"image.dose_e_per_A2": {"min": 500}, "structure.material": ["Au"],
-                        "structure.radius_A": {"min": 12.0, "max": 19.0}}}
+    select = {
+        "where": {
+            "image.dose_e_per_A2": {"min": 500},
+            "structure.material": ["Au"],
+            "structure.radius_A": {"min": 12.0, "max": 19.0},
+        }
+    }
     rows, counts = curate(table, select, seed=1, dataset="d")
-    expected = table[(table["image.dose_e_per_A2"] >= 500) & (table["structure.material"] == "Au")
-                     & table["structure.radius_A"].between(12.0, 19.0)]
+    expected = table[
+        (table["image.dose_e_per_A2"] >= 500)
+        & (table["structure.material"] == "Au")
+        & table["structure.radius_A"].between(12.0, 19.0)
+    ]
     assert list(rows.index) == list(expected.index) and len(rows) > 0
     assert counts["available"] == {"images": 72, "structures": 12}
-    assert counts["where"] == {"images": len(expected), "structures": expected["structure_id"].nunique()}
+    assert counts["where"] == {
+        "images": len(expected),
+        "structures": expected["structure_id"].nunique(),
+    }
 
 
 def test_counts_are_exact_and_reproducible(table):
@@ -74,7 +113,13 @@ def test_counts_are_exact_and_reproducible(table):
     assert rows["structure_id"].nunique() == 5 == counts["structures"]["structures"]
     assert counts["focal_conditions"]["images"] == 5 * 2 * REPEATS
     assert len(rows) == 9 == counts["images"]["images"]
-    assert rows.groupby("structure_id").size().sort_values().tolist() == [1, 2, 2, 2, 2]  # spread evenly
+    assert rows.groupby("structure_id").size().sort_values().tolist() == [
+        1,
+        2,
+        2,
+        2,
+        2,
+    ]  # spread evenly
     again, _ = curate(table, select, seed=1, dataset="d")
     assert list(again.index) == list(rows.index)
     other, _ = curate(table, select, seed=2, dataset="d")
@@ -104,8 +149,11 @@ def test_asking_for_more_than_there_is_is_a_clear_error(table):
 
 
 def test_dataset_holds_the_selected_images_split_by_structure(stores, tmp_path):
-    block = {"images": ["img"], "split": SPLIT,
-             "select": {"where": {"image.dose_e_per_A2": [600.0]}, "structures": 8, "images": 16}}
+    block = {
+        "images": ["img"],
+        "split": SPLIT,
+        "select": {"where": {"image.dose_e_per_A2": [600.0]}, "structures": 8, "images": 16},
+    }
     paths = [str(tmp_path / name) for name in ("d.zarr", "d.parquet", "d.selection.json")]
     table = build_dataset(block, "curated", stores, 1, *paths)
     assert len(table) == 16 and table["structure_id"].nunique() <= 8
@@ -124,13 +172,19 @@ def test_dataset_holds_the_selected_images_split_by_structure(stores, tmp_path):
     radius = report["distributions"]["structure.radius_A"]
     assert sum(radius["histogram"]["counts"]) == 16
     assert radius["min"] == table["structure.radius_A"].min()
-    assert report["distributions"]["image.material"]["counts"] == table["image.material"].value_counts().to_dict()
+    assert (
+        report["distributions"]["image.material"]["counts"]
+        == table["image.material"].value_counts().to_dict()
+    )
     pd.testing.assert_frame_equal(pd.read_parquet(paths[1]), table, check_dtype=False)
 
 
 def test_scale_shrinks_select_counts():
-    assert scaled_select({"structures": 400, "images": 1000, "focal_conditions": 2}, 0.01) == \
-        {"structures": 4, "images": 10, "focal_conditions": 2}
+    assert scaled_select({"structures": 400, "images": 1000, "focal_conditions": 2}, 0.01) == {
+        "structures": 4,
+        "images": 10,
+        "focal_conditions": 2,
+    }
     assert scaled_select({"structures": 10}, 0.01) == {"structures": 1}
     assert scaled_select(None) == {}
 
@@ -142,7 +196,9 @@ def test_schema_checks_select():
     with pytest.raises(ConfigError, match="datasets.au_small_demo.select"):
         validate(bad, SCHEMA)
     good = copy.deepcopy(config)
-    good["datasets"]["au_small_demo"]["select"] = {"where": {"image.dose_e_per_A2": {"min": 1},
-                                                             "image.material": ["Au"]},
-                                                   "structures": 3, "images": 10}
+    good["datasets"]["au_small_demo"]["select"] = {
+        "where": {"image.dose_e_per_A2": {"min": 1}, "image.material": ["Au"]},
+        "structures": 3,
+        "images": 10,
+    }
     validate(good, SCHEMA)

@@ -16,22 +16,26 @@ from hrtem_wf.evaluations import (
     segmentation_metrics,
     write_report,
 )
-from hrtem_wf.models.synthetic import write_synthetic_dataset
 from hrtem_wf.models import TrainedModel, read_split
+from hrtem_wf.models.synthetic import write_synthetic_dataset
 
 
 def test_perfect_prediction_scores_one():
     target = np.zeros((8, 8), np.uint8)
     target[2:5, 3:7] = 1
     metrics = segmentation_metrics(target.astype(np.float32), target)
-    assert metrics == pytest.approx({"f1": 1.0, "soft_f1": 1.0, "precision": 1.0, "recall": 1.0, "iou": 1.0})
+    assert metrics == pytest.approx(
+        {"f1": 1.0, "soft_f1": 1.0, "precision": 1.0, "recall": 1.0, "iou": 1.0}
+    )
 
 
 def test_all_wrong_prediction_scores_zero():
     target = np.zeros((8, 8), np.uint8)
     target[2:5, 3:7] = 1
     metrics = segmentation_metrics(1.0 - target, target)
-    assert metrics == pytest.approx({"f1": 0.0, "soft_f1": 0.0, "precision": 0.0, "recall": 0.0, "iou": 0.0})
+    assert metrics == pytest.approx(
+        {"f1": 0.0, "soft_f1": 0.0, "precision": 0.0, "recall": 0.0, "iou": 0.0}
+    )
 
 
 def test_known_counts_give_the_paper_f1_and_iou():
@@ -39,8 +43,12 @@ def test_known_counts_give_the_paper_f1_and_iou():
     prob = np.array([0.9, 0.8, 0.7, 0.2, 0.6, 0.5, 0.1, 0.0, 0.3, 0.4])
     true_positive, false_positive, false_negative = 3, 1, 1  # 0.5 is not above the threshold
     metrics = segmentation_metrics(prob, target)
-    assert metrics["f1"] == pytest.approx(true_positive / (true_positive + 0.5 * (false_positive + false_negative)))
-    assert metrics["iou"] == pytest.approx(true_positive / (true_positive + false_positive + false_negative))
+    assert metrics["f1"] == pytest.approx(
+        true_positive / (true_positive + 0.5 * (false_positive + false_negative))
+    )
+    assert metrics["iou"] == pytest.approx(
+        true_positive / (true_positive + false_positive + false_negative)
+    )
     assert metrics["precision"] == pytest.approx(3 / 4)
     assert metrics["recall"] == pytest.approx(3 / 4)
     assert metrics["soft_f1"] == pytest.approx(2 * (0.9 + 0.8 + 0.7 + 0.2) / (prob.sum() + 4))
@@ -95,7 +103,10 @@ def test_write_report_makes_a_summary_table_and_two_figures(trained_models):
     write_report(evaluation_jsons, model_dirs, *dataset, str(out_dir))
 
     summary = (out_dir / "summary.md").read_text()
-    assert "| model | seed | dataset | n test images | F1 | soft F1 | precision | recall | IoU | best epoch |" in summary
+    assert (
+        "| model | seed | dataset | n test images | F1 | soft F1 | precision | recall | IoU "
+        "| best epoch |" in summary
+    )
     assert "| tiny | 0 | toy | 4 |" in summary and "| tiny | 1 | toy | 4 |" in summary
     assert "| tiny | toy | 2 |" in summary and "±" in summary
     for name in ("training_curves.png", "examples.png"):

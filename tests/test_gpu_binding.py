@@ -56,8 +56,12 @@ def holders(tmp_path):
 
     def start(name: str, seconds: float, mode: str = "ok", **env) -> tuple[subprocess.Popen, Path]:
         output = tmp_path / f"{name}.json"
-        process = subprocess.Popen([sys.executable, "-c", HOLDER, str(output), str(seconds), mode],
-                                   env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(output), str(seconds), mode],
+            env={**os.environ, **env},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         started.append(process)
         return process, output
 
@@ -81,8 +85,10 @@ def test_visible_gpus_sources(gpu_env, monkeypatch):
     assert gpu.visible_gpus() == []
     # nvidia-smi -L: one line per GPU; MIG instances are indented under their GPU.
     fake = gpu_env / "nvidia-smi"
-    fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA A100 (UUID: GPU-a)'\n"
-                    "echo '  MIG 1g.5gb Device 0: (UUID: MIG-x)'\necho 'GPU 1: NVIDIA A100 (UUID: GPU-b)'\n")
+    fake.write_text(
+        "#!/bin/sh\necho 'GPU 0: NVIDIA A100 (UUID: GPU-a)'\n"
+        "echo '  MIG 1g.5gb Device 0: (UUID: MIG-x)'\necho 'GPU 1: NVIDIA A100 (UUID: GPU-b)'\n"
+    )
     fake.chmod(0o755)
     assert gpu.visible_gpus() == ["0", "1"]
     monkeypatch.setenv("HRTEM_WF_GPUS", "3")  # a declared count wins over nvidia-smi
@@ -107,8 +113,12 @@ def test_no_gpu_is_a_clear_error(gpu_env, monkeypatch):
         gpu.bind_gpu()
     # Through the CLI: the job fails before its stage runs.
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{gpu_env}"}
-    result = subprocess.run([str(BIN / "hrtem-wf"), "--bind-gpu", "gpu-probe", "--output",
-                             str(gpu_env / "probe.json")], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(BIN / "hrtem-wf"), "--bind-gpu", "gpu-probe", "--output", str(gpu_env / "probe.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0
     assert "no GPU is visible" in result.stderr
     assert not (gpu_env / "probe.json").exists()
@@ -178,11 +188,27 @@ PROBE = "hrtem-wf --bind-gpu gpu-probe --output {output} --seconds 3"
 def run_snakemake(directory: Path, snakefile: str, *args: str) -> subprocess.CompletedProcess:
     (directory / "Snakefile").write_text(textwrap.dedent(snakefile))
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
-    env.update(PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", HRTEM_WF_GPUS="4",
-               HRTEM_WF_GPU_SLOT_DIR=str(directory / "slots"))
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        HRTEM_WF_GPUS="4",
+        HRTEM_WF_GPU_SLOT_DIR=str(directory / "slots"),
+    )
     return subprocess.run(
-        [str(BIN / "snakemake"), "--profile", str(ROOT / "profiles" / "local"), "--cores", "4",
-         "--resources", "gpu=4", *args], cwd=directory, env=env, capture_output=True, text=True)
+        [
+            str(BIN / "snakemake"),
+            "--profile",
+            str(ROOT / "profiles" / "local"),
+            "--cores",
+            "4",
+            "--resources",
+            "gpu=4",
+            *args,
+        ],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def overlaps(a: dict, b: dict) -> bool:
@@ -191,7 +217,9 @@ def overlaps(a: dict, b: dict) -> bool:
 
 @pytest.mark.workflow
 def test_four_gpu_jobs_run_concurrently_each_on_its_own_gpu(tmp_path):
-    result = run_snakemake(tmp_path, f"""
+    result = run_snakemake(
+        tmp_path,
+        f"""
         rule all:
             input: expand("probes/job{{i}}.json", i=range(4))
 
@@ -199,9 +227,12 @@ def test_four_gpu_jobs_run_concurrently_each_on_its_own_gpu(tmp_path):
             output: "probes/job{{i}}.json"
             resources: gpu=1
             shell: "{PROBE}"
-        """)
+        """,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    records = [json.loads(path.read_text()) for path in sorted((tmp_path / "probes").glob("*.json"))]
+    records = [
+        json.loads(path.read_text()) for path in sorted((tmp_path / "probes").glob("*.json"))
+    ]
     assert len(records) == 4
     assert sorted(r["CUDA_VISIBLE_DEVICES"] for r in records) == ["0", "1", "2", "3"]
     # The four ran at the same time: every job started before any finished.
@@ -211,7 +242,9 @@ def test_four_gpu_jobs_run_concurrently_each_on_its_own_gpu(tmp_path):
 @pytest.mark.workflow
 def test_failing_gpu_job_frees_its_gpu_for_the_next_job(tmp_path):
     # Six GPU jobs, four GPUs; the failing one runs first (priority) and exits after 0.5 s.
-    result = run_snakemake(tmp_path, f"""
+    result = run_snakemake(
+        tmp_path,
+        f"""
         rule all:
             input: expand("probes/ok{{i}}.json", i=range(5)), "probes/fail.done"
 
@@ -226,7 +259,9 @@ def test_failing_gpu_job_frees_its_gpu_for_the_next_job(tmp_path):
             resources: gpu=1
             shell: "hrtem-wf --bind-gpu gpu-probe --output probes/fail.json --seconds 0.5 --fail"
                    " && touch {{output}}"
-        """, "--keep-going")
+        """,
+        "--keep-going",
+    )
     assert result.returncode != 0, "the failing job must fail the run"
     failed = json.loads((tmp_path / "probes" / "fail.json").read_text())
     assert failed["failed"] and failed["CUDA_VISIBLE_DEVICES"] in {"0", "1", "2", "3"}
@@ -234,10 +269,17 @@ def test_failing_gpu_job_frees_its_gpu_for_the_next_job(tmp_path):
     assert all(r["CUDA_VISIBLE_DEVICES"] in {"0", "1", "2", "3"} for r in oks)
     # Never two jobs on one GPU at the same time.
     for a, b in combinations([failed, *oks], 2):
-        assert not (overlaps(a, b) and a["CUDA_VISIBLE_DEVICES"] == b["CUDA_VISIBLE_DEVICES"]), (a, b)
+        assert not (overlaps(a, b) and a["CUDA_VISIBLE_DEVICES"] == b["CUDA_VISIBLE_DEVICES"]), (
+            a,
+            b,
+        )
     # The failed job's GPU went to a job that started after it ended.
-    reused = [r for r in oks if r["CUDA_VISIBLE_DEVICES"] == failed["CUDA_VISIBLE_DEVICES"]
-              and r["start"] >= failed["end"]]
+    reused = [
+        r
+        for r in oks
+        if r["CUDA_VISIBLE_DEVICES"] == failed["CUDA_VISIBLE_DEVICES"]
+        and r["start"] >= failed["end"]
+    ]
     assert reused, (failed, oks)
     # Six jobs on four GPUs: never more than four at once (count the jobs running at each start).
     jobs = [failed, *oks]

@@ -32,48 +32,86 @@ CS = {"C30": CS_A}
 
 # The demo config's image block, copied so other edits of config.yaml cannot change these tests
 # (validated: the defaults filled as the workflow does).
-BLOCK = validate_block("images", {
-    "simulations": "au_small_fp",
-    "device": "cpu",
-    "draws_per_structure": 4,
-    "defocus_A": {"distribution": "uniform", "low": -100.0, "high": 100.0},
-    "aberrations": {"preset": "none", "coefficients": {"C30": CS_A}},
-    "focal_spread": {"method": "incoherent", "sigma_A": {"distribution": "fixed", "value": 15.0},
-                     "samples": 9, "extent_sigmas": 3.0},
-    "frozen_phonons": "all",
-    "plasmons": None,
-    "dose_e_per_A2": {"distribution": "uniform", "low": 400.0, "high": 1000.0},
-    "detector": {"pixel_size_A": 0.2, "mtf": None, "blur_sigma_px": 0.0, "median_filter_px": 3},
-    "crop_px": [96, 96],
-    "label": {"method": "phase", "threshold": 0.2618, "smoothing_sigma_px": 3.0,
-              "smoothing_threshold": 0.1},
-})
+BLOCK = validate_block(
+    "images",
+    {
+        "simulations": "au_small_fp",
+        "device": "cpu",
+        "draws_per_structure": 4,
+        "defocus_A": {"distribution": "uniform", "low": -100.0, "high": 100.0},
+        "aberrations": {"preset": "none", "coefficients": {"C30": CS_A}},
+        "focal_spread": {
+            "method": "incoherent",
+            "sigma_A": {"distribution": "fixed", "value": 15.0},
+            "samples": 9,
+            "extent_sigmas": 3.0,
+        },
+        "frozen_phonons": "all",
+        "plasmons": None,
+        "dose_e_per_A2": {"distribution": "uniform", "low": 400.0, "high": 1000.0},
+        "detector": {"pixel_size_A": 0.2, "mtf": None, "blur_sigma_px": 0.0, "median_filter_px": 3},
+        "crop_px": [96, 96],
+        "label": {
+            "method": "phase",
+            "threshold": 0.2618,
+            "smoothing_sigma_px": 3.0,
+            "smoothing_threshold": 0.1,
+        },
+    },
+)
 
 # Every effect on, as the study's Optimal Au images (SI section 1.8).
 ALL_EFFECTS = {
     **BLOCK,
     "defocus_A": {"distribution": "uniform", "low": -400.0, "high": 400.0},
-    "aberrations": {"preset": "team05_table_s1",
-                    "magnitude_scale": {"distribution": "normal", "mean": 1.0, "sd": 0.25},
-                    "rotation_shift_rad": {"distribution": "normal", "mean": 0.0, "sd": np.pi / 4}},
-    "focal_spread": {"method": "incoherent",
-                     "sigma_A": {"distribution": "uniform", "low": 10.0, "high": 25.0},
-                     "samples": 25, "extent_sigmas": 3.0},
-    "plasmons": {"weight": {"distribution": "uniform", "low": 0.3, "high": 0.85}, "background": 1.0},
+    "aberrations": {
+        "preset": "team05_table_s1",
+        "magnitude_scale": {"distribution": "normal", "mean": 1.0, "sd": 0.25},
+        "rotation_shift_rad": {"distribution": "normal", "mean": 0.0, "sd": np.pi / 4},
+    },
+    "focal_spread": {
+        "method": "incoherent",
+        "sigma_A": {"distribution": "uniform", "low": 10.0, "high": 25.0},
+        "samples": 25,
+        "extent_sigmas": 3.0,
+    },
+    "plasmons": {
+        "weight": {"distribution": "uniform", "low": 0.3, "high": 0.85},
+        "background": 1.0,
+    },
     "dose_e_per_A2": {"distribution": "uniform", "low": 200.0, "high": 700.0},
-    "detector": {"pixel_size_A": 0.2, "mtf": {"c1": 0.1, "c2": 0.5, "c3": 2.5},
-                 "blur_sigma_px": 0.5, "median_filter_px": 3},
+    "detector": {
+        "pixel_size_A": 0.2,
+        "mtf": {"c1": 0.1, "c2": 0.5, "c3": 2.5},
+        "blur_sigma_px": 0.5,
+        "median_filter_px": 3,
+    },
 }
 
 DEG = np.pi / 180
 # SI Table S1 (TEAM 0.5, 300 kV) written out by hand in abTEM's polar symbols, Angstrom and
 # radian: C_{n,m} (n = power of the angle) -> C{n-1}{m}, nm x 10, um x 1e4, mm x 1e7, deg -> rad.
 TABLE_S1 = {
-    "C12": 16.02, "phi12": -68.5 * DEG, "C21": 239.0, "phi21": 29.2 * DEG,
-    "C23": 179.8, "phi23": -170.7 * DEG, "C30": -19130.0, "C32": 426.4, "phi32": -34.5 * DEG,
-    "C34": 1583.0, "phi34": 89.2 * DEG, "C41": 16780.0, "phi41": 104.5 * DEG,
-    "C43": 5287.0, "phi43": -12.7 * DEG, "C45": 31170.0, "phi45": -6.3 * DEG,
-    "C50": 1.048e7, "C56": 48210.0, "phi56": 60.2 * DEG,
+    "C12": 16.02,
+    "phi12": -68.5 * DEG,
+    "C21": 239.0,
+    "phi21": 29.2 * DEG,
+    "C23": 179.8,
+    "phi23": -170.7 * DEG,
+    "C30": -19130.0,
+    "C32": 426.4,
+    "phi32": -34.5 * DEG,
+    "C34": 1583.0,
+    "phi34": 89.2 * DEG,
+    "C41": 16780.0,
+    "phi41": 104.5 * DEG,
+    "C43": 5287.0,
+    "phi43": -12.7 * DEG,
+    "C45": 31170.0,
+    "phi45": -6.3 * DEG,
+    "C50": 1.048e7,
+    "C56": 48210.0,
+    "phi56": 60.2 * DEG,
 }
 
 
@@ -112,11 +150,26 @@ def band_power(image, sampling_A, k_low, k_high):
 
 COEFFICIENT_SETS = [
     {"C10": -50.0, "C30": CS_A},  # defocus (50 A underfocus) + Cs
-    {"C10": 120.0, "C12": 20.0, "phi12": 0.7, "C21": 300.0, "phi21": -1.1, "C23": 150.0,
-     "phi23": 2.0},
+    {
+        "C10": 120.0,
+        "C12": 20.0,
+        "phi12": 0.7,
+        "C21": 300.0,
+        "phi21": -1.1,
+        "C23": 150.0,
+        "phi23": 2.0,
+    },
     {"C10": -37.0, **PRESETS["team05_table_s1"]},
-    {"C32": 5000.0, "phi32": 0.4, "C43": 4e4, "phi43": -2.5, "C52": 3e5, "phi52": 1.3,
-     "C54": 2e5, "phi54": -0.9},
+    {
+        "C32": 5000.0,
+        "phi32": 0.4,
+        "C43": 4e4,
+        "phi43": -2.5,
+        "C52": 3e5,
+        "phi52": 1.3,
+        "C54": 2e5,
+        "phi54": -0.9,
+    },
 ]
 
 
@@ -165,6 +218,7 @@ def test_aberration_phase_rejects_unknown_symbols():
 
 # --- noise-free intensity ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("defocus_A", [0.0, 73.5, -250.0])
 @pytest.mark.parametrize("sigma_A", [0.0, 15.0])
 def test_vacuum_image_is_flat(defocus_A, sigma_A):
@@ -186,14 +240,15 @@ def test_focal_spread_weights():
 def test_zero_focal_spread_is_the_coherent_image():
     waves = weak_phase_object((64, 64), phonons=2)
     coherent = intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS)
-    assert np.array_equal(intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS, 0.0, 25, 3.0),
-                          coherent)
+    assert np.array_equal(intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS, 0.0, 25, 3.0), coherent)
     # and continuously so: a vanishing spread, sampled 25 times, converges to it
     for sigma_A in (1e-4, 1e-6):
         tiny = intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS, sigma_A, 25, 3.0)
         assert np.abs(tiny / coherent - 1).max() < 1e-6
-    assert np.abs(intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS, 15.0, 25, 3.0)
-                  - coherent).max() > 1e-3
+    assert (
+        np.abs(intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS, 15.0, 25, 3.0) - coherent).max()
+        > 1e-3
+    )
 
 
 def test_focal_spread_damps_high_spatial_frequencies():
@@ -209,8 +264,9 @@ def test_focal_spread_damps_high_spatial_frequencies():
 
 def test_phonon_average_uses_every_phonon():
     shape = (96, 96)
-    phonons = np.stack([np.exp(1j * 0.5 * disk(shape, 10, center)) for center in
-                        [(30, 30), (60, 40), (45, 70)]]).astype(np.complex64)
+    phonons = np.stack(
+        [np.exp(1j * 0.5 * disk(shape, 10, center)) for center in [(30, 30), (60, 40), (45, 70)]]
+    ).astype(np.complex64)
     averaged = intensity(phonons, SAMPLING_A, ENERGY_EV, 80.0, CS, 15.0, 9, 3.0)
     singles = [intensity(p, SAMPLING_A, ENERGY_EV, 80.0, CS, 15.0, 9, 3.0) for p in phonons]
     assert np.allclose(averaged, np.mean(singles, axis=0), atol=1e-6)
@@ -219,6 +275,7 @@ def test_phonon_average_uses_every_phonon():
 
 
 # --- detector ---------------------------------------------------------------------------------
+
 
 def test_mean_counts_equal_dose_times_pixel_area():
     rng = np.random.default_rng(3)
@@ -232,10 +289,16 @@ def test_mean_counts_equal_dose_times_pixel_area():
 @pytest.mark.parametrize("pixel_size_A", [0.2, 0.4])
 def test_draw_mean_counts_follow_dose_and_pixel_size(pixel_size_A):
     vacuum = np.ones((2, 512, 512), dtype=np.complex64)
-    block = block_with(draws_per_structure=1, dose_e_per_A2=100.0, median_filter_px=1,
-                       pixel_size_A=pixel_size_A, crop_px=[128, 128])
-    images, masks, records = draw_images(vacuum, vacuum, SAMPLING_A, ENERGY_EV, block,
-                                         np.random.default_rng(0))
+    block = block_with(
+        draws_per_structure=1,
+        dose_e_per_A2=100.0,
+        median_filter_px=1,
+        pixel_size_A=pixel_size_A,
+        crop_px=[128, 128],
+    )
+    images, masks, records = draw_images(
+        vacuum, vacuum, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(0)
+    )
     expected = 100.0 * pixel_size_A**2
     assert records[0]["detector_height_px"] == round(512 * 0.2 / pixel_size_A)
     assert abs(images.mean() / expected - 1.0) < 0.02
@@ -245,17 +308,16 @@ def test_draw_mean_counts_follow_dose_and_pixel_size(pixel_size_A):
 
 # --- labels -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("defocus_A", [0.0, 50.0, -100.0])
 def test_phase_label_of_weak_phase_disk(defocus_A):
     shape = (256, 256)
     truth = disk(shape, 30)
     particle = np.exp(1j * 0.5 * truth)[None].astype(np.complex64)
-    mask = particle_mask(particle, SAMPLING_A, ENERGY_EV, defocus_A, CS, "phase", 0.2618,
-                         3.0, 0.5)
+    mask = particle_mask(particle, SAMPLING_A, ENERGY_EV, defocus_A, CS, "phase", 0.2618, 3.0, 0.5)
     assert iou(mask, truth) >= 0.8
     # the config's low smoothing threshold (0.1) grows the outline by ~1.3 sigma, no more
-    grown = particle_mask(particle, SAMPLING_A, ENERGY_EV, defocus_A, CS, "phase", 0.2618,
-                          3.0, 0.1)
+    grown = particle_mask(particle, SAMPLING_A, ENERGY_EV, defocus_A, CS, "phase", 0.2618, 3.0, 0.1)
     assert (grown & truth).sum() / truth.sum() > 0.99
     assert iou(grown, truth) >= 0.75
 
@@ -283,13 +345,20 @@ def test_draw_masks_follow_the_crop():
     truth = disk(shape, 30, center=(70, 90))
     particle = np.stack([np.exp(1j * 0.5 * truth)] * 2).astype(np.complex64)
     full = particle * weak_phase_object(shape, phonons=2, seed=5)
-    block = block_with(label={"method": "phase", "threshold": 0.2618, "smoothing_sigma_px": 3.0,
-                              "smoothing_threshold": 0.5})
-    images, masks, records = draw_images(full, particle, SAMPLING_A, ENERGY_EV, block,
-                                         np.random.default_rng(11))
+    block = block_with(
+        label={
+            "method": "phase",
+            "threshold": 0.2618,
+            "smoothing_sigma_px": 3.0,
+            "smoothing_threshold": 0.5,
+        }
+    )
+    images, masks, records = draw_images(
+        full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(11)
+    )
     for mask, record in zip(masks, records):
         y0, x0 = record["crop_y0_px"], record["crop_x0_px"]
-        window = truth[y0:y0 + 96, x0:x0 + 96]
+        window = truth[y0 : y0 + 96, x0 : x0 + 96]
         if window.sum() > 500:  # enough particle in view for a meaningful overlap
             assert iou(mask.astype(bool), window) >= 0.8
         assert np.isclose(record["particle_fraction"], mask.mean())
@@ -297,25 +366,40 @@ def test_draw_masks_follow_the_crop():
 
 # --- draw_images: contract --------------------------------------------------------------------
 
+
 def _demo_waves(shape=(128, 128), phonons=3):
-    particle = np.stack([np.exp(1j * 0.4 * disk(shape, 20, (60 + 3 * p, 64)))
-                         for p in range(phonons)]).astype(np.complex64)
+    particle = np.stack(
+        [np.exp(1j * 0.4 * disk(shape, 20, (60 + 3 * p, 64))) for p in range(phonons)]
+    ).astype(np.complex64)
     return particle * weak_phase_object(shape, phonons, seed=1), particle
 
 
 def test_draw_images_shapes_records_and_ranges():
     full, particle = _demo_waves()
-    images, masks, records = draw_images(full, particle, SAMPLING_A, ENERGY_EV, BLOCK,
-                                         np.random.default_rng(7))
+    images, masks, records = draw_images(
+        full, particle, SAMPLING_A, ENERGY_EV, BLOCK, np.random.default_rng(7)
+    )
     assert images.shape == masks.shape == (4, 96, 96)
     assert images.dtype == np.float32 and masks.dtype == np.uint8
     assert set(np.unique(masks)) <= {0, 1}
     assert len(records) == 4
     json.dumps(records)  # JSON-serializable
-    required = {"image_index", "defocus_A", "aberration_C30", "focal_spread_sigma_A",
-                "focal_spread_samples", "dose_e_per_A2", "pixel_size_A", "crop_y0_px",
-                "crop_x0_px", "frozen_phonons_used", "label_method", "label_threshold",
-                "mean_counts", "particle_fraction"}
+    required = {
+        "image_index",
+        "defocus_A",
+        "aberration_C30",
+        "focal_spread_sigma_A",
+        "focal_spread_samples",
+        "dose_e_per_A2",
+        "pixel_size_A",
+        "crop_y0_px",
+        "crop_x0_px",
+        "frozen_phonons_used",
+        "label_method",
+        "label_threshold",
+        "mean_counts",
+        "particle_fraction",
+    }
     for i, (record, image) in enumerate(zip(records, images)):
         assert required <= set(record)
         assert record["image_index"] == i
@@ -335,8 +419,9 @@ def test_single_phonon_mode_uses_phonon_zero():
     full, particle = _demo_waves()
     block = block_with(frozen_phonons="single", draws_per_structure=1)
     one = draw_images(full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(2))
-    only_first = draw_images(full[:1], particle[:1], SAMPLING_A, ENERGY_EV, block,
-                             np.random.default_rng(2))
+    only_first = draw_images(
+        full[:1], particle[:1], SAMPLING_A, ENERGY_EV, block, np.random.default_rng(2)
+    )
     assert one[2][0]["frozen_phonons_used"] == 1
     assert np.array_equal(one[0], only_first[0]) and np.array_equal(one[1], only_first[1])
 
@@ -353,13 +438,24 @@ def test_draw_images_is_deterministic():
 def test_crop_larger_than_image_raises():
     full, particle = _demo_waves()
     with pytest.raises(ValueError, match="crop_px"):
-        draw_images(full, particle, SAMPLING_A, ENERGY_EV, block_with(crop_px=[200, 64]),
-                    np.random.default_rng(0))
+        draw_images(
+            full,
+            particle,
+            SAMPLING_A,
+            ENERGY_EV,
+            block_with(crop_px=[200, 64]),
+            np.random.default_rng(0),
+        )
     # the crop is checked against the detector image, after resampling to its pixel size
     with pytest.raises(ValueError, match="crop_px"):
-        draw_images(full, particle, SAMPLING_A, ENERGY_EV,
-                    block_with(pixel_size_A=0.4, crop_px=[96, 96]),
-                    np.random.default_rng(0))
+        draw_images(
+            full,
+            particle,
+            SAMPLING_A,
+            ENERGY_EV,
+            block_with(pixel_size_A=0.4, crop_px=[96, 96]),
+            np.random.default_rng(0),
+        )
 
 
 def test_bad_block_values_raise():
@@ -376,20 +472,34 @@ def test_bad_block_values_raise():
         validate_block("images", block_with(focal_points=3))
     # invariants of the library's own arguments
     with pytest.raises(ValueError, match="preset"):
-        draw_images(full, particle, SAMPLING_A, ENERGY_EV,
-                    block_with(aberrations={"preset": "team99"}), rng)
+        draw_images(
+            full, particle, SAMPLING_A, ENERGY_EV, block_with(aberrations={"preset": "team99"}), rng
+        )
     with pytest.raises(ValueError, match="unknown symbol"):
-        draw_images(full, particle, SAMPLING_A, ENERGY_EV,
-                    block_with(aberrations={"preset": "none", "coefficients": {"C11": 1.0}}), rng)
+        draw_images(
+            full,
+            particle,
+            SAMPLING_A,
+            ENERGY_EV,
+            block_with(aberrations={"preset": "none", "coefficients": {"C11": 1.0}}),
+            rng,
+        )
     with pytest.raises(ValueError, match="material"):
-        draw_images(full, particle, SAMPLING_A, ENERGY_EV,
-                    block_with(label={**BLOCK["label"], "threshold": {"CdSe": 0.1}}), rng,
-                    material="Au")
+        draw_images(
+            full,
+            particle,
+            SAMPLING_A,
+            ENERGY_EV,
+            block_with(label={**BLOCK["label"], "threshold": {"CdSe": 0.1}}),
+            rng,
+            material="Au",
+        )
     with pytest.raises(ValueError, match="differ in shape"):
         draw_images(full, particle[:2], SAMPLING_A, ENERGY_EV, BLOCK, rng)
 
 
 # --- residual aberrations: Table S1 preset and per-image randomization -------------------------
+
 
 def test_table_s1_preset_maps_every_entry():
     """C_{n,m} (n = power of the angle, prefactor 1/n as abTEM's 1/(n'+1)) -> abTEM C{n-1}{m},
@@ -402,8 +512,9 @@ def test_table_s1_preset_maps_every_entry():
 
 
 def test_fixed_aberrations_are_the_preset_plus_overrides():
-    drawn = draw_aberrations({"preset": "team05_table_s1", "coefficients": {"C12": 5.0}},
-                             np.random.default_rng(0))
+    drawn = draw_aberrations(
+        {"preset": "team05_table_s1", "coefficients": {"C12": 5.0}}, np.random.default_rng(0)
+    )
     assert "C10" not in drawn  # defocus is drawn on its own
     assert drawn["C12"] == 5.0 and drawn["phi12"] == pytest.approx(TABLE_S1["phi12"])
     assert drawn["C30"] == pytest.approx(CS_A) and drawn["C52"] == 0.0 and drawn["phi52"] == 0.0
@@ -433,14 +544,19 @@ def test_fused_lens_kernel_matches_the_aberration_phase(coefficients):
     ky = np.fft.fftfreq(ny, sampling[0])
     kx = np.fft.fftfreq(nx, sampling[1])
     wavelength = wavelength_A(ENERGY_EV)
-    phase, step = lens_phase_and_step(ky, kx, wavelength, *_lens_terms(coefficients), 70.0, 5.0, 0.0)
+    phase, step = lens_phase_and_step(
+        ky, kx, wavelength, *_lens_terms(coefficients), 70.0, 5.0, 0.0
+    )
     chi = aberration_phase(kx[None, :], ky[:, None], wavelength, {**coefficients, "C10": -70.0})
     assert np.abs(np.angle(phase * np.exp(1j * chi))).max() < 1e-8
-    chi_next = aberration_phase(kx[None, :], ky[:, None], wavelength, {**coefficients, "C10": -75.0})
+    chi_next = aberration_phase(
+        kx[None, :], ky[:, None], wavelength, {**coefficients, "C10": -75.0}
+    )
     assert np.abs(np.angle(phase * step * np.exp(1j * chi_next))).max() < 1e-8
 
 
 # --- focal spread: temporal envelope ----------------------------------------------------------
+
 
 def test_focal_spread_damps_a_weak_phase_object_as_the_temporal_envelope():
     """Linear image of a weak phase object: FT(I - 1)(k) ~ 2 Phi(k) sin chi(k). Averaging over a
@@ -461,7 +577,9 @@ def test_focal_spread_damps_a_weak_phase_object_as_the_temporal_envelope():
         if predicted < 0.1:
             continue  # too damped to measure against the second-order terms
         measured = (spread[band] * coherent[band].conj()).real.sum() / power[band].sum()
-        assert measured == pytest.approx(predicted, rel=0.05), f"|k| in [{low:.1f}, {low + 0.1:.1f})"
+        assert measured == pytest.approx(predicted, rel=0.05), (
+            f"|k| in [{low:.1f}, {low + 0.1:.1f})"
+        )
         checked += 1
     assert checked >= 8
     assert envelope[k > 1.0].min() < 0.5  # the test covers real damping, not just E ~ 1
@@ -477,14 +595,16 @@ def test_quasi_coherent_focal_spread_matches_abtem():
         waves = abtem.Waves(wave_xy, energy=ENERGY_EV, sampling=(sx, sy))
         reference = np.asarray(waves.apply_transform(ctf).intensity().compute().array)
     for fused in (True, False):
-        ours = intensity(wave_xy.T, (sy, sx), ENERGY_EV, 80.0, CS, sigma_A, 1, 3.0,
-                         "quasi_coherent", fused=fused).T
+        ours = intensity(
+            wave_xy.T, (sy, sx), ENERGY_EV, 80.0, CS, sigma_A, 1, 3.0, "quasi_coherent", fused=fused
+        ).T
         assert np.abs(ours - reference).max() < 1e-4
     coherent = intensity(wave_xy.T, (sy, sx), ENERGY_EV, 80.0, CS).T
     assert np.abs(coherent - reference).max() > 1e-2
 
 
 # --- plasmon losses ---------------------------------------------------------------------------
+
 
 def test_plasmon_losses_keep_the_mean_and_reduce_contrast():
     rng = np.random.default_rng(2)
@@ -509,6 +629,7 @@ def test_plasmons_in_image_formation():
 
 
 # --- detector: dose, MTF, median --------------------------------------------------------------
+
 
 def test_poisson_counts_mean_and_variance_equal_dose_times_pixel_area():
     rng = np.random.default_rng(3)
@@ -544,13 +665,17 @@ def test_median_kernel_equals_scipy():
     rng = np.random.default_rng(0)
     for shape in [(5, 7), (64, 80), (257, 256)]:
         counts = rng.poisson(20, shape).astype(np.float32)
-        assert np.array_equal(median_filter(counts, 3),
-                              scipy.ndimage.median_filter(counts, 3, mode="wrap"))
+        assert np.array_equal(
+            median_filter(counts, 3), scipy.ndimage.median_filter(counts, 3, mode="wrap")
+        )
     counts = rng.standard_normal((64, 64)).astype(np.float32)
-    assert np.array_equal(median_filter(counts, 5), scipy.ndimage.median_filter(counts, 5, mode="wrap"))
+    assert np.array_equal(
+        median_filter(counts, 5), scipy.ndimage.median_filter(counts, 5, mode="wrap")
+    )
 
 
 # --- fused CPU kernels against the array expressions (the code CuPy runs) ---------------------
+
 
 def test_fused_kernels_equal_the_generic_path():
     waves = weak_phase_object((80, 96), phonons=3, strength_rad=0.3, seed=9)
@@ -563,21 +688,29 @@ def test_fused_kernels_equal_the_generic_path():
     particle = np.exp(1j * 0.6 * disk((80, 96), 20)).astype(np.complex64)[None].repeat(3, 0)
     particle[1] *= np.exp(-0.3j)
     for method, threshold in [("phase", 0.2618), ("phase", -0.5), ("intensity", 0.05)]:
-        masks = [particle_mask(particle, SAMPLING_A, ENERGY_EV, 40.0, CS, method, threshold,
-                               fused=f) for f in (True, False)]
+        masks = [
+            particle_mask(particle, SAMPLING_A, ENERGY_EV, 40.0, CS, method, threshold, fused=f)
+            for f in (True, False)
+        ]
         assert masks[0].any() and np.array_equal(*masks)
 
 
 # --- all effects in one draw ------------------------------------------------------------------
 
+
 def test_all_effects_draw_records_every_parameter():
     full, particle = _demo_waves()
-    block = block_with(ALL_EFFECTS, crop_px=[96, 96], draws_per_structure=6,
-                       label={**BLOCK["label"], "threshold": {"Au": 0.2618, "CdSe": 0.1}})
-    images, masks, records = draw_images(full, particle, SAMPLING_A, ENERGY_EV, block,
-                                         np.random.default_rng(3), material="Au")
+    block = block_with(
+        ALL_EFFECTS,
+        crop_px=[96, 96],
+        draws_per_structure=6,
+        label={**BLOCK["label"], "threshold": {"Au": 0.2618, "CdSe": 0.1}},
+    )
+    images, masks, records = draw_images(
+        full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(3), material="Au"
+    )
     json.dumps(records)
-    for record, image in zip(records, images):
+    for record in records:
         assert record["aberration_preset"] == "team05_table_s1"
         assert record["aberration_C12"] != TABLE_S1["C12"]  # randomized
         assert record["aberration_C52"] == 0.0
@@ -596,8 +729,9 @@ def test_all_effects_draw_records_every_parameter():
 
 def test_effects_switched_off_record_neutral_values():
     full, particle = _demo_waves()
-    _, _, records = draw_images(full, particle, SAMPLING_A, ENERGY_EV, BLOCK,
-                                np.random.default_rng(3))
+    _, _, records = draw_images(
+        full, particle, SAMPLING_A, ENERGY_EV, BLOCK, np.random.default_rng(3)
+    )
     record = records[0]
     assert not record["plasmons"] and record["plasmon_weight"] == 1.0
     assert not record["detector_mtf"] and record["mtf_c1"] is None
@@ -614,22 +748,32 @@ def test_gpu_device_without_a_gpu_is_a_clear_error():
         pass
     full, particle = _demo_waves()
     with pytest.raises(RuntimeError, match="gpu"):
-        draw_images(full, particle, SAMPLING_A, ENERGY_EV, block_with(device="gpu"),
-                    np.random.default_rng(0))
+        draw_images(
+            full,
+            particle,
+            SAMPLING_A,
+            ENERGY_EV,
+            block_with(device="gpu"),
+            np.random.default_rng(0),
+        )
 
 
 def test_focal_points_share_the_lens_and_doses_form_a_grid():
     """The study's Baseline: 4 defoci per structure, each imaged at the 5 doses."""
     full, particle = _demo_waves()
-    block = block_with(draws_per_structure=20, focal_points=4,
-                       defocus_A={"distribution": "normal", "mean": 30.0, "sd": 20.0},
-                       dose_e_per_A2={"distribution": "sequence", "values": [100, 300, 600, 900, 1200]})
-    images, masks, records = draw_images(full, particle, SAMPLING_A, ENERGY_EV, block,
-                                         np.random.default_rng(1))
+    block = block_with(
+        draws_per_structure=20,
+        focal_points=4,
+        defocus_A={"distribution": "normal", "mean": 30.0, "sd": 20.0},
+        dose_e_per_A2={"distribution": "sequence", "values": [100, 300, 600, 900, 1200]},
+    )
+    images, masks, records = draw_images(
+        full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(1)
+    )
     assert [r["focal_point"] for r in records] == [i // 5 for i in range(20)]
     assert [r["dose_e_per_A2"] for r in records] == [100, 300, 600, 900, 1200] * 4
     defoci = [r["defocus_A"] for r in records]
-    assert len(set(defoci)) == 4 and all(len(set(defoci[i:i + 5])) == 1 for i in range(0, 20, 5))
+    assert len(set(defoci)) == 4 and all(len(set(defoci[i : i + 5])) == 1 for i in range(0, 20, 5))
     # one noise-free image per focal point: the doses only scale it (before the Poisson noise)
     a, b = images[0].astype(float), images[4].astype(float)
     assert b.mean() / a.mean() == pytest.approx(1200 / 100, rel=0.05)
@@ -639,9 +783,14 @@ def test_focal_series_with_jitter():
     """Varying Substrate: 11 focal points -50..+50 nm in 10 nm steps, each +- N(0, 2 nm)."""
     full, particle = _demo_waves()
     grid = list(np.arange(-500.0, 501.0, 100.0))
-    block = block_with(draws_per_structure=22, focal_points=11,
-                       defocus_A={"distribution": "sequence", "values": grid, "jitter_sd": 20.0})
-    _, _, records = draw_images(full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(2))
+    block = block_with(
+        draws_per_structure=22,
+        focal_points=11,
+        defocus_A={"distribution": "sequence", "values": grid, "jitter_sd": 20.0},
+    )
+    _, _, records = draw_images(
+        full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(2)
+    )
     defoci = np.array([r["defocus_A"] for r in records[::2]])
     offsets = defoci - np.array(grid)
     assert np.abs(offsets).max() < 100 and 0 < np.abs(offsets).mean() < 40
@@ -655,11 +804,15 @@ def test_repeats_of_a_focal_point_share_the_noise_free_image(monkeypatch):
 
     calls = []
     real = draw.intensity_from_spectrum
-    monkeypatch.setattr(draw, "intensity_from_spectrum",
-                        lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    monkeypatch.setattr(
+        draw,
+        "intensity_from_spectrum",
+        lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs),
+    )
     full, particle = _demo_waves()
-    fixed = block_with(draws_per_structure=6, focal_points=2,
-                       plasmons={"weight": 0.5, "background": 1.0})
+    fixed = block_with(
+        draws_per_structure=6, focal_points=2, plasmons={"weight": 0.5, "background": 1.0}
+    )
     draw_images(full, particle, SAMPLING_A, ENERGY_EV, fixed, np.random.default_rng(0))
     assert len(calls) == 2
     drawn = block_with(draws_per_structure=6, focal_points=2, plasmons=ALL_EFFECTS["plasmons"])

@@ -34,8 +34,12 @@ from hrtem_wf.micrographs import (
 )
 from hrtem_wf.models.model import TrainedModel, build_model
 
-BLOCK = {**TINY_MODEL_BLOCK, "encoder": "resnet18", "encoder_depth": 3,
-         "decoder_channels": [16, 8, 4]}
+BLOCK = {
+    **TINY_MODEL_BLOCK,
+    "encoder": "resnet18",
+    "encoder_depth": 3,
+    "decoder_channels": [16, 8, 4],
+}
 #: A very cheap smp UNet (dpn68's stem has 10 channels; one decoder block), for the 4096 x 4096
 #: run of the command line: about 0.4 s per megapixel on two shared CPU cores, resnet18 1.1 s.
 FAST_BLOCK = {**TINY_MODEL_BLOCK, "encoder": "dpn68", "encoder_depth": 1, "decoder_channels": [2]}
@@ -69,8 +73,9 @@ def calibrated_model(block: dict) -> torch.nn.Module:
     model.train()
     with torch.no_grad():
         for step in range(3):
-            batch = np.stack([preprocess(synthetic_micrograph((256, 256), 100 + 2 * step + k))
-                              for k in range(2)])
+            batch = np.stack(
+                [preprocess(synthetic_micrograph((256, 256), 100 + 2 * step + k)) for k in range(2)]
+            )
             model(torch.from_numpy(batch[:, None]))
     return model.eval()
 
@@ -78,8 +83,15 @@ def calibrated_model(block: dict) -> torch.nn.Module:
 def save_model_dir(path, model: torch.nn.Module, block: dict, **extra) -> str:
     path.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path / "weights.pt")
-    metadata = {"block": block, "model": "t", "seed": 0, "dataset": None, "pixel_size_A": None,
-                "best_epoch": 1, **extra}
+    metadata = {
+        "block": block,
+        "model": "t",
+        "seed": 0,
+        "dataset": None,
+        "pixel_size_A": None,
+        "best_epoch": 1,
+        **extra,
+    }
     (path / "metadata.json").write_text(json.dumps(metadata))
     return str(path)
 
@@ -104,8 +116,9 @@ def tiled_and_whole(model):
     return image01, tiled, whole
 
 
-def tile_edges(size: int, tile_px: int = DEFAULT_TILE_PX,
-               overlap_px: int = DEFAULT_OVERLAP_PX) -> list[int]:
+def tile_edges(
+    size: int, tile_px: int = DEFAULT_TILE_PX, overlap_px: int = DEFAULT_OVERLAP_PX
+) -> list[int]:
     """First pixel of every tile and first pixel after every tile, inside the image."""
     stride = tile_px - overlap_px
     starts = range(0, size - tile_px + 1, stride)
@@ -113,6 +126,7 @@ def tile_edges(size: int, tile_px: int = DEFAULT_TILE_PX,
 
 
 # --- tiled inference ------------------------------------------------------------------------
+
 
 def test_tiled_inference_equals_whole_image_inference(tiled_and_whole):
     _, tiled, whole = tiled_and_whole
@@ -123,7 +137,8 @@ def test_tiled_inference_equals_whole_image_inference(tiled_and_whole):
     difference = float(np.abs(tiled - whole)[inner].max())
     assert difference <= TOLERANCE, (
         f"tiled vs whole-image inference: max difference {difference:.3g} at least "
-        f"{BORDER_PX} px from the border (tolerance {TOLERANCE})")
+        f"{BORDER_PX} px from the border (tolerance {TOLERANCE})"
+    )
 
 
 def test_tiled_inference_is_seamless(tiled_and_whole):
@@ -132,17 +147,20 @@ def test_tiled_inference_is_seamless(tiled_and_whole):
     assert edges == [256, 512, 768]
     inner = slice(BORDER_PX, -BORDER_PX)
     on_edges = max(float(np.abs(tiled - whole)[inner, e - 1 : e + 1].max()) for e in edges)
-    on_edges = max(on_edges, *(float(np.abs(tiled - whole)[e - 1 : e + 1, inner].max())
-                               for e in edges))
+    on_edges = max(
+        on_edges, *(float(np.abs(tiled - whole)[e - 1 : e + 1, inner].max()) for e in edges)
+    )
     assert on_edges <= TOLERANCE, f"max difference on tile boundary lines {on_edges:.3g}"
     # Jumps across tile edges: those of the whole-image result, no more.
     excess = 0.0
     for e in edges:
         jump_x = np.abs(tiled[inner, e] - tiled[inner, e - 1])
         jump_y = np.abs(tiled[e, inner] - tiled[e - 1, inner])
-        excess = max(excess,
-                     float(np.max(jump_x - np.abs(whole[inner, e] - whole[inner, e - 1]))),
-                     float(np.max(jump_y - np.abs(whole[e, inner] - whole[e - 1, inner]))))
+        excess = max(
+            excess,
+            float(np.max(jump_x - np.abs(whole[inner, e] - whole[inner, e - 1]))),
+            float(np.max(jump_y - np.abs(whole[e, inner] - whole[e - 1, inner]))),
+        )
     assert excess <= TOLERANCE, f"jumps across tile edges exceed the whole image's by {excess:.3g}"
 
 
@@ -194,13 +212,23 @@ def test_preprocess_median_filter_then_min_max():
 
 # --- reading and writing --------------------------------------------------------------------
 
+
 def test_tiff_pixel_size_in_nm_reads_as_angstrom(tmp_path):
     data = np.arange(30 * 40, dtype=np.uint16).reshape(30, 40)
     px_nm = 0.0523
-    tifffile.imwrite(tmp_path / "imagej.tif", data, imagej=True,
-                     resolution=(1 / px_nm, 1 / px_nm), metadata={"unit": "nm"})
-    tifffile.imwrite(tmp_path / "centimetre.tiff", data,
-                     resolution=(1 / (px_nm * 1e-7),) * 2, resolutionunit="CENTIMETER")
+    tifffile.imwrite(
+        tmp_path / "imagej.tif",
+        data,
+        imagej=True,
+        resolution=(1 / px_nm, 1 / px_nm),
+        metadata={"unit": "nm"},
+    )
+    tifffile.imwrite(
+        tmp_path / "centimetre.tiff",
+        data,
+        resolution=(1 / (px_nm * 1e-7),) * 2,
+        resolutionunit="CENTIMETER",
+    )
     tifffile.imwrite(tmp_path / "plain.tif", data)
     for name in ("imagej.tif", "centimetre.tiff"):
         image, pixel_size = read_micrograph(tmp_path / name)
@@ -221,12 +249,20 @@ def test_probability_tiff_round_trip(tmp_path):
 
 
 def _signal(data: np.ndarray, scale: float, units: str, title: str = "image") -> dict:
-    axes = [{"name": name, "size": n, "scale": 1.0, "offset": 0.0, "units": None,
-             "navigate": True} for name, n in zip("tz", data.shape[:-2])]
-    axes += [{"name": name, "size": n, "scale": scale, "offset": 0.0, "units": units,
-              "navigate": False} for name, n in zip("yx", data.shape[-2:])]
-    return {"data": data, "axes": axes, "metadata": {"General": {"title": title}, "Signal": {}},
-            "original_metadata": {}}
+    axes = [
+        {"name": name, "size": n, "scale": 1.0, "offset": 0.0, "units": None, "navigate": True}
+        for name, n in zip("tz", data.shape[:-2])
+    ]
+    axes += [
+        {"name": name, "size": n, "scale": scale, "offset": 0.0, "units": units, "navigate": False}
+        for name, n in zip("yx", data.shape[-2:])
+    ]
+    return {
+        "data": data,
+        "axes": axes,
+        "metadata": {"General": {"title": title}, "Signal": {}},
+        "original_metadata": {},
+    }
 
 
 def test_emd_ncem_with_pixel_size(tmp_path, caplog):
@@ -311,22 +347,43 @@ def test_units_and_pixel_size_check():
 
 # --- hrtem-wf predict ----------------------------------------------------------------------
 
+
 def test_cli_predict_writes_probability_and_mask(model, model_dir, tmp_path, caplog):
     from rsciio.emd import file_writer
 
     from hrtem_wf.cli import main
 
     tif_image = synthetic_micrograph((300, 520), seed=5)
-    tifffile.imwrite(tmp_path / "first.tif", tif_image, imagej=True,
-                     resolution=(5.0, 5.0), metadata={"unit": "nm"})  # 0.2 nm = 2 A
+    tifffile.imwrite(
+        tmp_path / "first.tif",
+        tif_image,
+        imagej=True,
+        resolution=(5.0, 5.0),
+        metadata={"unit": "nm"},
+    )  # 0.2 nm = 2 A
     emd_image = synthetic_micrograph((200, 260), seed=6)
     file_writer(tmp_path / "second.emd", _signal(emd_image, 18.0, "pm"))
     out = tmp_path / "out"
     with caplog.at_level(logging.INFO, logger="hrtem_wf"):
-        assert main(["predict", model_dir, str(tmp_path / "first.tif"),
-                     str(tmp_path / "second.emd"), "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    model_dir,
+                    str(tmp_path / "first.tif"),
+                    str(tmp_path / "second.emd"),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     assert sorted(p.name for p in out.iterdir()) == [
-        "first_mask.png", "first_probability.tif", "second_mask.png", "second_probability.tif"]
+        "first_mask.png",
+        "first_probability.tif",
+        "second_mask.png",
+        "second_probability.tif",
+    ]
     reloaded = TrainedModel.read(model_dir).load_network()
     for stem, image, pixel_size in (("first", tif_image, 2.0), ("second", emd_image, 0.18)):
         probability, written_pixel_size = read_micrograph(out / f"{stem}_probability.tif")
@@ -345,11 +402,24 @@ def test_cli_predict_warns_on_pixel_size_mismatch(model, tmp_path, caplog):
 
     trained_at = save_model_dir(tmp_path / "model", model, BLOCK, pixel_size_A=0.2)
     for name, px_nm in (("same", 0.0205), ("coarse", 0.05)):
-        tifffile.imwrite(tmp_path / f"{name}.tif", synthetic_micrograph((64, 96)), imagej=True,
-                         resolution=(1 / px_nm, 1 / px_nm), metadata={"unit": "nm"})
+        tifffile.imwrite(
+            tmp_path / f"{name}.tif",
+            synthetic_micrograph((64, 96)),
+            imagej=True,
+            resolution=(1 / px_nm, 1 / px_nm),
+            metadata={"unit": "nm"},
+        )
     with caplog.at_level(logging.WARNING, logger="hrtem_wf"):
-        main(["predict", trained_at, str(tmp_path / "same.tif"), str(tmp_path / "coarse.tif"),
-              "--out", str(tmp_path / "out")])
+        main(
+            [
+                "predict",
+                trained_at,
+                str(tmp_path / "same.tif"),
+                str(tmp_path / "coarse.tif"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings
     assert "coarse.tif" in warnings[0] and "0.5 A differs by 150%" in warnings[0]
@@ -365,8 +435,21 @@ def test_cli_predict_large_npy(tmp_path):
     rng = np.random.default_rng(7)
     np.save(tmp_path / "large.npy", rng.normal(100.0, 10.0, (4096, 4096)).astype(np.float32))
     out = tmp_path / "out"
-    main(["predict", fast_dir, str(tmp_path / "large.npy"), "--out", str(out),
-          "--tile-px", "512", "--overlap-px", "32", "--batch-size", "8"])
+    main(
+        [
+            "predict",
+            fast_dir,
+            str(tmp_path / "large.npy"),
+            "--out",
+            str(out),
+            "--tile-px",
+            "512",
+            "--overlap-px",
+            "32",
+            "--batch-size",
+            "8",
+        ]
+    )
     probability, pixel_size = read_micrograph(out / "large_probability.tif")
     assert probability.shape == (4096, 4096) and pixel_size is None
     assert probability.min() >= 0.0 and probability.max() <= 1.0

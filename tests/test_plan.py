@@ -7,13 +7,24 @@ import pytest
 import yaml
 
 from hrtem_wf import cli
-from hrtem_wf.plan import (PlanError, categorize, format_plan, parse_dry_run, parse_job_stats,
-                           parse_rulegraph, plan, read_dry_run, summarize, total)
+from hrtem_wf.plan import (
+    PlanError,
+    categorize,
+    format_plan,
+    parse_dry_run,
+    parse_job_stats,
+    parse_rulegraph,
+    plan,
+    read_dry_run,
+    summarize,
+    total,
+)
 
 PARAMS_CHANGE = (
     "Params have changed since last execution: Union of exclusive params before and now across "
-    "all output: before: '{\"crop_px\":[64,64],\"note\":\"a; b\"}' now: "
-    "'{\"crop_px\":[64,64],\"note\":\"a; c\"}' ")
+    'all output: before: \'{"crop_px":[64,64],"note":"a; b"}\' now: '
+    '\'{"crop_px":[64,64],"note":"a; c"}\' '
+)
 
 # Shaped like `snakemake --dry-run --profile profiles/local` (Snakemake 9.27.1): header, job
 # stats, job blocks (one with printshellcmds' "Shell command:" line, a local rule as on a
@@ -144,8 +155,10 @@ def _row(rows, rule, block):
 
 def test_categorize_splits_only_at_known_reasons():
     assert categorize(f"Missing output files: a, b; {PARAMS_CHANGE}") == ["missing", "params"]
-    assert categorize("Updated input files: x; Set of input files has changed since last "
-                      "execution; Code has changed since last execution") == ["code", "upstream"]
+    assert categorize(
+        "Updated input files: x; Set of input files has changed since last "
+        "execution; Code has changed since last execution"
+    ) == ["code", "upstream"]
     software = "Software environment definition has changed since last execution"
     assert categorize(software) == ["other"]
     assert categorize("Finished (was: Missing output files: a)") == ["missing"]
@@ -154,16 +167,35 @@ def test_categorize_splits_only_at_known_reasons():
 
 def test_parse_dry_run_sample():
     jobs = parse_dry_run(SAMPLE)
-    assert [j["rule"] for j in jobs] == ["structures", "structures", "simulations", "images", "images",
-                                         "datasets", "all"]
+    assert [j["rule"] for j in jobs] == [
+        "structures",
+        "structures",
+        "simulations",
+        "images",
+        "images",
+        "datasets",
+        "all",
+    ]
     assert jobs[0]["wildcards"] == {"structures": "tiny", "item": "00003"} and jobs[0]["jobid"] == 9
     assert [j["categories"] for j in jobs] == [
-        ["missing"], ["other"], ["code", "upstream"], ["params", "upstream"], ["upstream"],
-        ["missing", "upstream"], ["upstream"]]
+        ["missing"],
+        ["other"],
+        ["code", "upstream"],
+        ["params", "upstream"],
+        ["upstream"],
+        ["missing", "upstream"],
+        ["upstream"],
+    ]
     assert jobs[-1]["wildcards"] == {}  # the "Reasons:" summary after it is not read into it
     assert jobs[-1]["reason"].startswith("Input files updated")
-    assert parse_job_stats(SAMPLE) == {"structures": 2, "simulations": 1, "images": 2, "datasets": 1,
-                                       "all": 1, "total": 7}
+    assert parse_job_stats(SAMPLE) == {
+        "structures": 2,
+        "simulations": 1,
+        "images": 2,
+        "datasets": 1,
+        "all": 1,
+        "total": 7,
+    }
     assert read_dry_run(SAMPLE) == jobs
     with pytest.raises(PlanError, match="job stats"):
         read_dry_run(SAMPLE.replace("localrule all:", "all:"))  # a job the parser cannot see
@@ -172,17 +204,37 @@ def test_parse_dry_run_sample():
 def test_summarize_sample():
     rows = summarize(parse_dry_run(SAMPLE), SAMPLE_CONFIG)
     assert [(r["stage"], r["block"], r["rule"]) for r in rows] == [
-        ("structures", "tiny", "structures"), ("simulations", "tiny_fp", "simulations"),
-        ("images", "tiny_hrtem", "images"), ("datasets", "tiny_set", "datasets"),
-        ("models", "tiny_unet", "models"), ("models", "tiny_unet", "evaluations"),
-        ("report", "-", "report"), ("report", "-", "all")]
-    counts = {r["rule"]: (r["targets"], r["would_run"], r["missing"], r["params"], r["code"],
-                          r["upstream"], r["other"]) for r in rows}
+        ("structures", "tiny", "structures"),
+        ("simulations", "tiny_fp", "simulations"),
+        ("images", "tiny_hrtem", "images"),
+        ("datasets", "tiny_set", "datasets"),
+        ("models", "tiny_unet", "models"),
+        ("models", "tiny_unet", "evaluations"),
+        ("report", "-", "report"),
+        ("report", "-", "all"),
+    ]
+    counts = {
+        r["rule"]: (
+            r["targets"],
+            r["would_run"],
+            r["missing"],
+            r["params"],
+            r["code"],
+            r["upstream"],
+            r["other"],
+        )
+        for r in rows
+    }
     assert counts == {
-        "structures": (5, 2, 1, 0, 0, 0, 1), "simulations": (5, 1, 0, 0, 1, 1, 0),
-        "images": (5, 2, 0, 1, 0, 2, 0), "datasets": (1, 1, 1, 0, 0, 1, 0),
-        "models": (2, 0, 0, 0, 0, 0, 0), "evaluations": (2, 0, 0, 0, 0, 0, 0),
-        "report": (1, 0, 0, 0, 0, 0, 0), "all": (1, 1, 0, 0, 0, 1, 0)}
+        "structures": (5, 2, 1, 0, 0, 0, 1),
+        "simulations": (5, 1, 0, 0, 1, 1, 0),
+        "images": (5, 2, 0, 1, 0, 2, 0),
+        "datasets": (1, 1, 1, 0, 0, 1, 0),
+        "models": (2, 0, 0, 0, 0, 0, 0),
+        "evaluations": (2, 0, 0, 0, 0, 0, 0),
+        "report": (1, 0, 0, 0, 0, 0, 0),
+        "all": (1, 1, 0, 0, 0, 1, 0),
+    }
     assert total(rows)["targets"] == 22 and total(rows)["would_run"] == 7
     text = format_plan(rows)
     lines = text.splitlines()
@@ -213,9 +265,18 @@ def default_flow(tmp_path_factory):
 @pytest.mark.workflow
 def test_default_config_plan(default_flow):
     rows = plan(default_flow.path)
-    table = {(r["stage"], r["block"], r["rule"]):
-             (r["targets"], r["would_run"], r["missing"], r["params"], r["code"], r["upstream"],
-              r["other"]) for r in rows}
+    table = {
+        (r["stage"], r["block"], r["rule"]): (
+            r["targets"],
+            r["would_run"],
+            r["missing"],
+            r["params"],
+            r["code"],
+            r["upstream"],
+            r["other"],
+        )
+        for r in rows
+    }
     assert table == {
         ("structures", "au_small", "structures"): (24, 24, 24, 0, 0, 0, 0),
         ("simulations", "au_small_fp", "simulations"): (24, 24, 24, 0, 0, 24, 0),
@@ -243,13 +304,23 @@ def test_cli_prints_table_and_draws_rulegraph(default_flow, tmp_path, capsys):
 def test_grown_config_via_configfile(default_flow, tmp_path):
     """A --configfile is merged over config/config.yaml, as Snakemake does."""
     overlay = tmp_path / "grow.yaml"
-    overlay.write_text(yaml.safe_dump({"structures": {"au_small": {"count": 5}},
-                                       "models": {"unet_demo": {"seeds": [0, 3]}}}))
+    overlay.write_text(
+        yaml.safe_dump(
+            {"structures": {"au_small": {"count": 5}}, "models": {"unet_demo": {"seeds": [0, 3]}}}
+        )
+    )
     rows = plan(default_flow.path, configfile=overlay)
     counts = {r["rule"]: (r["targets"], r["would_run"]) for r in rows}
-    assert counts == {"structures": (5, 5), "simulations": (5, 5), "images": (5, 5),
-                      "datasets": (1, 1), "models": (2, 2), "evaluations": (2, 2), "report": (1, 1),
-                      "all": (1, 1)}
+    assert counts == {
+        "structures": (5, 5),
+        "simulations": (5, 5),
+        "images": (5, 5),
+        "datasets": (1, 1),
+        "models": (2, 2),
+        "evaluations": (2, 2),
+        "report": (1, 1),
+        "all": (1, 1),
+    }
 
 
 @pytest.mark.workflow
@@ -262,14 +333,15 @@ def test_snakemake_failure_is_reported(default_flow, tmp_path):
 
 def test_real_set_scores_are_planned_per_model_seed():
     from conftest import load_config
-
     from hrtem_wf.config import validate
     from hrtem_wf.plan import targets
 
     config = load_config("config/config.yaml")
     config["models"]["second"] = {**config["models"]["unet_demo"], "seeds": [4, 5, 6]}
-    config["real_sets"] = {"all_models": {"format": "hdf5", "path": "a.h5"},
-                           "one_model": {"format": "hdf5", "path": "b.h5", "models": ["second"]}}
+    config["real_sets"] = {
+        "all_models": {"format": "hdf5", "path": "a.h5"},
+        "one_model": {"format": "hdf5", "path": "b.h5", "models": ["second"]},
+    }
     validate(config)
     rows = {(r["stage"], r["block"], r["rule"]): r["targets"] for r in targets(config)}
     assert rows[("real_sets", "all_models", "scores")] == 2 + 3

@@ -17,7 +17,6 @@ import tifffile
 from conftest import TINY_MODEL_BLOCK, train_seeds
 from hrtem_wf.config import validate_block
 from hrtem_wf.evaluations import evaluate_model, write_report
-from hrtem_wf.evaluations.real_sets import read_real_set, score_real_set
 from hrtem_wf.evaluations.ensembles import (
     epochs_summary,
     epochs_to,
@@ -25,6 +24,7 @@ from hrtem_wf.evaluations.ensembles import (
     format_summary,
     seed_summary,
 )
+from hrtem_wf.evaluations.real_sets import read_real_set, score_real_set
 from hrtem_wf.evaluations.report import condition_table
 from hrtem_wf.inference import predict_micrograph
 from hrtem_wf.micrographs import write_mask_png
@@ -34,8 +34,9 @@ from hrtem_wf.models.synthetic import write_synthetic_dataset
 
 def _history(val_f1: list[float]) -> pd.DataFrame:
     n = len(val_f1)
-    return pd.DataFrame({"epoch": range(1, n + 1), "val_f1": val_f1, "train_loss": [1.0] * n,
-                         "val_loss": [1.0] * n})
+    return pd.DataFrame(
+        {"epoch": range(1, n + 1), "val_f1": val_f1, "train_loss": [1.0] * n, "val_loss": [1.0] * n}
+    )
 
 
 def test_epochs_to_validation_f1_levels():
@@ -61,16 +62,35 @@ def test_seed_summaries_as_table_s2():
 
 
 def test_condition_table_rows():
-    evaluations = [{"model": m, "seed": s, "f1": f, "dataset": d, "training_dataset": d}
-                   for m, d, s, f in [("a", "da", 0, 0.9), ("a", "da", 1, 0.8), ("a", "da", 2, 0.7),
-                                      ("b", "db", 0, 0.5)]]
-    scores = [{"model": "a", "seed": s, "real_set": "exp", "f1": f} for s, f in [(0, 0.6), (1, 0.7), (2, 0.65)]]
-    histories = {("a", 0): _history([0.95, 0.96]), ("a", 1): _history([0.5, 0.91]),
-                 ("a", 2): _history([0.5, 0.5]), ("b", 0): _history([0.92, 0.97])}
+    evaluations = [
+        {"model": m, "seed": s, "f1": f, "dataset": d, "training_dataset": d}
+        for m, d, s, f in [
+            ("a", "da", 0, 0.9),
+            ("a", "da", 1, 0.8),
+            ("a", "da", 2, 0.7),
+            ("b", "db", 0, 0.5),
+        ]
+    ]
+    scores = [
+        {"model": "a", "seed": s, "real_set": "exp", "f1": f}
+        for s, f in [(0, 0.6), (1, 0.7), (2, 0.65)]
+    ]
+    histories = {
+        ("a", 0): _history([0.95, 0.96]),
+        ("a", 1): _history([0.5, 0.91]),
+        ("a", 2): _history([0.5, 0.5]),
+        ("b", 0): _history([0.92, 0.97]),
+    }
     header, rows = condition_table(evaluations, scores, histories)
     assert header == ["condition", "training data", "simulated test F1", "exp F1", "V90", "V95"]
-    assert rows[0] == ["a", "da", "0.800 [0.700-0.900] (3)", "0.650 [0.600-0.700] (3)", "2 (2/3)",
-                       "not reached (1/3)"]
+    assert rows[0] == [
+        "a",
+        "da",
+        "0.800 [0.700-0.900] (3)",
+        "0.650 [0.600-0.700] (3)",
+        "2 (2/3)",
+        "not reached (1/3)",
+    ]
     assert rows[1] == ["b", "db", "0.500 (1)", "n/a", "1", "2"]
 
 
@@ -92,8 +112,11 @@ def _by_hand(model_dir, images, masks, median_px=3):
     per_image = []
     for image, mask in zip(images, masks):
         predicted = predict_micrograph(model, image, median_px=median_px) > 0.5
-        t, f_p, f_n = (np.sum(predicted & (mask == 1)), np.sum(predicted & (mask == 0)),
-                       np.sum(~predicted & (mask == 1)))
+        t, f_p, f_n = (
+            np.sum(predicted & (mask == 1)),
+            np.sum(predicted & (mask == 0)),
+            np.sum(~predicted & (mask == 1)),
+        )
         tp, fp, fn = tp + t, fp + f_p, fn + f_n
         per_image.append(t / (t + 0.5 * (f_p + f_n)))
     return tp / (tp + 0.5 * (fp + fn)), per_image
@@ -116,9 +139,11 @@ def _write_real_sets(directory: Path, images, masks) -> dict:
         else:
             np.save(pairs / f"m{index}.npy", image)
         write_mask_png(mask_dir / f"m{index}.png", mask)
-    blocks = {"maps": {"format": "hdf5", "path": str(directory / "maps.h5"), "pixel_size_A": 0.2},
-              "labels": {"format": "hdf5", "path": str(directory / "labels.h5")},
-              "pairs": {"format": "pairs", "micrographs": str(pairs), "masks": str(mask_dir)}}
+    blocks = {
+        "maps": {"format": "hdf5", "path": str(directory / "maps.h5"), "pixel_size_A": 0.2},
+        "labels": {"format": "hdf5", "path": str(directory / "labels.h5")},
+        "pairs": {"format": "pairs", "micrographs": str(pairs), "masks": str(mask_dir)},
+    }
     return {name: validate_block("real_sets", block) for name, block in blocks.items()}
 
 
@@ -135,7 +160,9 @@ def test_loaders_read_every_layout_alike(models, tmp_path):
     with pytest.raises(ValueError, match="needs 'maps'"):
         with h5py.File(tmp_path / "bad.h5", "w") as handle:
             handle["images"] = images
-        read_real_set(validate_block("real_sets", {"format": "hdf5", "path": str(tmp_path / "bad.h5")}))
+        read_real_set(
+            validate_block("real_sets", {"format": "hdf5", "path": str(tmp_path / "bad.h5")})
+        )
     (tmp_path / "masks" / "m0.png").unlink()
     with pytest.raises(ValueError, match="has no mask"):
         read_real_set(real_sets["pairs"])
@@ -181,15 +208,29 @@ def test_report_has_the_table_1_layout_and_every_figure(models, tmp_path):
             path = tmp_path / f"score_{name}_{model_dir.name}.json"
             path.write_text(json.dumps(score_real_set(model_dir, name, real_sets[name])))
             scores.append(str(path))
-    written = write_report(evaluations, [str(d) for d in dirs], *dataset, str(tmp_path / "report"),
-                           score_jsons=scores, dataset_parquets=[dataset[1]],
-                           real_sets={"maps": real_sets["maps"]})
+    written = write_report(
+        evaluations,
+        [str(d) for d in dirs],
+        *dataset,
+        str(tmp_path / "report"),
+        score_jsons=scores,
+        dataset_parquets=[dataset[1]],
+        real_sets={"maps": real_sets["maps"]},
+    )
     summary = (tmp_path / "report" / "summary.md").read_text()
-    assert "| condition | training data | simulated test F1 | maps F1 | pairs F1 | V90 | V95 |" in summary
+    assert (
+        "| condition | training data | simulated test F1 | maps F1 | pairs F1 | V90 | V95 |"
+        in summary
+    )
     f1 = [json.loads(Path(p).read_text())["f1"] for p in scores[::2]]
     assert f"{np.median(f1):.3f} [{min(f1):.3f}-{max(f1):.3f}] (2)" in summary
-    assert [p.name for p in written] == ["summary.md", "training_curves.png", "examples.png",
-                                         "data_distributions.png", "real_set_examples.png"]
+    assert [p.name for p in written] == [
+        "summary.md",
+        "training_curves.png",
+        "examples.png",
+        "data_distributions.png",
+        "real_set_examples.png",
+    ]
     for path in written[1:]:
         assert path.read_bytes().startswith(b"\x89PNG")
 
@@ -199,11 +240,15 @@ def test_a_new_real_set_scores_every_seed_without_retraining(tiny_run, tmp_path)
     """Adding a `real_sets` block to a finished run: one score job per model seed and the report
     again, nothing upstream; the report gains the real set's column and example figure."""
     import zarr
+
     from conftest import job_counts
 
     flow = tiny_run.clone(tmp_path / "bench")
     config = flow.config
-    model, seeds = next(iter(config["models"].items()))[0], next(iter(config["models"].values()))["seeds"]
+    model, seeds = (
+        next(iter(config["models"].items()))[0],
+        next(iter(config["models"].values()))["seeds"],
+    )
     dataset = flow.path / "results" / "datasets" / config["models"][model]["dataset"]
     table = pd.read_parquet(f"{dataset}.parquet")
     group = zarr.open_group(f"{dataset}.zarr", mode="r")
@@ -211,12 +256,21 @@ def test_a_new_real_set_scores_every_seed_without_retraining(tiny_run, tmp_path)
     with h5py.File(flow.path / "data" / "exp.h5", "w") as handle:
         handle["images"] = group["images"][...][:2]
         handle["labels"] = group["masks"][...][:2]
-    config["real_sets"] = {"exp": {"format": "hdf5", "path": "data/exp.h5",
-                                   "pixel_size_A": float(table["image.pixel_size_A"].iloc[0])}}
+    config["real_sets"] = {
+        "exp": {
+            "format": "hdf5",
+            "path": "data/exp.h5",
+            "pixel_size_A": float(table["image.pixel_size_A"].iloc[0]),
+        }
+    }
     flow.write_config(config)
     result = flow.snakemake()
-    assert job_counts(result.stdout + result.stderr) == {"scores": len(seeds), "report": 1, "all": 1,
-                                                         "total": len(seeds) + 2}
+    assert job_counts(result.stdout + result.stderr) == {
+        "scores": len(seeds),
+        "report": 1,
+        "all": 1,
+        "total": len(seeds) + 2,
+    }
     score = json.loads((flow.path / f"results/scores/exp/{model}/seed{seeds[0]}.json").read_text())
     assert score["n_images"] == 2 and score["warnings"] == [] and 0 <= score["f1"] <= 1
     assert "exp F1" in (flow.path / "results/report/summary.md").read_text()

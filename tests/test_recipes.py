@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-from conftest import SCHEMA, job_counts, load_config
 
+from conftest import SCHEMA, job_counts, load_config
 from hrtem_wf.config import ConfigError, check_references, scaled_count, validate
 
 RECIPE = "config/recipes/study.yaml"
@@ -28,8 +28,14 @@ SI_SIZES = {
     "optimal_cdse": (2000, 2000, 8000),
     "optimal_mixed": (4000, 4000, 16000),
 }
-PER_DEFOCUS_SIMULATIONS = {"baseline", "thermal", "dose_variation", "simulation_effects_plasmonic",
-                           "simulation_effects_aberrations", "simulation_effects_all"}
+PER_DEFOCUS_SIMULATIONS = {
+    "baseline",
+    "thermal",
+    "dose_variation",
+    "simulation_effects_plasmonic",
+    "simulation_effects_aberrations",
+    "simulation_effects_all",
+}
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +70,26 @@ def test_recipe_sizes_match_the_si(recipe, dataset):
 
 
 def test_recipes_share_structures_and_simulations_as_the_study(recipe):
-    parents = {name: recipe["simulations"][block["simulations"]]["structures"]
-               for name, block in recipe["images"].items()}
-    for image_block in ("baseline_img", "thermal_img", "dose_variation_img", "plasmonic_img",
-                        "aberrations_img", "all_effects_img"):
+    parents = {
+        name: recipe["simulations"][block["simulations"]]["structures"]
+        for name, block in recipe["images"].items()
+    }
+    for image_block in (
+        "baseline_img",
+        "thermal_img",
+        "dose_variation_img",
+        "plasmonic_img",
+        "aberrations_img",
+        "all_effects_img",
+    ):
         assert parents[image_block] == "baseline_au"
-    for image_block in ("thermal_img", "dose_variation_img", "plasmonic_img", "aberrations_img",
-                        "all_effects_img"):
+    for image_block in (
+        "thermal_img",
+        "dose_variation_img",
+        "plasmonic_img",
+        "aberrations_img",
+        "all_effects_img",
+    ):
         assert recipe["images"][image_block]["simulations"] == "thermal_sim"
     assert set(recipe["datasets"]) == set(SI_SIZES)
 
@@ -81,10 +100,13 @@ def test_study_recipe_dry_run_job_set(recipe, workflow_copy):
     result = flow.snakemake("-n", "--quiet", "rules")
     counts = job_counts(result.stdout)
     n_structures = sum(b["count"] for b in recipe["structures"].values())
-    n_simulations = sum(recipe["structures"][b["structures"]]["count"]
-                        for b in recipe["simulations"].values())
-    n_images = sum(recipe["structures"][recipe["simulations"][b["simulations"]]["structures"]]["count"]
-                   for b in recipe["images"].values())
+    n_simulations = sum(
+        recipe["structures"][b["structures"]]["count"] for b in recipe["simulations"].values()
+    )
+    n_images = sum(
+        recipe["structures"][recipe["simulations"][b["simulations"]]["structures"]]["count"]
+        for b in recipe["images"].values()
+    )
     n_models = sum(len(b["seeds"]) for b in recipe["models"].values())
     assert counts["structures"] == n_structures == 6048
     assert counts["simulations"] == n_simulations
@@ -99,10 +121,19 @@ def test_scale_device_and_smoke_overrides(recipe, workflow_copy):
     every recipe) at most 3 per block and one seed per model, on the CPU with `device`."""
     scaled = validate({**copy.deepcopy(recipe), "scale": 0.01, "device": "cpu"}, SCHEMA)
     per_block = {name: scaled_count(scaled, name) for name in recipe["structures"]}
-    assert per_block == {"baseline_au": 5, "varying_substrate_au": 10, "small_au_1nm": 3,
-                         "small_au_2p5nm": 3, "optimal_au": 20, "optimal_cdse": 20}
-    assert all(b["device"] == "cpu" for section in ("simulations", "images", "models")
-               for b in scaled[section].values())
+    assert per_block == {
+        "baseline_au": 5,
+        "varying_substrate_au": 10,
+        "small_au_1nm": 3,
+        "small_au_2p5nm": 3,
+        "optimal_au": 20,
+        "optimal_cdse": 20,
+    }
+    assert all(
+        b["device"] == "cpu"
+        for section in ("simulations", "images", "models")
+        for b in scaled[section].values()
+    )
     flow = workflow_copy(copy.deepcopy(recipe))
     result = flow.snakemake("-n", "--quiet", "rules", "--config", "device=cpu", "smoke=True")
     counts = job_counts(result.stdout)
@@ -119,14 +150,21 @@ def test_smoke_shrinks_cost_not_structures(recipe):
         full = recipe["simulations"][name]
         assert block["frozen_phonons"] == min(full["frozen_phonons"], 2)
         assert block["potential_sampling_A"] == 0.2 == block["exit_wave_sampling_A"]
-        assert {k: v for k, v in block.items() if k not in ("frozen_phonons", "potential_sampling_A")} \
-            == {k: v for k, v in full.items() if k not in ("frozen_phonons", "potential_sampling_A")}
+        assert {
+            k: v for k, v in block.items() if k not in ("frozen_phonons", "potential_sampling_A")
+        } == {k: v for k, v in full.items() if k not in ("frozen_phonons", "potential_sampling_A")}
     for name, block in smoked["images"].items():
         full = recipe["images"][name]
         assert block["focal_spread"]["samples"] == min(full["focal_spread"]["samples"], 5)
         assert block["crop_px"] == [256, 256]
-        for key in ("defocus_A", "dose_e_per_A2", "aberrations", "plasmons", "label",
-                    "draws_per_structure"):
+        for key in (
+            "defocus_A",
+            "dose_e_per_A2",
+            "aberrations",
+            "plasmons",
+            "label",
+            "draws_per_structure",
+        ):
             assert block[key] == full[key]
     for block in smoked["models"].values():
         assert block["seeds"] == [0] and block["epochs"] == 2

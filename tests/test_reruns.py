@@ -44,37 +44,62 @@ def run_and_check_done(flow) -> None:
 
 def test_dose_change_reruns_only_image_draws_and_downstream(tiny_run, tmp_path):
     before = fingerprints(tiny_run.path, "results/s*/*/*")
-    flow, plan = changed(tiny_run, tmp_path, lambda c: c["images"]["tiny_hrtem"].update(
-        dose_e_per_A2={"distribution": "uniform", "low": 100.0, "high": 200.0}))
+    flow, plan = changed(
+        tiny_run,
+        tmp_path,
+        lambda c: c["images"]["tiny_hrtem"].update(
+            dose_e_per_A2={"distribution": "uniform", "low": 100.0, "high": 200.0}
+        ),
+    )
     assert job_counts(plan.stdout) == {"images": 3, **DOWNSTREAM_OF_IMAGES, "total": 8}
     assert "Params have changed" in plan.stdout
     run_and_check_done(flow)
     assert fingerprints(flow.path, "results/s*/*/*") == before  # structures, simulations
-    assert fingerprints(flow.path, "results/images/*/*") != fingerprints(tiny_run.path, "results/images/*/*")
+    assert fingerprints(flow.path, "results/images/*/*") != fingerprints(
+        tiny_run.path, "results/images/*/*"
+    )
 
 
 def test_frozen_phonon_change_reruns_simulations_not_structures(tiny_run, tmp_path):
-    flow, plan = changed(tiny_run, tmp_path,
-                         lambda c: c["simulations"]["tiny_fp"].update(frozen_phonons=1))
-    assert job_counts(plan.stdout) == {"simulations": 3, "images": 3, **DOWNSTREAM_OF_IMAGES,
-                                       "total": 11}
+    flow, plan = changed(
+        tiny_run, tmp_path, lambda c: c["simulations"]["tiny_fp"].update(frozen_phonons=1)
+    )
+    assert job_counts(plan.stdout) == {
+        "simulations": 3,
+        "images": 3,
+        **DOWNSTREAM_OF_IMAGES,
+        "total": 11,
+    }
     run_and_check_done(flow)
     assert fingerprints(flow.path, "results/structures/*/*") == fingerprints(
-        tiny_run.path, "results/structures/*/*")
+        tiny_run.path, "results/structures/*/*"
+    )
 
 
 def test_learning_rate_change_retrains_only_that_model(tiny_run, tmp_path):
-    flow, plan = changed(tiny_run, tmp_path,
-                         lambda c: c["models"]["tiny_unet"].update(learning_rate=5e-4))
-    assert job_counts(plan.stdout) == {"models": 1, "evaluations": 1, "report": 1, "all": 1, "total": 4}
+    flow, plan = changed(
+        tiny_run, tmp_path, lambda c: c["models"]["tiny_unet"].update(learning_rate=5e-4)
+    )
+    assert job_counts(plan.stdout) == {
+        "models": 1,
+        "evaluations": 1,
+        "report": 1,
+        "all": 1,
+        "total": 4,
+    }
     run_and_check_done(flow)
 
 
 def test_growing_a_set_runs_only_the_new_items(tiny_run, tmp_path):
     before = fingerprints(tiny_run.path, "results/[sif]*/*/*")  # structures, simulations, images
     flow, plan = changed(tiny_run, tmp_path, lambda c: c["structures"]["tiny"].update(count=5))
-    assert job_counts(plan.stdout) == {"structures": 2, "simulations": 2, "images": 2,
-                                       **DOWNSTREAM_OF_IMAGES, "total": 11}
+    assert job_counts(plan.stdout) == {
+        "structures": 2,
+        "simulations": 2,
+        "images": 2,
+        **DOWNSTREAM_OF_IMAGES,
+        "total": 11,
+    }
     run_and_check_done(flow)
     after = fingerprints(flow.path, "results/[sif]*/*/*")
     assert {k: after[k] for k in before} == before  # the first three items: byte-identical
@@ -83,7 +108,10 @@ def test_growing_a_set_runs_only_the_new_items(tiny_run, tmp_path):
 
 def test_new_image_block_runs_no_simulation(tiny_run, tmp_path):
     def add_block(config):
-        config["images"]["tiny_low_dose"] = {**config["images"]["tiny_hrtem"], "dose_e_per_A2": 150.0}
+        config["images"]["tiny_low_dose"] = {
+            **config["images"]["tiny_hrtem"],
+            "dose_e_per_A2": 150.0,
+        }
         config["datasets"]["tiny_set"]["images"].append("tiny_low_dose")
 
     flow, plan = changed(tiny_run, tmp_path, add_block)

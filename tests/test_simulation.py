@@ -13,9 +13,17 @@ from hrtem_wf import cli
 from hrtem_wf.simulations import simulate_structure
 from hrtem_wf.simulations.multislice import displaced_configurations, resample_bandlimited
 
-BLOCK = dict(device="cpu", energy_eV=300e3, potential_sampling_A=0.1, exit_wave_sampling_A=0.2,
-             slice_thickness_A=2.0, projection="finite", parametrization="lobato",
-             frozen_phonons=2, debye_waller_sigma_A={"Au": 0.1, "C": 0.1})
+BLOCK = dict(
+    device="cpu",
+    energy_eV=300e3,
+    potential_sampling_A=0.1,
+    exit_wave_sampling_A=0.2,
+    slice_thickness_A=2.0,
+    projection="finite",
+    parametrization="lobato",
+    frozen_phonons=2,
+    debye_waller_sigma_A={"Au": 0.1, "C": 0.1},
+)
 CELL_A = (24.0, 20.0, 24.0)  # x != y so a transposed array would show
 
 
@@ -97,6 +105,7 @@ def test_resampling_keeps_values_and_band_limits():
 def _gpu_visible() -> bool:
     try:
         import cupy
+
         return cupy.cuda.runtime.getDeviceCount() > 0
     except Exception:
         return False
@@ -109,15 +118,31 @@ def test_gpu_without_gpu_is_a_clear_error():
 
 
 def test_simulate_cli_writes_the_store(tmp_path):
-    import ase.io
     import json
+
+    import ase.io
 
     atoms = scene()
     atoms.info.update({"block_name": "s", "seed": 11, "structure_id": "s/00000", "radius_A": 5.0})
     ase.io.write(tmp_path / "s.extxyz", atoms, format="extxyz")
     store = tmp_path / "sim.zarr"
-    cli.main(["simulations", "--spec", json.dumps(BLOCK), "--seed", "1", "--block", "m", "--index", "0",
-              "--structure", str(tmp_path / "s.extxyz"), "--output", str(store)])
+    cli.main(
+        [
+            "simulations",
+            "--spec",
+            json.dumps(BLOCK),
+            "--seed",
+            "1",
+            "--block",
+            "m",
+            "--index",
+            "0",
+            "--structure",
+            str(tmp_path / "s.extxyz"),
+            "--output",
+            str(store),
+        ]
+    )
     group = zarr.open_group(store, mode="r")
     assert group["full"].shape == (2, 100, 120) and group["full"].dtype == np.complex64
     assert group["full"].chunks == (1, 100, 120)  # one chunk per frozen phonon

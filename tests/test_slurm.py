@@ -34,11 +34,19 @@ LOCAL_RULES = {"all"}
 CPU_RULES = {"structures", "images", "datasets", "report"}
 STAGE_DIRS = ("structures", "simulations", "images", "datasets")  # compared byte for byte
 # Local to this test cluster: what the profile reads from the environment.
-CLUSTER_ENV = {"SLURM_ACCOUNT": "local", "SLURM_GPU_ACCOUNT": "local_g", "SLURM_QOS": "normal",
-               "SLURM_PARTITION": "debug"}
+CLUSTER_ENV = {
+    "SLURM_ACCOUNT": "local",
+    "SLURM_GPU_ACCOUNT": "local_g",
+    "SLURM_QOS": "normal",
+    "SLURM_PARTITION": "debug",
+}
 # Faster status polling than a production cluster wants (the profile's values are for NERSC).
-FAST_POLLING = ("--slurm-init-seconds-before-status-checks", "2",
-                "--max-status-checks-per-second", "5")
+FAST_POLLING = (
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--max-status-checks-per-second",
+    "5",
+)
 # The plugin waits 10 s longer after every status poll that finds no job finished (up to 180 s):
 # right on a production cluster, but here it would be most of the run time. The controller runs
 # through this launcher, which keeps the interval at 2 s; nothing else changes (the jobs
@@ -67,8 +75,9 @@ def _sinfo_state() -> tuple[bool, str]:
     if shutil.which("sinfo") is None:
         return False, "sinfo not found"
     try:
-        result = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
-                                timeout=20)
+        result = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
+        )
     except subprocess.TimeoutExpired:
         return False, "sinfo timed out"
     if result.returncode != 0:
@@ -80,8 +89,9 @@ def _sinfo_state() -> tuple[bool, str]:
 
 
 def _node() -> dict:
-    out = subprocess.run(["scontrol", "show", "node", "-o"], capture_output=True, text=True,
-                         check=True).stdout.splitlines()[0]
+    out = subprocess.run(
+        ["scontrol", "show", "node", "-o"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()[0]
     return fields(out)
 
 
@@ -96,18 +106,25 @@ def slurm_cluster() -> dict:
         if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
             pytest.skip(f"SLURM cannot be started here: {reason}, no slurmctld and no apt-get")
         try:
-            started = subprocess.run(["bash", str(SLURM_UP)], capture_output=True, text=True,
-                                     timeout=900)
+            started = subprocess.run(
+                ["bash", str(SLURM_UP)], capture_output=True, text=True, timeout=900
+            )
             log = (started.stdout + started.stderr).strip().splitlines()
         except subprocess.TimeoutExpired:
             log = ["slurm-up.sh timed out"]
         ok, after = _sinfo_state()
         if not ok:
-            pytest.skip(f"SLURM cannot be started here: {reason}; after slurm-up.sh: {after}; "
-                        + " | ".join(log[-3:]))
+            pytest.skip(
+                f"SLURM cannot be started here: {reason}; after slurm-up.sh: {after}; "
+                + " | ".join(log[-3:])
+            )
     node = _node()
-    return {"node": node["NodeName"], "cpus": int(node["CPUTot"]),
-            "mem_mb": int(node["RealMemory"]), "gres": node.get("Gres", "")}
+    return {
+        "node": node["NodeName"],
+        "cpus": int(node["CPUTot"]),
+        "mem_mb": int(node["RealMemory"]),
+        "gres": node.get("Gres", ""),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,7 +144,8 @@ def cluster_env(**extra: str) -> dict[str, str]:
 
 def fit_profile_to_node(flow: WorkflowCopy, cluster: dict) -> None:
     """Cap the profile's memory and CPU requests (Perlmutter-sized) at the test node's, in the
-    copy only: sbatch refuses a job no node can hold. Everything else stays as the profile has it."""
+    copy only: sbatch refuses a job no node can hold. Everything else stays as the profile has
+    it."""
     path = flow.path / "profiles" / "slurm" / "config.yaml"
     profile = yaml.safe_load(path.read_text())
 
@@ -160,43 +178,62 @@ def fit_profile_to_node(flow: WorkflowCopy, cluster: dict) -> None:
     scopes["cpus_per_task"] = "local"  # a cap per group job, not a total over running jobs
     profile["set-resource-scopes"] = scopes
     if "set-resources" in profile:
-        profile["set-resources"] = {rule: cap(as_dict(res))
-                                    for rule, res in profile["set-resources"].items()}
+        profile["set-resources"] = {
+            rule: cap(as_dict(res)) for rule, res in profile["set-resources"].items()
+        }
     path.write_text(yaml.safe_dump(profile, sort_keys=False))
 
 
 def slurm_flow(path: Path, cluster: dict, config: dict | None = None) -> WorkflowCopy:
     path.mkdir(parents=True, exist_ok=True)
-    flow = WorkflowCopy(path, config if config is not None else load_config("tests/configs/tiny.yaml"))
+    flow = WorkflowCopy(
+        path, config if config is not None else load_config("tests/configs/tiny.yaml")
+    )
     fit_profile_to_node(flow, cluster)
     return flow
 
 
 def snakemake_command(*args: str) -> list[str]:
-    return [sys.executable, "-c", FAST_POLL_LAUNCHER, "--profile", "profiles/slurm",
-            *FAST_POLLING, *args]
+    return [
+        sys.executable,
+        "-c",
+        FAST_POLL_LAUNCHER,
+        "--profile",
+        "profiles/slurm",
+        *FAST_POLLING,
+        *args,
+    ]
 
 
 def cancel_jobs_in(path: Path) -> None:
     """scancel whatever is still queued or running from this directory (after a failed test)."""
     out = subprocess.run(["squeue", "-h", "-o", "%i|%Z"], capture_output=True, text=True).stdout
-    ids = [line.split("|")[0] for line in out.splitlines()
-           if line.split("|")[-1].startswith(str(path))]
+    ids = [
+        line.split("|")[0] for line in out.splitlines() if line.split("|")[-1].startswith(str(path))
+    ]
     if ids:
         subprocess.run(["scancel", *ids], capture_output=True)
 
 
 def run_profile(flow: WorkflowCopy, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     try:
-        result = subprocess.run(snakemake_command(*args), cwd=flow.path, env=cluster_env(),
-                                capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        result = subprocess.run(
+            snakemake_command(*args),
+            cwd=flow.path,
+            env=cluster_env(),
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired as error:
         cancel_jobs_in(flow.path)
-        raise AssertionError(f"snakemake {args} did not finish in {RUN_TIMEOUT_S} s:\n"
-                             f"{error.stdout}\n{error.stderr}") from None
+        raise AssertionError(
+            f"snakemake {args} did not finish in {RUN_TIMEOUT_S} s:\n{error.stdout}\n{error.stderr}"
+        ) from None
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake --profile profiles/slurm {args} failed:\n"
-                             f"{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"snakemake --profile profiles/slurm {args} failed:\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -211,15 +248,19 @@ def target_jobs(script: str) -> list[tuple[str, str]]:
 def sbatch_jobs(path: Path) -> list[dict]:
     """Every SLURM job submitted from this workflow copy (finished ones included, MinJobAge),
     with the rule instances it ran."""
-    out = subprocess.run(["scontrol", "show", "job", "-o"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-o"], capture_output=True, text=True, check=True
+    ).stdout
     jobs = []
     for line in out.splitlines():
         record = fields(line)
         if record.get("WorkDir") != str(path):
             continue
-        script = subprocess.run(["scontrol", "write", "batch_script", record["JobId"], "-"],
-                                capture_output=True, text=True).stdout
+        script = subprocess.run(
+            ["scontrol", "write", "batch_script", record["JobId"], "-"],
+            capture_output=True,
+            text=True,
+        ).stdout
         record["targets"] = target_jobs(script)
         record["rules"] = sorted({rule for rule, _ in record["targets"]})
         jobs.append(record)
@@ -227,7 +268,9 @@ def sbatch_jobs(path: Path) -> list[dict]:
 
 
 def requests_gpu(job: dict) -> bool:
-    tres = " ".join(job.get(key, "") for key in ("TRES", "TresPerJob", "TresPerNode", "TresPerTask"))
+    tres = " ".join(
+        job.get(key, "") for key in ("TRES", "TresPerJob", "TresPerNode", "TresPerTask")
+    )
     return "gpu" in tres
 
 
@@ -277,24 +320,32 @@ def test_tiny_config_runs_through_slurm_profile(slurm_tiny_run):
     ran_counts = {rule: sum(1 for r, _ in ran if r == rule) for rule in instances}
     assert ran_counts == instances, (ran_counts, instances)
     assert all(job["JobState"] == "COMPLETED" for job in jobs), [
-        (job["JobId"], job["rules"], job["JobState"]) for job in jobs]
+        (job["JobId"], job["rules"], job["JobState"]) for job in jobs
+    ]
     # Undisturbed, nothing fails and nothing needs a retry (a refused sbatch shows up only here).
     log = result.stdout + result.stderr
     assert "Trying to restart" not in log and "Error in " not in log, log[-6000:]
     n_instances = sum(instances.values())
-    print(f"\nSLURM tiny run: {len(jobs)} sbatch jobs for {n_instances} rule instances "
-          f"({instances}) in {slurm_tiny_run['seconds']:.0f} s")
+    print(
+        f"\nSLURM tiny run: {len(jobs)} sbatch jobs for {n_instances} rule instances "
+        f"({instances}) in {slurm_tiny_run['seconds']:.0f} s"
+    )
     for job in jobs:
-        print(f"  job {job['JobId']}: {len(job['targets'])} x {','.join(job['rules'])} "
-              f"features={job.get('Features')} tres={job.get('TRES')} "
-              f"tres_per_job={job.get('TresPerJob', '-')} account={job.get('Account')}")
+        print(
+            f"  job {job['JobId']}: {len(job['targets'])} x {','.join(job['rules'])} "
+            f"features={job.get('Features')} tres={job.get('TRES')} "
+            f"tres_per_job={job.get('TresPerJob', '-')} account={job.get('Account')}"
+        )
     assert len(jobs) < n_instances, "grouping should pack rule instances into fewer sbatch jobs"
 
     # All blocks of the tiny config have `device: cpu`: no job asks for a GPU, all for `-C cpu`.
     for job in jobs:
         assert not requests_gpu(job), (job["rules"], job.get("TRES"), job.get("TresPerJob"))
         assert features(job) == {"cpu"}, (job["rules"], job.get("Features"))
-        assert job.get("Account") == CLUSTER_ENV["SLURM_ACCOUNT"], (job["rules"], job.get("Account"))
+        assert job.get("Account") == CLUSTER_ENV["SLURM_ACCOUNT"], (
+            job["rules"],
+            job.get("Account"),
+        )
 
 
 @pytest.mark.slurm
@@ -307,19 +358,26 @@ def test_gpu_blocks_request_gpu_and_cpu_rules_do_not(slurm_tiny_run, slurm_clust
     config["simulations"]["tiny_gpu"] = dict(config["simulations"]["tiny_fp"], device="gpu")
     config["models"]["tiny_unet"]["device"] = "gpu"
     flow.write_config(config)
-    targets = ["results/simulations/tiny_gpu/00000.zarr",       # new block: missing output
-               "results/models/tiny_unet/seed0/weights.pt"]     # device changed: params changed
+    targets = [
+        "results/simulations/tiny_gpu/00000.zarr",  # new block: missing output
+        "results/models/tiny_unet/seed0/weights.pt",
+    ]  # device changed: params changed
     result = run_profile(flow, "--retries", "0", *targets, check=False)
     assert result.returncode != 0  # no CUDA on this machine
     jobs = sbatch_jobs(flow.path)
     by_rule = {rule: job for job in jobs for rule in job["rules"]}
     assert set(by_rule) == {"simulations", "models"}, (
-        [(job["JobId"], job["rules"]) for job in jobs], result.stdout[-3000:], result.stderr[-3000:])
+        [(job["JobId"], job["rules"]) for job in jobs],
+        result.stdout[-3000:],
+        result.stderr[-3000:],
+    )
     for rule in ("simulations", "models"):
         job = by_rule[rule]
-        print(f"\n  {rule} (device: gpu): job {job['JobId']} features={job.get('Features')} "
-              f"tres_per_job={job.get('TresPerJob', '-')} cpus/task={job.get('CPUs/Task')} "
-              f"account={job.get('Account')} state={job.get('JobState')}")
+        print(
+            f"\n  {rule} (device: gpu): job {job['JobId']} features={job.get('Features')} "
+            f"tres_per_job={job.get('TresPerJob', '-')} cpus/task={job.get('CPUs/Task')} "
+            f"account={job.get('Account')} state={job.get('JobState')}"
+        )
         assert requests_gpu(job), (rule, job.get("TRES"), job.get("TresPerJob"))
         assert "gpu" in features(job), (rule, job.get("Features"))
         assert job.get("Account") == CLUSTER_ENV["SLURM_GPU_ACCOUNT"], (rule, job.get("Account"))
@@ -337,14 +395,21 @@ def test_cancelled_job_is_retried_and_outputs_match(slurm_tiny_run, slurm_cluste
     dataset = flow.config["models"]["tiny_unet"]["dataset"]
     targets = [f"results/datasets/{dataset}.zarr", f"results/datasets/{dataset}.parquet"]
     log = open(tmp_path / "snakemake.log", "w")
-    process = subprocess.Popen(snakemake_command(*targets), cwd=flow.path, env=cluster_env(),
-                               stdout=log, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        snakemake_command(*targets),
+        cwd=flow.path,
+        env=cluster_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     cancelled = None
     try:
         deadline = time.monotonic() + RUN_TIMEOUT_S
         while cancelled is None and process.poll() is None and time.monotonic() < deadline:
-            out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i|%k|%Z"],
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run(
+                ["squeue", "-h", "-t", "RUNNING", "-o", "%i|%k|%Z"], capture_output=True, text=True
+            ).stdout
             for line in out.splitlines():
                 job_id, comment, workdir = line.split("|", 2)
                 # a simulate job: mid-chain, with the structures already written upstream
@@ -369,9 +434,12 @@ def test_cancelled_job_is_retried_and_outputs_match(slurm_tiny_run, slurm_cluste
     assert states[cancelled] == "CANCELLED", states
     simulate_jobs = [job for job in jobs if "simulations" in job["rules"]]
     assert len(simulate_jobs) >= 2 and simulate_jobs[-1]["JobState"] == "COMPLETED", [
-        (job["JobId"], job["JobState"]) for job in simulate_jobs]
-    print(f"\ncancelled SLURM job {cancelled}; resubmitted as "
-          f"{[job['JobId'] for job in simulate_jobs if job['JobId'] != cancelled]}")
+        (job["JobId"], job["JobState"]) for job in simulate_jobs
+    ]
+    print(
+        f"\ncancelled SLURM job {cancelled}; resubmitted as "
+        f"{[job['JobId'] for job in simulate_jobs if job['JobId'] != cancelled]}"
+    )
 
     reference, rerun = digests(slurm_tiny_run["flow"]), digests(flow)
     assert reference and set(rerun) == set(reference), set(rerun) ^ set(reference)
@@ -395,11 +463,25 @@ def test_dry_run_needs_no_slurm(tmp_path):
     flow = WorkflowCopy(tmp_path / "flow", load_config("tests/configs/tiny.yaml"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))}
     env["PATH"] = path
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile",
-                             "profiles/slurm"], cwd=flow.path, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--profile", "profiles/slurm"],
+        cwd=flow.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout + result.stderr)
-    assert counts == {"structures": 3, "simulations": 3, "images": 3, "datasets": 1, "models": 1,
-                      "evaluations": 1, "report": 1, "all": 1, "total": 14}, counts
+    assert counts == {
+        "structures": 3,
+        "simulations": 3,
+        "images": 3,
+        "datasets": 1,
+        "models": 1,
+        "evaluations": 1,
+        "report": 1,
+        "all": 1,
+        "total": 14,
+    }, counts
     assert not (flow.path / "results").exists()

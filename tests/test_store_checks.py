@@ -41,24 +41,46 @@ def damage(store: Path, array: str, item: int, how: str) -> None:
 def simulation_store(path: Path) -> Path:
     """A small exit-wave store as the simulate stage writes it (3 frozen phonons)."""
     full, particle = _demo_waves()
-    attrs = {"sampling_A": SAMPLING_A, "energy_eV": ENERGY_EV, "frozen_phonons": len(full),
-             "block_name": "sim", "seed": 5, "config": {"frozen_phonons": len(full)},
-             "structure_id": "s/00000",
-             "structure": {"block_name": "s", "seed": 4, "info": {"material": "Au"}}}
+    attrs = {
+        "sampling_A": SAMPLING_A,
+        "energy_eV": ENERGY_EV,
+        "frozen_phonons": len(full),
+        "block_name": "sim",
+        "seed": 5,
+        "config": {"frozen_phonons": len(full)},
+        "structure_id": "s/00000",
+        "structure": {"block_name": "s", "seed": 4, "info": {"material": "Au"}},
+    }
     write_arrays(path, {"full": full, "particle": particle}, attrs)
     return path
 
 
 def images_job(simulation: Path, output: Path) -> int:
-    return cli.main(["images", "--spec", json.dumps(BLOCK), "--seed", "1", "--block", "img",
-                     "--index", "0", "--simulation", str(simulation), "--output", str(output)])
+    return cli.main(
+        [
+            "images",
+            "--spec",
+            json.dumps(BLOCK),
+            "--seed",
+            "1",
+            "--block",
+            "img",
+            "--index",
+            "0",
+            "--simulation",
+            str(simulation),
+            "--output",
+            str(output),
+        ]
+    )
 
 
 def test_images_job_reads_an_undamaged_exit_wave_store(tmp_path):
     output = tmp_path / "images.zarr"
     images_job(simulation_store(tmp_path / "sim.zarr"), output)
-    arrays, attrs = read_arrays(output, {"images": np.float32, "masks": np.uint8},
-                                items_attr="records")
+    arrays, attrs = read_arrays(
+        output, {"images": np.float32, "masks": np.uint8}, items_attr="records"
+    )
     assert arrays["images"].shape == (BLOCK["draws_per_structure"], 96, 96)
 
 
@@ -89,8 +111,9 @@ def curated_dataset(tmp_path):
     """A dataset as the datasets stage writes it (from small image stores), and one train row."""
     stores = _write_stores(tmp_path / "stores")
     zarr_path, parquet_path = tmp_path / "d.zarr", tmp_path / "d.parquet"
-    table = build_dataset({"images": ["img"], "split": SPLIT}, "d", stores, 1, str(zarr_path),
-                          str(parquet_path))
+    table = build_dataset(
+        {"images": ["img"], "split": SPLIT}, "d", stores, 1, str(zarr_path), str(parquet_path)
+    )
     return zarr_path, parquet_path, int(table.loc[table["split"] == "train", "row"].iloc[1])
 
 
@@ -100,8 +123,9 @@ def test_damaged_dataset_stops_training(curated_dataset, tmp_path, how):
     damage(zarr_path, "images", train_row, how)
     out_dir = tmp_path / "model" / "seed0"
     with pytest.raises(StoreError, match=DAMAGES[how]) as caught:
-        train_model(TINY_MODEL_BLOCK, str(zarr_path), str(parquet_path), seed=0,
-                    out_dir=str(out_dir))
+        train_model(
+            TINY_MODEL_BLOCK, str(zarr_path), str(parquet_path), seed=0, out_dir=str(out_dir)
+        )
     assert f"{zarr_path}: array 'images'" in str(caught.value)
     assert not (tmp_path / "model").exists()
 
@@ -121,8 +145,9 @@ def test_an_undamaged_store_reads_back_what_was_written(tmp_path):
     masks[1, 4:9, 2:5] = 1  # items 0 and 2 all zero: their chunks must be stored all the same
     attrs = {"records": [{"image_index": i} for i in range(3)], "energy_eV": ENERGY_EV}
     write_arrays(tmp_path / "s.zarr", {"full": full, "masks": masks}, attrs)
-    arrays, read_attrs = read_arrays(tmp_path / "s.zarr", {"full": np.complex64, "masks": np.uint8},
-                                     items_attr="records")
+    arrays, read_attrs = read_arrays(
+        tmp_path / "s.zarr", {"full": np.complex64, "masks": np.uint8}, items_attr="records"
+    )
     assert read_attrs == attrs
     for name, written in (("full", full), ("masks", masks)):
         assert arrays[name].dtype == written.dtype and arrays[name].tobytes() == written.tobytes()
@@ -134,8 +159,11 @@ def test_an_undamaged_store_reads_back_what_was_written(tmp_path):
 
 def test_dtype_shape_and_recorded_count_are_checked(tmp_path):
     store = tmp_path / "s.zarr"
-    write_arrays(store, {"images": np.ones((2, 4, 4), np.float64),
-                         "masks": np.ones((3, 4, 4), np.uint8)}, {"records": [{}, {}]})
+    write_arrays(
+        store,
+        {"images": np.ones((2, 4, 4), np.float64), "masks": np.ones((3, 4, 4), np.uint8)},
+        {"records": [{}, {}]},
+    )
     with pytest.raises(StoreError, match="'images': dtype float64, expected float32"):
         read_arrays(store, {"images": np.float32})
     with pytest.raises(StoreError, match="arrays differ in shape"):

@@ -12,9 +12,16 @@ from ase.neighborlist import neighbor_list
 
 from conftest import build_validated
 from hrtem_wf.config import validate_block
-from hrtem_wf.structures.particle import (NORMAL_111, PlanarDefect, build_particle,
-                                          choose_defect_planes, d111_A, defected_volume,
-                                          fcc_generator, max_defects_that_fit)
+from hrtem_wf.structures.particle import (
+    NORMAL_111,
+    PlanarDefect,
+    build_particle,
+    choose_defect_planes,
+    d111_A,
+    defected_volume,
+    fcc_generator,
+    max_defects_that_fit,
+)
 from hrtem_wf.structures.substrate import random_film, too_close_pairs
 
 A_AU = 4.07825
@@ -25,14 +32,20 @@ BLOCK = {
     "material": "Au",
     "lattice_constant_A": A_AU,
     "radius_A": {"distribution": "normal", "mean": 9.0, "sd": 1.0, "min": 8.0, "max": 10.0},
-    "planar_defects": {"max_count": 2, "kinds": ["twin", "stacking_fault"],
-                       "min_separation_planes": 3},
+    "planar_defects": {
+        "max_count": 2,
+        "kinds": ["twin", "stacking_fault"],
+        "min_separation_planes": 3,
+    },
     "cell_A": [40.0, 40.0],
     "edge_margin_A": 5.0,
     "embedding_fraction": 0.2,
-    "substrate": {"material": "amorphous_carbon", "thickness_A": {"distribution": "fixed",
-                                                                  "value": 15.0},
-                  "density_per_A3": 0.1103, "min_distance_A": 1.4},
+    "substrate": {
+        "material": "amorphous_carbon",
+        "thickness_A": {"distribution": "fixed", "value": 15.0},
+        "density_per_A3": 0.1103,
+        "min_distance_A": 1.4,
+    },
     "vacuum_A": 2.0,
 }
 SEEDS = [1, 2, 3, 12, 5]  # seed 12 draws no defect
@@ -57,6 +70,7 @@ def on_fcc_lattice(crystal_positions_A, a=A_AU, tol_A=1e-6):
 
 # --- composition and geometry -------------------------------------------------------------
 
+
 def test_composition_and_particle_flag(scenes):
     for atoms in scenes.values():
         symbols = set(atoms.get_chemical_symbols())
@@ -68,7 +82,7 @@ def test_composition_and_particle_flag(scenes):
         assert n_au == atoms.info["n_particle_atoms"]
         assert int((atoms.numbers == 6).sum()) == atoms.info["n_substrate_atoms"]
         radius = atoms.info["radius_A"]
-        expected = 4.0 / 3.0 * np.pi * radius**3 * 4.0 / A_AU**3   # sphere volume x FCC density
+        expected = 4.0 / 3.0 * np.pi * radius**3 * 4.0 / A_AU**3  # sphere volume x FCC density
         assert abs(n_au - expected) / expected < 0.15
 
 
@@ -79,17 +93,21 @@ def test_particle_inside_its_sphere_and_radius_in_bounds(scenes):
         radius = atoms.info["radius_A"]
         distance = np.linalg.norm(gold - atoms.info["center_A"], axis=1)
         assert distance.max() <= radius + 1e-6
-        assert distance.max() > radius - A_AU        # the sphere is filled out to its surface
+        assert distance.max() > radius - A_AU  # the sphere is filled out to its surface
         radii.append(radius)
     assert all(8.0 <= r <= 10.0 for r in radii)
-    assert len(set(radii)) == len(radii)              # drawn, not fixed
+    assert len(set(radii)) == len(radii)  # drawn, not fixed
 
 
 def test_cell_and_embedding(scenes):
     for atoms in scenes.values():
         info = atoms.info
         gold, carbon = split(atoms)
-        radius, vacuum, thickness = info["radius_A"], info["vacuum_A"], info["substrate_thickness_A"]
+        radius, vacuum, thickness = (
+            info["radius_A"],
+            info["vacuum_A"],
+            info["substrate_thickness_A"],
+        )
         top = vacuum + thickness
         assert info["substrate_top_z_A"] == pytest.approx(top)
         assert info["center_A"][2] == pytest.approx(top + radius - 0.2 * radius)
@@ -128,13 +146,14 @@ def test_orientation_is_recorded_and_random(scenes):
         np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-12)
         assert np.linalg.det(rotation) == pytest.approx(1.0)
         gold, _ = split(atoms)
-        crystal = (gold - atoms.info["center_A"]) @ rotation      # R^T (x - c), row-wise
+        crystal = (gold - atoms.info["center_A"]) @ rotation  # R^T (x - c), row-wise
         if atoms.info["n_defects"] == 0:
             assert on_fcc_lattice(crystal, tol_A=1e-5).all()
-        else:   # the crystal above the topmost defect is the untouched lattice
+        else:  # the crystal above the topmost defect is the untouched lattice
             planes = np.rint(crystal @ NORMAL_111 / d111_A(A_AU))
-            top = max(atoms.info[f"defect{k}_plane_index"]
-                      for k in range(1, atoms.info["n_defects"] + 1))
+            top = max(
+                atoms.info[f"defect{k}_plane_index"] for k in range(1, atoms.info["n_defects"] + 1)
+            )
             assert on_fcc_lattice(crystal[planes > top], tol_A=1e-5).all()
         np.testing.assert_allclose(atoms.info["defect_normal"], rotation @ NORMAL_111)
         normals.append(atoms.info["defect_normal"])
@@ -144,6 +163,7 @@ def test_orientation_is_recorded_and_random(scenes):
 
 # --- substrate ----------------------------------------------------------------------------
 
+
 def test_substrate_density_away_from_particle(scenes):
     for atoms in scenes.values():
         info = atoms.info
@@ -152,7 +172,8 @@ def test_substrate_density_away_from_particle(scenes):
         thickness = info["substrate_thickness_A"]
         # every atom czone placed is either kept or counted as removed for the particle
         assert info["n_substrate_atoms"] + info["n_substrate_removed"] == round(
-            length_x * length_y * thickness * 0.1103)
+            length_x * length_y * thickness * 0.1103
+        )
         # density in the film outside a cylinder around the particle (lateral minimum image)
         exclusion = info["radius_A"] + info["particle_clearance_A"] + 1.0
         delta = carbon[:, :2] - info["center_A"][:2]
@@ -184,9 +205,15 @@ def test_no_carbon_overlaps_gold(scenes):
 
 def test_too_close_pairs_sees_across_the_periodic_boundary():
     box = np.array([10.0, 10.0, 5.0])
-    positions = np.array([[0.1, 5.0, 2.0], [9.8, 5.0, 2.0],     # 0.3 A apart through x = 0
-                          [5.0, 0.2, 2.0], [5.0, 9.9, 2.2],     # close through y = 0
-                          [5.0, 5.0, 2.0]])
+    positions = np.array(
+        [
+            [0.1, 5.0, 2.0],
+            [9.8, 5.0, 2.0],  # 0.3 A apart through x = 0
+            [5.0, 0.2, 2.0],
+            [5.0, 9.9, 2.2],  # close through y = 0
+            [5.0, 5.0, 2.0],
+        ]
+    )
     assert len(too_close_pairs(positions, box, 1.4)) == 2
 
 
@@ -220,14 +247,16 @@ def test_random_film_too_dense_is_a_clear_error():
 
 # --- planar defects -----------------------------------------------------------------------
 
+
 def test_defect_counts_kinds_and_separations():
     rng = np.random.default_rng(7)
     counts, kinds_seen = [], set()
     for _ in range(30):
         n_drawn = int(rng.integers(0, 3))
         # >= 12 A: room for two defects 3 planes apart and from both edges (11 planes)
-        particle = build_particle("Au", A_AU, float(rng.uniform(12.0, 14.0)), n_drawn,
-                                  ["twin", "stacking_fault"], 3, rng)
+        particle = build_particle(
+            "Au", A_AU, float(rng.uniform(12.0, 14.0)), n_drawn, ["twin", "stacking_fault"], 3, rng
+        )
         low, high = particle.occupied_planes
         planes = [d.plane_index for d in particle.defects]
         assert len(planes) <= n_drawn
@@ -262,7 +291,7 @@ def test_scene_defect_info(scenes):
 
 def test_defect_plane_choice_is_uniform_and_respects_gaps():
     rng = np.random.default_rng(0)
-    occupied = (-6, 6)                       # 13 planes: candidates -3..3
+    occupied = (-6, 6)  # 13 planes: candidates -3..3
     assert max_defects_that_fit(occupied, 3) == 3
     assert max_defects_that_fit((-2, 2), 3) == 0
     draws = [tuple(choose_defect_planes(occupied, 2, 3, rng)) for _ in range(3000)]
@@ -279,7 +308,7 @@ def stacking_letters(crystal_positions_A, a=A_AU):
     """A/B/C registry of every (111) layer, bottom to top, from one atom per layer."""
     spacing = d111_A(a)
     layer = np.rint(crystal_positions_A @ NORMAL_111 / spacing).astype(int)
-    shift = a / 6 * np.array([1.0, 1.0, -2.0])             # one layer's lateral offset
+    shift = a / 6 * np.array([1.0, 1.0, -2.0])  # one layer's lateral offset
     in_plane_cell = a / 2 * np.array([[1.0, -1.0, 0.0], [0.0, 1.0, -1.0]]).T
     letters = []
     for j in range(layer.min(), layer.max() + 1):
@@ -293,11 +322,17 @@ def stacking_letters(crystal_positions_A, a=A_AU):
     return "".join(letters)
 
 
-@pytest.mark.parametrize("kinds, hcp_layers", [
-    (["twin"], 1), (["stacking_fault"], 2), (["twin", "stacking_fault"], 3),
-    (["stacking_fault", "twin"], 3), (["twin", "twin"], 2),
-    (["stacking_fault", "stacking_fault"], 4),
-])
+@pytest.mark.parametrize(
+    "kinds, hcp_layers",
+    [
+        (["twin"], 1),
+        (["stacking_fault"], 2),
+        (["twin", "stacking_fault"], 3),
+        (["stacking_fault", "twin"], 3),
+        (["twin", "twin"], 2),
+        (["stacking_fault", "stacking_fault"], 4),
+    ],
+)
 def test_defects_are_coherent_twins_and_intrinsic_faults(kinds, hcp_layers):
     """A twin puts one layer in hcp stacking (ABC|B|AC..), an intrinsic fault two (ABC|BC|A..)."""
     generator = fcc_generator("Au", A_AU)
@@ -311,7 +346,7 @@ def test_defects_are_coherent_twins_and_intrinsic_faults(kinds, hcp_layers):
     assert distances.min() == pytest.approx(A_AU / np.sqrt(2), abs=1e-6)
     letters = stacking_letters(positions)
     assert len(letters) == 13
-    assert all(x != y for x, y in zip(letters, letters[1:]))         # never A on A
+    assert all(x != y for x, y in zip(letters, letters[1:]))  # never A on A
     hcp = sum(letters[i - 1] == letters[i + 1] for i in range(1, len(letters) - 1))
     assert hcp == hcp_layers
     # above the top defect: the perfect lattice; below it: not (for a single defect)
@@ -322,6 +357,7 @@ def test_defects_are_coherent_twins_and_intrinsic_faults(kinds, hcp_layers):
 
 
 # --- reproducibility, file format, errors -------------------------------------------------
+
 
 def test_deterministic_and_seed_dependent(scenes):
     again = build_validated(BLOCK, SEEDS[0])
@@ -365,12 +401,12 @@ def test_extxyz_round_trip(scenes, tmp_path):
 
 def test_too_small_cell_is_a_clear_error():
     block = copy.deepcopy(BLOCK)
-    block["cell_A"] = [25.0, 40.0]               # needs 2 x (10 + 5) = 30 A for the largest radius
+    block["cell_A"] = [25.0, 40.0]  # needs 2 x (10 + 5) = 30 A for the largest radius
     with pytest.raises(ValueError, match="too small"):
         validate_block("structures", block)
     with pytest.raises(ValueError, match="too small"):
         build_validated(block, 1)
-    block["radius_A"] = {"distribution": "fixed", "value": 7.0}   # 2 x (7 + 5) = 24 A fits
+    block["radius_A"] = {"distribution": "fixed", "value": 7.0}  # 2 x (7 + 5) = 24 A fits
     assert build_validated(block, 1).info["radius_A"] == 7.0
 
 

@@ -14,8 +14,8 @@ import segmentation_models_pytorch as smp
 import torch
 import yaml
 
-from hrtem_wf.config import validate_block
 from conftest import TINY_MODEL_BLOCK
+from hrtem_wf.config import validate_block
 from hrtem_wf.models import TrainedModel, build_model, read_split, train_model
 from hrtem_wf.models.data import normalize_min_max
 
@@ -44,8 +44,14 @@ def test_create_model_builds_what_the_architecture_class_builds():
     torch.manual_seed(0)
     built = build_model(block)
     torch.manual_seed(0)
-    by_class = smp.Unet(encoder_name="resnet18", encoder_depth=3, encoder_weights=None,
-                        in_channels=1, classes=2, decoder_channels=[128, 64, 32])
+    by_class = smp.Unet(
+        encoder_name="resnet18",
+        encoder_depth=3,
+        encoder_weights=None,
+        in_channels=1,
+        classes=2,
+        decoder_channels=[128, 64, 32],
+    )
     assert str(built) == str(by_class)
     built_state, class_state = built.state_dict(), by_class.state_dict()
     assert list(built_state) == list(class_state)
@@ -80,11 +86,19 @@ def test_round_trip_gives_the_trained_weights_and_predictions(trained, dataset):
         assert torch.equal(network(inputs), by_hand(inputs))
 
 
-@pytest.mark.parametrize("recorded, expected", [
-    (None, None), (0.2, 0.2), ([0.3, 0.2], [0.2, 0.3]), ([0.2, 0.2], 0.2), ([], None)])
+@pytest.mark.parametrize(
+    "recorded, expected",
+    [(None, None), (0.2, 0.2), ([0.3, 0.2], [0.2, 0.3]), ([0.2, 0.2], 0.2), ([], None)],
+)
 def test_training_pixel_size_is_a_number_or_a_range(recorded, expected, tmp_path):
-    metadata = {"model": "t", "seed": 0, "block": TINY_BLOCK, "dataset": "toy",
-                "pixel_size_A": recorded, "best_epoch": 1}
+    metadata = {
+        "model": "t",
+        "seed": 0,
+        "block": TINY_BLOCK,
+        "dataset": "toy",
+        "pixel_size_A": recorded,
+        "best_epoch": 1,
+    }
     assert TrainedModel(tmp_path, metadata).pixel_size_A == expected
 
 

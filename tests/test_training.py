@@ -13,8 +13,8 @@ import segmentation_models_pytorch as smp
 import torch
 import yaml
 
-from hrtem_wf.config import validate_block
 from conftest import TINY_MODEL_BLOCK
+from hrtem_wf.config import validate_block
 from hrtem_wf.models import (
     HISTORY_COLUMNS,
     SegmentationDataset,
@@ -27,8 +27,8 @@ from hrtem_wf.models import (
     segmentation_loss,
     train_model,
 )
-from hrtem_wf.models.synthetic import write_synthetic_dataset
 from hrtem_wf.models.data import DatasetSplit
+from hrtem_wf.models.synthetic import write_synthetic_dataset
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
@@ -154,13 +154,17 @@ def test_saved_weights_are_those_of_the_lowest_validation_loss(trained, dataset)
 
 def test_same_seed_gives_the_same_history(trained, dataset, tmp_path):
     out_dir, _, _ = trained
-    train_model(TINY_BLOCK, *dataset, seed=0, out_dir=str(tmp_path / "again"), log=lambda line: None)
+    train_model(
+        TINY_BLOCK, *dataset, seed=0, out_dir=str(tmp_path / "again"), log=lambda line: None
+    )
     first = pd.read_csv(out_dir / "history.csv")
     again = pd.read_csv(tmp_path / "again" / "history.csv")
     for column in ("train_loss", "train_f1", "val_loss", "val_f1", "lr"):
         np.testing.assert_allclose(again[column], first[column], rtol=0, atol=1e-6)
     short_block = {**TINY_BLOCK, "epochs": 1}
-    train_model(short_block, *dataset, seed=1, out_dir=str(tmp_path / "other"), log=lambda line: None)
+    train_model(
+        short_block, *dataset, seed=1, out_dir=str(tmp_path / "other"), log=lambda line: None
+    )
     other = pd.read_csv(tmp_path / "other" / "history.csv")
     assert abs(other["train_loss"][0] - first["train_loss"][0]) > 1e-6
 
@@ -187,12 +191,16 @@ def test_recalibrated_batchnorm_holds_the_exact_statistics():
     norm = torch.nn.BatchNorm2d(3)
     model = torch.nn.Sequential(conv, norm)
     images = torch.rand(10, 1, 8, 8) * 5 + 2
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, images), batch_size=5)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(images, images), batch_size=5
+    )
     recalibrate_batchnorm(model, loader, torch.device("cpu"))
     with torch.no_grad():
         features = conv(images)
     # Equal-size batches: the average of batch means is the mean over all images.
-    torch.testing.assert_close(norm.running_mean, features.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        norm.running_mean, features.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-5
+    )
     assert norm.momentum == 0.1  # restored for training
 
 
@@ -214,7 +222,9 @@ def test_model_spec_errors_name_the_problem():
     with pytest.raises(ValueError, match="models.block.architecture"):
         validate_block("models", {**TINY_BLOCK, "architecture": "Resnet"})
     with pytest.raises(ValueError, match="FPN has no per-stage decoder widths"):
-        validate_block("models", {**TINY_BLOCK, "architecture": "FPN", "options": {"upsampling": 1}})
+        validate_block(
+            "models", {**TINY_BLOCK, "architecture": "FPN", "options": {"upsampling": 1}}
+        )
     # what only the built network shows: its output size
     without = {k: v for k, v in TINY_BLOCK.items() if k != "decoder_channels"}
     with pytest.raises(ValueError, match="upsampling"):
@@ -226,10 +236,13 @@ def test_config_knows_which_architectures_take_per_stage_decoder_widths():
     from hrtem_wf.config import PER_STAGE_DECODER_ARCHITECTURES
     from hrtem_wf.models.model import architectures, takes_decoder_channels
 
-    assert set(PER_STAGE_DECODER_ARCHITECTURES) == {a for a in architectures() if takes_decoder_channels(a)}
+    assert set(PER_STAGE_DECODER_ARCHITECTURES) == {
+        a for a in architectures() if takes_decoder_channels(a)
+    }
     schema = yaml.safe_load((CONFIG.parents[1] / "workflow/schemas/config.schema.yaml").read_text())
-    assert set(schema["properties"]["models"]["additionalProperties"]["properties"]["architecture"]["enum"]) \
-        == set(architectures())
+    assert set(
+        schema["properties"]["models"]["additionalProperties"]["properties"]["architecture"]["enum"]
+    ) == set(architectures())
 
 
 def test_schema_knows_every_smp_encoder():
@@ -247,20 +260,26 @@ def test_loss_weights_reweight_the_two_terms():
     cross_entropy = segmentation_loss(logits, mask, {"cross_entropy": 1.0, "soft_f1": 0.0})
     f1_term = segmentation_loss(logits, mask, {"cross_entropy": 0.0, "soft_f1": 1.0})
     assert cross_entropy == pytest.approx(float(torch.nn.functional.cross_entropy(logits, mask)))
-    assert segmentation_loss(logits, mask, STUDY_LOSS) == pytest.approx(float(cross_entropy + f1_term))
+    assert segmentation_loss(logits, mask, STUDY_LOSS) == pytest.approx(
+        float(cross_entropy + f1_term)
+    )
     assert segmentation_loss(logits, mask, {"cross_entropy": 2.0, "soft_f1": 0.5}) == pytest.approx(
-        float(2 * cross_entropy + 0.5 * f1_term))
+        float(2 * cross_entropy + 0.5 * f1_term)
+    )
 
 
 @pytest.mark.parametrize("checkpoint, pick", [("best_val_f1", "idxmax"), ("last", None)])
 def test_checkpoint_choice_keeps_that_epoch(checkpoint, pick, dataset, tmp_path):
     block = {**TINY_BLOCK, "epochs": 3, "checkpoint": checkpoint}
-    summary = train_model(block, *dataset, seed=0, out_dir=str(tmp_path / "m"), log=lambda line: None)
+    summary = train_model(
+        block, *dataset, seed=0, out_dir=str(tmp_path / "m"), log=lambda line: None
+    )
     history = pd.read_csv(tmp_path / "m" / "history.csv")
     expected = 3 if pick is None else int(history["epoch"][history["val_f1"].idxmax()])
     assert summary["best_epoch"] == expected and summary["checkpoint"] == checkpoint
     validation = torch.utils.data.DataLoader(
-        SegmentationDataset(read_split(*dataset, "validation")), batch_size=4)
+        SegmentationDataset(read_split(*dataset, "validation")), batch_size=4
+    )
     network = TrainedModel.read(tmp_path / "m").load_network()
     _, val_f1 = evaluate_loss(network, validation, torch.device("cpu"), STUDY_LOSS)
     assert val_f1 == pytest.approx(history["val_f1"][expected - 1], abs=1e-9)

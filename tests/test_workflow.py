@@ -20,8 +20,15 @@ pytestmark = pytest.mark.workflow
 def test_default_config_job_counts(default_config, workflow_copy):
     result = workflow_copy(default_config).snakemake("--dry-run")
     assert job_counts(result.stdout) == {
-        "structures": 24, "simulations": 24, "images": 24, "datasets": 1, "models": 2,
-        "evaluations": 2, "report": 1, "all": 1, "total": 79,
+        "structures": 24,
+        "simulations": 24,
+        "images": 24,
+        "datasets": 1,
+        "models": 2,
+        "evaluations": 2,
+        "report": 1,
+        "all": 1,
+        "total": 79,
     }
 
 
@@ -43,8 +50,14 @@ def test_tiny_run_produces_every_stage(tiny_run):
     assert len(table) == 6 and set(table["split"]) == {"train", "validation", "test"}
     # No structure in two splits; every row traces back to its structure and seeds.
     assert (table.groupby("structure_id")["split"].nunique() == 1).all()
-    assert {"structure_seed", "simulation_seed", "image_seed", "structure.radius_A",
-            "image.defocus_A", "image.dose_e_per_A2"} <= set(table.columns)
+    assert {
+        "structure_seed",
+        "simulation_seed",
+        "image_seed",
+        "structure.radius_A",
+        "image.defocus_A",
+        "image.dose_e_per_A2",
+    } <= set(table.columns)
     model_dir = results / "models/tiny_unet/seed0"
     torch.load(model_dir / "weights.pt", weights_only=True)
     assert len(pd.read_csv(model_dir / "history.csv")) == 1
@@ -54,8 +67,12 @@ def test_tiny_run_produces_every_stage(tiny_run):
     assert "tiny_unet" in summary
     for png in ("training_curves.png", "examples.png"):
         assert (results / "report" / png).stat().st_size > 1000
-    for stage in ("structures/tiny/00000.tsv", "simulate/tiny_fp/00000.tsv",
-                  "images/tiny_hrtem/00000.tsv", "train/tiny_unet/seed0.tsv"):
+    for stage in (
+        "structures/tiny/00000.tsv",
+        "simulate/tiny_fp/00000.tsv",
+        "images/tiny_hrtem/00000.tsv",
+        "train/tiny_unet/seed0.tsv",
+    ):
         assert (results / "benchmarks" / stage).exists()
     assert (results / "logs/train/tiny_unet/seed0.log").read_text().strip()
 
@@ -73,8 +90,21 @@ def test_items_are_deterministic(tiny_run, tmp_path):
     flow = tiny_run
     spec = {k: v for k, v in flow.config["structures"]["tiny"].items() if k != "count"}
     out = tmp_path / "again.extxyz"
-    cli.main(["structures", "--spec", json.dumps(spec), "--seed", "7", "--block", "tiny",
-              "--index", "1", "--output", str(out)])
+    cli.main(
+        [
+            "structures",
+            "--spec",
+            json.dumps(spec),
+            "--seed",
+            "7",
+            "--block",
+            "tiny",
+            "--index",
+            "1",
+            "--output",
+            str(out),
+        ]
+    )
     original = read(flow.path / "results/structures/tiny/00001.extxyz")
     np.testing.assert_array_equal(read(out).positions, original.positions)
 
@@ -86,7 +116,6 @@ def test_all_effects_config_records_every_parameter(tiny_run, tmp_path):
     import subprocess
 
     from conftest import BIN, SCHEMA, load_config
-
     from hrtem_wf.config import validate
     from hrtem_wf.datasets.gather import build_dataset
     from hrtem_wf.images import PRESETS
@@ -95,20 +124,41 @@ def test_all_effects_config_records_every_parameter(tiny_run, tmp_path):
     (block,) = config["images"].values()
     spec = {**block, "simulations": "tiny_fp", "crop_px": [64, 64], "draws_per_structure": 6}
     store = tmp_path / "images.zarr"
-    subprocess.run([str(BIN / "hrtem-wf"), "images", "--spec", json.dumps(spec), "--seed", "1",
-                    "--block", "all_effects", "--index", "0", "--simulation",
-                    str(tiny_run.path / "results/simulations/tiny_fp/00000.zarr"),
-                    "--output", str(store)], check=True)
-    table = build_dataset({"images": ["all_effects"], "split": {"train": 0.6, "validation": 0.2,
-                                                                 "test": 0.2}},
-                          "all_effects", [str(store)], 1, str(tmp_path / "d.zarr"),
-                          str(tmp_path / "d.parquet"))
+    subprocess.run(
+        [
+            str(BIN / "hrtem-wf"),
+            "images",
+            "--spec",
+            json.dumps(spec),
+            "--seed",
+            "1",
+            "--block",
+            "all_effects",
+            "--index",
+            "0",
+            "--simulation",
+            str(tiny_run.path / "results/simulations/tiny_fp/00000.zarr"),
+            "--output",
+            str(store),
+        ],
+        check=True,
+    )
+    table = build_dataset(
+        {"images": ["all_effects"], "split": {"train": 0.6, "validation": 0.2, "test": 0.2}},
+        "all_effects",
+        [str(store)],
+        1,
+        str(tmp_path / "d.zarr"),
+        str(tmp_path / "d.parquet"),
+    )
     table = pd.read_parquet(tmp_path / "d.parquet")
     assert len(table) == 6
     for symbol, value in PRESETS["team05_table_s1"].items():
         assert np.allclose(table[f"image.aberration_{symbol}"], value)
     assert (table["image.aberration_preset"] == "team05_table_s1").all()
-    assert (table["image.plasmon_weight"] == 0.5).all() and (table["image.plasmon_background"] == 1.0).all()
+    assert (table["image.plasmon_weight"] == 0.5).all() and (
+        table["image.plasmon_background"] == 1.0
+    ).all()
     assert (table["image.focal_spread_samples"] == 25).all()
     assert (table["image.focal_spread_sigma_A"] == 15.0).all()
     assert (table["image.frozen_phonons_used"] == 2).all()  # every phonon of the store
@@ -116,9 +166,18 @@ def test_all_effects_config_records_every_parameter(tiny_run, tmp_path):
     assert table["image.defocus_A"].nunique() == 6
     assert (table["image.label_threshold"] == 0.2618).all()
     assert (table["image.material"] == "Au").all() and (table["image.median_filter_px"] == 3).all()
-    for column in ("image.crop_y0_px", "image.crop_x0_px", "image.mtf_c1", "image.blur_sigma_px",
-                   "image.detector_mtf", "image.expected_counts_per_px", "simulation.frozen_phonons",
-                   "simulation.projection", "structure.radius_A", "structure.substrate_thickness_A"):
+    for column in (
+        "image.crop_y0_px",
+        "image.crop_x0_px",
+        "image.mtf_c1",
+        "image.blur_sigma_px",
+        "image.detector_mtf",
+        "image.expected_counts_per_px",
+        "simulation.frozen_phonons",
+        "simulation.projection",
+        "structure.radius_A",
+        "structure.substrate_thickness_A",
+    ):
         assert column in table.columns
 
 

@@ -26,13 +26,24 @@ def _structures(args) -> None:
 
     seed = derive_seed(args.seed, args.block, args.index)
     atoms = build_structure(args.spec, seed)
-    atoms.info.update({"block_name": args.block, "index": args.index, "seed": seed,
-                       "structure_id": f"{args.block}/{args.index:05d}",
-                       "hrtem_wf_version": versions().get("hrtem_wf", "")})
+    atoms.info.update(
+        {
+            "block_name": args.block,
+            "index": args.index,
+            "seed": seed,
+            "structure_id": f"{args.block}/{args.index:05d}",
+            "hrtem_wf_version": versions().get("hrtem_wf", ""),
+        }
+    )
     with atomic_path(args.output) as tmp:
         ase.io.write(tmp, atoms, format="extxyz")
-    log.info("structure %s/%05d: %d atoms (%d particle)", args.block, args.index, len(atoms),
-             int(atoms.arrays["particle"].sum()))
+    log.info(
+        "structure %s/%05d: %d atoms (%d particle)",
+        args.block,
+        args.index,
+        len(atoms),
+        int(atoms.arrays["particle"].sum()),
+    )
 
 
 def _preview(args) -> None:
@@ -55,14 +66,27 @@ def _simulations(args) -> None:
     seed = derive_seed(args.seed, args.block, args.index)
     result = simulate_structure(atoms, args.spec, seed)
     info = {k: v for k, v in atoms.info.items() if k not in ("block_name", "seed")}
-    attrs = {**result["attrs"], "block_name": args.block, "config": args.spec,
-             "structure_id": atoms.info["structure_id"],
-             "structure": {"block_name": atoms.info["block_name"], "seed": atoms.info["seed"],
-                           "path": args.structure, "info": info},
-             "versions": versions()}
+    attrs = {
+        **result["attrs"],
+        "block_name": args.block,
+        "config": args.spec,
+        "structure_id": atoms.info["structure_id"],
+        "structure": {
+            "block_name": atoms.info["block_name"],
+            "seed": atoms.info["seed"],
+            "path": args.structure,
+            "info": info,
+        },
+        "versions": versions(),
+    }
     write_arrays(args.output, {"full": result["full"], "particle": result["particle"]}, attrs)
-    log.info("simulation %s/%05d: %s waves, sampling %s A", args.block, args.index,
-             result["full"].shape, attrs["sampling_A"])
+    log.info(
+        "simulation %s/%05d: %s waves, sampling %s A",
+        args.block,
+        args.index,
+        result["full"].shape,
+        attrs["sampling_A"],
+    )
 
 
 def _images(args) -> None:
@@ -71,30 +95,53 @@ def _images(args) -> None:
     from hrtem_wf.images import draw_images
     from hrtem_wf.io import read_arrays, versions, write_arrays
 
-    waves, sim_attrs = read_arrays(args.simulation,
-                                   {"full": np.complex64, "particle": np.complex64},
-                                   items_attr="frozen_phonons")
+    waves, sim_attrs = read_arrays(
+        args.simulation,
+        {"full": np.complex64, "particle": np.complex64},
+        items_attr="frozen_phonons",
+    )
     seed = derive_seed(args.seed, args.block, args.index)
     images, masks, records = draw_images(
-        waves["full"], waves["particle"],
-        sampling_A=tuple(sim_attrs["sampling_A"]), energy_eV=sim_attrs["energy_eV"],
-        block=args.spec, rng=np.random.default_rng(seed),
-        material=sim_attrs["structure"]["info"].get("material"))
-    attrs = {"block_name": args.block, "config": args.spec, "seed": seed,
-             "structure_id": sim_attrs["structure_id"], "records": records,
-             "simulation": {"block_name": sim_attrs["block_name"], "seed": sim_attrs["seed"],
-                            "path": args.simulation, "config": sim_attrs["config"],
-                            "structure": sim_attrs["structure"]},
-             "versions": versions()}
+        waves["full"],
+        waves["particle"],
+        sampling_A=tuple(sim_attrs["sampling_A"]),
+        energy_eV=sim_attrs["energy_eV"],
+        block=args.spec,
+        rng=np.random.default_rng(seed),
+        material=sim_attrs["structure"]["info"].get("material"),
+    )
+    attrs = {
+        "block_name": args.block,
+        "config": args.spec,
+        "seed": seed,
+        "structure_id": sim_attrs["structure_id"],
+        "records": records,
+        "simulation": {
+            "block_name": sim_attrs["block_name"],
+            "seed": sim_attrs["seed"],
+            "path": args.simulation,
+            "config": sim_attrs["config"],
+            "structure": sim_attrs["structure"],
+        },
+        "versions": versions(),
+    }
     write_arrays(args.output, {"images": images, "masks": masks}, attrs)
-    log.info("images %s/%05d: %d draws of %s", args.block, args.index, len(images), images.shape[1:])
+    log.info(
+        "images %s/%05d: %d draws of %s", args.block, args.index, len(images), images.shape[1:]
+    )
 
 
 def _models(args) -> None:
     from hrtem_wf.models import train_model
 
-    summary = train_model(args.spec, args.dataset_zarr, args.dataset_parquet, args.model_seed,
-                          args.out_dir, log=log.info)
+    summary = train_model(
+        args.spec,
+        args.dataset_zarr,
+        args.dataset_parquet,
+        args.model_seed,
+        args.out_dir,
+        log=log.info,
+    )
     log.info("trained: %s", json.dumps(summary, default=str))
 
 
@@ -102,7 +149,9 @@ def _evaluations(args) -> None:
     from hrtem_wf.evaluations import evaluate_model
     from hrtem_wf.io import write_json
 
-    metrics = evaluate_model(args.model_dir, args.dataset_zarr, args.dataset_parquet, split=args.split)
+    metrics = evaluate_model(
+        args.model_dir, args.dataset_zarr, args.dataset_parquet, split=args.split
+    )
     write_json(args.output, metrics)
     log.info("evaluation: %s", json.dumps(metrics, default=str))
 
@@ -114,17 +163,30 @@ def _scores(args) -> None:
     start = time.perf_counter()
     result = score_real_set(args.model_dir, args.real_set, args.spec)
     write_json(args.output, result)
-    log.info("real set %s, %s seed %s: F1 %.4f over %d images (%.1f s)", args.real_set,
-             result["model"], result["seed"], result["f1"], result["n_images"],
-             time.perf_counter() - start)
+    log.info(
+        "real set %s, %s seed %s: F1 %.4f over %d images (%.1f s)",
+        args.real_set,
+        result["model"],
+        result["seed"],
+        result["f1"],
+        result["n_images"],
+        time.perf_counter() - start,
+    )
 
 
 def _report(args) -> None:
     from hrtem_wf.evaluations import write_report
 
-    write_report(args.evaluations, args.model_dirs, args.dataset_zarr, args.dataset_parquet,
-                 args.out_dir, score_jsons=args.scores, dataset_parquets=args.dataset_parquets,
-                 real_sets=args.real_sets_spec)
+    write_report(
+        args.evaluations,
+        args.model_dirs,
+        args.dataset_zarr,
+        args.dataset_parquet,
+        args.out_dir,
+        score_jsons=args.scores,
+        dataset_parquets=args.dataset_parquets,
+        real_sets=args.real_sets_spec,
+    )
     log.info("report written to %s", args.out_dir)
 
 
@@ -135,8 +197,12 @@ def _predict(args) -> None:
     from tqdm import tqdm
 
     from hrtem_wf.inference import pixel_size_mismatch, predict_micrograph
-    from hrtem_wf.micrographs import (MICROGRAPH_EXTENSIONS, read_micrograph, write_mask_png,
-                                      write_probability_tiff)
+    from hrtem_wf.micrographs import (
+        MICROGRAPH_EXTENSIONS,
+        read_micrograph,
+        write_mask_png,
+        write_probability_tiff,
+    )
     from hrtem_wf.models.model import TrainedModel, resolve_device
 
     if not 0.0 <= args.threshold <= 1.0:
@@ -144,15 +210,19 @@ def _predict(args) -> None:
     paths = [Path(path) for path in args.micrographs]
     for path in paths:  # before loading the model: fail early
         if path.suffix.lower() not in MICROGRAPH_EXTENSIONS:
-            raise SystemExit(f"hrtem-wf predict: {path}: unsupported format {path.suffix!r}; "
-                             f"known: {' '.join(MICROGRAPH_EXTENSIONS)}")
+            raise SystemExit(
+                f"hrtem-wf predict: {path}: unsupported format {path.suffix!r}; "
+                f"known: {' '.join(MICROGRAPH_EXTENSIONS)}"
+            )
         if not path.is_file():
             raise SystemExit(f"hrtem-wf predict: {path}: no such file")
     stems = [path.stem for path in paths]
     duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
     if duplicates:
-        raise SystemExit(f"hrtem-wf predict: several micrographs share the name {duplicates}; "
-                         f"their outputs would overwrite each other")
+        raise SystemExit(
+            f"hrtem-wf predict: several micrographs share the name {duplicates}; "
+            f"their outputs would overwrite each other"
+        )
     device = resolve_device(args.device)
     try:
         trained = TrainedModel.read(args.model_dir)
@@ -168,18 +238,31 @@ def _predict(args) -> None:
         if mismatch:
             log.warning("%s: %s", path, mismatch)
         probability = predict_micrograph(
-            model, image, median_px=args.median_px, tile_px=args.tile_px,
-            overlap_px=args.overlap_px, batch_size=args.batch_size, device=device,
-            progress=True, progress_desc=path.name)
+            model,
+            image,
+            median_px=args.median_px,
+            tile_px=args.tile_px,
+            overlap_px=args.overlap_px,
+            batch_size=args.batch_size,
+            device=device,
+            progress=True,
+            progress_desc=path.name,
+        )
         mask = probability > args.threshold
         probability_path = out_dir / f"{path.stem}_probability.tif"
         mask_path = out_dir / f"{path.stem}_mask.png"
         write_probability_tiff(probability_path, probability, pixel_size)
         write_mask_png(mask_path, mask)
-        log.info("predict %s: %d x %d px, pixel size %s, particle fraction %.4f -> %s, %s",
-                 path, image.shape[0], image.shape[1],
-                 "unknown" if pixel_size is None else f"{pixel_size:.4g} A",
-                 float(mask.mean()), probability_path.name, mask_path.name)
+        log.info(
+            "predict %s: %d x %d px, pixel size %s, particle fraction %.4f -> %s, %s",
+            path,
+            image.shape[0],
+            image.shape[1],
+            "unknown" if pixel_size is None else f"{pixel_size:.4g} A",
+            float(mask.mean()),
+            probability_path.name,
+            mask_path.name,
+        )
 
 
 def _plan(args) -> None:
@@ -196,8 +279,14 @@ def _gpu_probe(args) -> None:
 
     start = time.time()
     time.sleep(args.seconds)  # hold the slot, so concurrent jobs overlap
-    record = {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid(),
-              "host": socket.gethostname(), "start": start, "end": time.time(), "failed": args.fail}
+    record = {
+        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "start": start,
+        "end": time.time(),
+        "failed": args.fail,
+    }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
     if args.fail:  # a failing GPU job: its slot must be freed all the same
@@ -208,9 +297,12 @@ def _gpu_probe(args) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrtem-wf", description=__doc__.splitlines()[0])
     parser.add_argument("--log", help="append progress to this file (default: stderr)")
-    parser.add_argument("--bind-gpu", action="store_true",
-                        help="take one free GPU of the node for this job (sets CUDA_VISIBLE_DEVICES; "
-                             "for several GPU jobs in one allocation, see hrtem_wf.gpu)")
+    parser.add_argument(
+        "--bind-gpu",
+        action="store_true",
+        help="take one free GPU of the node for this job (sets CUDA_VISIBLE_DEVICES; "
+        "for several GPU jobs in one allocation, see hrtem_wf.gpu)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def item(name, func, help_):
@@ -224,9 +316,12 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     item("structures", _structures, "build one structure (extxyz)")
-    item("simulations", _simulations, "simulate one structure (Zarr)").add_argument("--structure", required=True)
+    item("simulations", _simulations, "simulate one structure (Zarr)").add_argument(
+        "--structure", required=True
+    )
     item("images", _images, "draw the images of one simulation (Zarr)").add_argument(
-        "--simulation", required=True)
+        "--simulation", required=True
+    )
 
     p = sub.add_parser("preview", help="PNG of a few structures: top and side views")
     p.add_argument("--structures", nargs="+", required=True, help="extxyz files")
@@ -263,26 +358,47 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dirs", nargs="+", required=True)
     p.add_argument("--dataset-zarr", required=True)
     p.add_argument("--dataset-parquet", required=True)
-    p.add_argument("--dataset-parquets", nargs="*", default=[],
-                   help="every training dataset's table (data distributions)")
-    p.add_argument("--real-sets-spec", type=json.loads, default={},
-                   help="the config's real_sets section as JSON (example predictions)")
+    p.add_argument(
+        "--dataset-parquets",
+        nargs="*",
+        default=[],
+        help="every training dataset's table (data distributions)",
+    )
+    p.add_argument(
+        "--real-sets-spec",
+        type=json.loads,
+        default={},
+        help="the config's real_sets section as JSON (example predictions)",
+    )
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=_report)
 
     p = sub.add_parser("predict", help="particle probability and mask of experimental micrographs")
-    p.add_argument("model_dir", metavar="MODEL_DIR",
-                   help="a trained model: metadata.json and weights.pt")
-    p.add_argument("micrographs", nargs="+", metavar="MICROGRAPH",
-                   help=".dm3 .dm4 .ser .emd .tif .tiff .npy .png")
-    p.add_argument("--out", required=True, help="writes <stem>_probability.tif, <stem>_mask.png here")
+    p.add_argument(
+        "model_dir", metavar="MODEL_DIR", help="a trained model: metadata.json and weights.pt"
+    )
+    p.add_argument(
+        "micrographs",
+        nargs="+",
+        metavar="MICROGRAPH",
+        help=".dm3 .dm4 .ser .emd .tif .tiff .npy .png",
+    )
+    p.add_argument(
+        "--out", required=True, help="writes <stem>_probability.tif, <stem>_mask.png here"
+    )
     p.add_argument("--tile-px", type=int, default=512, help="tile size (default: 512)")
-    p.add_argument("--overlap-px", type=int, default=256,
-                   help="overlap of neighbouring tiles (default: 256)")
-    p.add_argument("--median-px", type=int, default=3,
-                   help="median filter before scaling to [0, 1]; 0 for none (default: 3)")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="mask = probability > threshold (default: 0.5)")
+    p.add_argument(
+        "--overlap-px", type=int, default=256, help="overlap of neighbouring tiles (default: 256)"
+    )
+    p.add_argument(
+        "--median-px",
+        type=int,
+        default=3,
+        help="median filter before scaling to [0, 1]; 0 for none (default: 3)",
+    )
+    p.add_argument(
+        "--threshold", type=float, default=0.5, help="mask = probability > threshold (default: 0.5)"
+    )
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: 4)")
     p.set_defaults(func=_predict)
@@ -291,8 +407,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--directory", default=".", help="the workflow directory (default: .)")
     p.add_argument("--configfile", help="passed to snakemake (merged over config/config.yaml)")
     p.add_argument("--rulegraph", metavar="PNG", help="also draw the rule graph into this PNG")
-    p.add_argument("--snakemake-args", nargs=argparse.REMAINDER, default=[],
-                   help="everything after this goes to snakemake (e.g. --forceall)")
+    p.add_argument(
+        "--snakemake-args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="everything after this goes to snakemake (e.g. --forceall)",
+    )
     p.set_defaults(func=_plan)
 
     p = sub.add_parser("gpu-probe", help="diagnostic: write the GPU binding of this job as JSON")
@@ -306,8 +426,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = logging.FileHandler(args.log) if args.log else logging.StreamHandler(sys.stderr)
-    logging.basicConfig(level=logging.INFO, handlers=[handler],
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, handlers=[handler], format="%(asctime)s %(levelname)s %(message)s"
+    )
     if args.bind_gpu:
         # Before any stage imports CuPy or torch: CUDA reads CUDA_VISIBLE_DEVICES once, at init.
         from hrtem_wf.gpu import bind_gpu

@@ -49,6 +49,7 @@ class _Package:
 
     def __init__(self, root: Path):
         self.root = root
+        self._trees: dict[Path, ast.Module] = {}
 
     def path_of(self, module: str) -> Path | None:
         """The file of a dotted `hrtem_wf...` module, or None when there is none."""
@@ -66,9 +67,10 @@ class _Package:
         parts = [ROOT_MODULE, *relative.parts]
         return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
-    @functools.cache
     def tree(self, path: Path) -> ast.Module:
-        return _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
+        if path not in self._trees:
+            self._trees[path] = _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
+        return self._trees[path]
 
 
 def _imports(node: ast.AST, importer: str, is_package: bool) -> tuple[set[str], set[str]]:
@@ -140,8 +142,11 @@ def source_closure(entry: str, package: Path = PACKAGE) -> tuple[dict[str, str],
         path, name = sources.path_of(module), module
         if path is None:
             raise KeyError(f"{module!r} is not a module of {package}")
-    tree = sources.tree(path) if path.is_relative_to(package) else _strip_docstrings(
-        ast.parse(path.read_text(), filename=str(path)))
+    tree = (
+        sources.tree(path)
+        if path.is_relative_to(package)
+        else _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
+    )
     nodes = _entry_nodes(tree, function) if function else [tree]
     dumps = {name + (f":{function}" if function else ""): "\n".join(map(_dump, nodes))}
     importer = sources.module_of(path) if path.is_relative_to(package) else "__main__"

@@ -34,10 +34,18 @@ from hrtem_wf.materials import (
 from hrtem_wf.sampling import support
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-PARENT_KEY = {"simulations": "structures", "images": "simulations", "datasets": "images",
-              "models": "dataset"}
-PARENT_SECTION = {"simulations": "structures", "images": "simulations", "datasets": "images",
-                  "models": "datasets"}
+PARENT_KEY = {
+    "simulations": "structures",
+    "images": "simulations",
+    "datasets": "images",
+    "models": "dataset",
+}
+PARENT_SECTION = {
+    "simulations": "structures",
+    "images": "simulations",
+    "datasets": "images",
+    "models": "datasets",
+}
 #: smp architectures whose decoder takes one width per encoder stage (hrtem_wf.models.model
 #: .takes_decoder_channels; named here so validation does not import torch).
 PER_STAGE_DECODER_ARCHITECTURES = ("MAnet", "Unet", "UnetPlusPlus")
@@ -111,13 +119,16 @@ def validate_block(section: str, block: dict, schema_path: str | Path = SCHEMA) 
     """One block checked and filled as `validate` would (checks that need other blocks aside), for
     library callers outside the workflow; returns a filled copy."""
     schema = load_schema(schema_path)
-    block_schema = {**schema["properties"][section]["additionalProperties"],
-                    "$defs": schema["$defs"]}
+    block_schema = {
+        **schema["properties"][section]["additionalProperties"],
+        "$defs": schema["$defs"],
+    }
     block = copy.deepcopy(block)
-    errors = sorted(DefaultFillingValidator(block_schema).iter_errors(block),
-                    key=lambda e: list(map(str, e.absolute_path)))
-    problems = [f"  {_dotted([section, 'block', *e.absolute_path])}: {_message(e)}"
-                for e in errors]
+    errors = sorted(
+        DefaultFillingValidator(block_schema).iter_errors(block),
+        key=lambda e: list(map(str, e.absolute_path)),
+    )
+    problems = [f"  {_dotted([section, 'block', *e.absolute_path])}: {_message(e)}" for e in errors]
     if not problems:
         _fill_derived({section: {"block": block}})
         problems = [f"  {p}" for p in _block_problems(section, "block", block)]
@@ -127,7 +138,7 @@ def validate_block(section: str, block: dict, schema_path: str | Path = SCHEMA) 
 
 
 def _text_numbers(node, path=()) -> list[tuple[list, str]]:
-    """(relative path, text) of the strings in `node` that YAML read as text but look like numbers."""
+    """(relative path, text) of the strings in `node` that look like numbers YAML read as text."""
     if isinstance(node, dict):
         return [p for key, value in node.items() for p in _text_numbers(value, [*path, key])]
     if isinstance(node, list):
@@ -175,12 +186,14 @@ def apply_smoke(config: dict) -> dict:
     model seed only, 2 epochs; and (`scaled_count`) at most 3 structures per structures block."""
     for block in config["simulations"].values():
         block["frozen_phonons"] = min(block["frozen_phonons"], SMOKE_FROZEN_PHONONS)
-        block["potential_sampling_A"] = max(block["potential_sampling_A"],
-                                            min(SMOKE_MIN_POTENTIAL_SAMPLING_A,
-                                                block["exit_wave_sampling_A"]))
+        block["potential_sampling_A"] = max(
+            block["potential_sampling_A"],
+            min(SMOKE_MIN_POTENTIAL_SAMPLING_A, block["exit_wave_sampling_A"]),
+        )
     for block in config["images"].values():
-        block["focal_spread"]["samples"] = min(block["focal_spread"]["samples"],
-                                               SMOKE_FOCAL_SPREAD_SAMPLES)
+        block["focal_spread"]["samples"] = min(
+            block["focal_spread"]["samples"], SMOKE_FOCAL_SPREAD_SAMPLES
+        )
         if block["crop_px"] is not None:
             block["crop_px"] = [min(n, SMOKE_CROP_PX) for n in block["crop_px"]]
     for block in config["models"].values():
@@ -192,11 +205,14 @@ def apply_smoke(config: dict) -> dict:
 def _message(error) -> str:
     text_numbers = _text_numbers(error.instance)
     if text_numbers:
-        where = ", ".join(f"{_dotted(path)}: {text!r}" if path else repr(text)
-                          for path, text in text_numbers)
-        return (f"{where} is text, not a number: YAML reads an exponent without a '.' in the "
-                f"mantissa or without a sign (5.0e6, 1e-3) as a string; write 5.0e+6 or "
-                f"5000000.0, 1.0e-3 or 0.001")
+        where = ", ".join(
+            f"{_dotted(path)}: {text!r}" if path else repr(text) for path, text in text_numbers
+        )
+        return (
+            f"{where} is text, not a number: YAML reads an exponent without a '.' in the "
+            f"mantissa or without a sign (5.0e6, 1e-3) as a string; write 5.0e+6 or "
+            f"5000000.0, 1.0e-3 or 0.001"
+        )
     if error.validator == "additionalProperties":
         return f"unknown key ({error.message})"
     if error.validator == "oneOf" and error.context:
@@ -215,11 +231,12 @@ def check_references(config: dict) -> None:
             parents = block[parent_key]
             for parent in parents if isinstance(parents, list) else [parents]:
                 if parent not in config[parent_section]:
-                    problems.append(f"{section}.{name}.{parent_key}: {parent!r} is not a block of "
-                                    f"'{parent_section}' (have: {sorted(config[parent_section])})")
+                    problems.append(
+                        f"{section}.{name}.{parent_key}: {parent!r} is not a block of "
+                        f"'{parent_section}' (have: {sorted(config[parent_section])})"
+                    )
     if not problems:  # the checks across blocks below follow these references
-        for section in ("structures", "simulations", "images", "datasets", "models",
-                        "real_sets"):
+        for section in ("structures", "simulations", "images", "datasets", "models", "real_sets"):
             for name, block in (config.get(section) or {}).items():
                 problems += _block_problems(section, name, block)
                 problems += _linked_problems(config, section, name, block)
@@ -230,7 +247,9 @@ def check_references(config: dict) -> None:
 def _block_problems(section: str, name: str, block: dict) -> list[str]:
     """What one filled block gets wrong on its own."""
     key = f"{section}.{name}"
-    problems = [p for path, spec in _distributions(block, key) for p in _distribution_problems(path, spec)]
+    problems = [
+        p for path, spec in _distributions(block, key) for p in _distribution_problems(path, spec)
+    ]
     if section == "structures":
         problems += _structure_problems(key, block)
     elif section == "images":
@@ -248,8 +267,10 @@ def _structure_problems(key: str, block: dict) -> list[str]:
     if block["family"] == "flake":
         problems = []
         if block["material"] not in FLAKE_MATERIALS:
-            problems.append(f"{key}.material: {block['material']!r} is not a flake material; "
-                            f"flakes are 2H {FLAKE_MATERIALS}")
+            problems.append(
+                f"{key}.material: {block['material']!r} is not a flake material; "
+                f"flakes are 2H {FLAKE_MATERIALS}"
+            )
         if block["support"]["material"] == "graphene" and "distance_A" not in block["support"]:
             problems.append(f"{key}.support.distance_A: required on graphene")
         problems += _positive(f"{key}.flake.radius_A", block["flake"]["radius_A"])
@@ -262,28 +283,36 @@ def _structure_problems(key: str, block: dict) -> list[str]:
         problems.append(f"{key}.cif: lattice cif needs the crystal's CIF file")
     if lattice == "fcc":
         if block["elements"] != [block["material"]] or block["material"] not in FCC_METALS:
-            problems.append(f"{key}.material: {block['material']!r} is not an elemental FCC "
-                            f"metal {FCC_METALS} (elements {block['elements']})")
+            problems.append(
+                f"{key}.material: {block['material']!r} is not an elemental FCC "
+                f"metal {FCC_METALS} (elements {block['elements']})"
+            )
         allowed_kinds = DEFECT_KINDS
     elif lattice == "wurtzite":
         if len(block.get("elements", [])) != 2 or "c_A" not in block:
-            problems.append(f"{key}.elements: a wurtzite block needs elements [cation, anion] "
-                            f"and c_A")
+            problems.append(
+                f"{key}.elements: a wurtzite block needs elements [cation, anion] and c_A"
+            )
         allowed_kinds = WURTZITE_DEFECT_KINDS
     else:
         allowed_kinds = DEFECT_KINDS + WURTZITE_DEFECT_KINDS
         if defects["max_count"] != 0:
-            problems.append(f"{key}.planar_defects.max_count: a CIF crystal takes no planar "
-                            f"defects (set 0)")
+            problems.append(
+                f"{key}.planar_defects.max_count: a CIF crystal takes no planar defects (set 0)"
+            )
     unknown = sorted(set(defects["kinds"]) - set(allowed_kinds))
     if unknown:
-        problems.append(f"{key}.planar_defects.kinds: {unknown} not made for {lattice} particles "
-                        f"(choose from {allowed_kinds})")
+        problems.append(
+            f"{key}.planar_defects.kinds: {unknown} not made for {lattice} particles "
+            f"(choose from {allowed_kinds})"
+        )
     if lattice != "fcc" and block["grain_boundaries"]["fraction"] > 0:
         problems.append(f"{key}.grain_boundaries: only FCC particles have them here")
     if block["shape"] == "layered" and (lattice != "fcc" or "layered" not in block):
-        problems.append(f"{key}.shape: layered is FCC only, with a `layered` block (layers, "
-                        f"added_atoms, temperature)")
+        problems.append(
+            f"{key}.shape: layered is FCC only, with a `layered` block (layers, "
+            f"added_atoms, temperature)"
+        )
     if support(block["particles"]["count"])[0] < 1:
         problems.append(f"{key}.particles.count: must be >= 1")
     if block["shape"] == "sphere":
@@ -293,24 +322,30 @@ def _structure_problems(key: str, block: dict) -> list[str]:
         r_max = support(block["radius_A"])[1]
         needed = 2 * (r_max + block["edge_margin_A"])
         if math.isfinite(r_max) and min(block["cell_A"]) < needed:
-            problems.append(f"{key}.cell_A: {block['cell_A']} is too small: needs 2 x (largest "
-                            f"radius {r_max} + edge_margin_A) = {needed}")
+            problems.append(
+                f"{key}.cell_A: {block['cell_A']} is too small: needs 2 x (largest "
+                f"radius {r_max} + edge_margin_A) = {needed}"
+            )
     return problems
 
 
 def _image_problems(key: str, block: dict) -> list[str]:
     problems = _positive(f"{key}.dose_e_per_A2", block["dose_e_per_A2"])
-    problems += _within(f"{key}.focal_spread.sigma_A", block["focal_spread"]["sigma_A"],
-                        (0.0, math.inf))
+    problems += _within(
+        f"{key}.focal_spread.sigma_A", block["focal_spread"]["sigma_A"], (0.0, math.inf)
+    )
     if block["plasmons"] is not None:
         problems += _within(f"{key}.plasmons.weight", block["plasmons"]["weight"], (0.0, 1.0))
-        problems += _within(f"{key}.plasmons.background", block["plasmons"]["background"],
-                            (0.0, math.inf))
+        problems += _within(
+            f"{key}.plasmons.background", block["plasmons"]["background"], (0.0, math.inf)
+        )
     focal_points, draws = block["focal_points"], block["draws_per_structure"]
     if focal_points is not None and draws % focal_points:
-        problems.append(f"{key}.focal_points: {focal_points} does not divide "
-                        f"draws_per_structure {draws} (each lens is imaged draws / focal_points "
-                        f"times)")
+        problems.append(
+            f"{key}.focal_points: {focal_points} does not divide "
+            f"draws_per_structure {draws} (each lens is imaged draws / focal_points "
+            f"times)"
+        )
     return problems
 
 
@@ -319,14 +354,20 @@ def _model_problems(key: str, block: dict) -> list[str]:
     depth, architecture = block["encoder_depth"], block["architecture"]
     if architecture in PER_STAGE_DECODER_ARCHITECTURES:
         if "decoder_channels" not in block:
-            problems.append(f"{key}.decoder_channels: {architecture} needs one width per "
-                            f"encoder stage ({depth})")
+            problems.append(
+                f"{key}.decoder_channels: {architecture} needs one width per "
+                f"encoder stage ({depth})"
+            )
         elif len(block["decoder_channels"]) != depth:
-            problems.append(f"{key}.decoder_channels: needs {depth} entries (one per "
-                            f"encoder_depth), has {len(block['decoder_channels'])}")
+            problems.append(
+                f"{key}.decoder_channels: needs {depth} entries (one per "
+                f"encoder_depth), has {len(block['decoder_channels'])}"
+            )
     elif "decoder_channels" in block:
-        problems.append(f"{key}.decoder_channels: {architecture} has no per-stage decoder "
-                        f"widths (set its decoder through `options`)")
+        problems.append(
+            f"{key}.decoder_channels: {architecture} has no per-stage decoder "
+            f"widths (set its decoder through `options`)"
+        )
     if block["encoder"].startswith("tu-"):
         import timm  # only for timm encoders: a heavy import
 
@@ -339,8 +380,10 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
     """What a block gets wrong given the blocks it names (references already resolved)."""
     key, problems = f"{section}.{name}", []
     if section == "simulations":
-        missing = sorted(structure_elements(config["structures"][block["structures"]])
-                         - set(block["debye_waller_sigma_A"]))
+        missing = sorted(
+            structure_elements(config["structures"][block["structures"]])
+            - set(block["debye_waller_sigma_A"])
+        )
         if missing:
             problems.append(f"{key}.debye_waller_sigma_A: no entry for {missing}")
     elif section == "images":
@@ -348,16 +391,23 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
         structures = config["structures"][simulation["structures"]]
         threshold = block["label"]["threshold"]
         if isinstance(threshold, dict) and structures["material"] not in threshold:
-            problems.append(f"{key}.label.threshold: no entry for the particles' material "
-                            f"{structures['material']!r} (has {sorted(threshold)})")
-        shape = detector_shape_px(structures["cell_A"], simulation["exit_wave_sampling_A"],
-                                  block["detector"]["pixel_size_A"])
+            problems.append(
+                f"{key}.label.threshold: no entry for the particles' material "
+                f"{structures['material']!r} (has {sorted(threshold)})"
+            )
+        shape = detector_shape_px(
+            structures["cell_A"],
+            simulation["exit_wave_sampling_A"],
+            block["detector"]["pixel_size_A"],
+        )
         crop = block["crop_px"]
         if crop is not None and (crop[0] > shape[0] or crop[1] > shape[1]):
-            problems.append(f"{key}.crop_px: {crop} is larger than the detector image {list(shape)} "
-                            f"px (structures.{simulation['structures']}.cell_A "
-                            f"{structures['cell_A']} at pixel_size_A "
-                            f"{block['detector']['pixel_size_A']})")
+            problems.append(
+                f"{key}.crop_px: {crop} is larger than the detector image {list(shape)} "
+                f"px (structures.{simulation['structures']}.cell_A "
+                f"{structures['cell_A']} at pixel_size_A "
+                f"{block['detector']['pixel_size_A']})"
+            )
     elif section == "datasets":
         crops = {tuple(config["images"][i]["crop_px"] or ()) for i in block["images"]}
         if len(crops) > 1:
@@ -367,13 +417,17 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
         for image_block in config["datasets"][block["dataset"]]["images"]:
             crop = config["images"][image_block]["crop_px"] or []
             if any(size % 2**depth for size in crop):
-                problems.append(f"{key}.encoder_depth: images.{image_block}.crop_px {crop} is "
-                                f"not divisible by 2**{depth}")
+                problems.append(
+                    f"{key}.encoder_depth: images.{image_block}.crop_px {crop} is "
+                    f"not divisible by 2**{depth}"
+                )
     elif section == "real_sets":
         for model in block["models"]:
             if model not in config["models"]:
-                problems.append(f"{key}.models: {model!r} is not a block of 'models' "
-                                f"(have: {sorted(config['models'])})")
+                problems.append(
+                    f"{key}.models: {model!r} is not a block of 'models' "
+                    f"(have: {sorted(config['models'])})"
+                )
     return problems
 
 
@@ -410,25 +464,34 @@ def _distribution_problems(key: str, spec: dict) -> list[str]:
     if kind == "normal" and spec.get("min", -math.inf) > spec.get("max", math.inf):
         problems.append(f"{key}: min {spec['min']} > max {spec['max']}")
     if kind == "mixture" and len(spec["weights"]) != len(spec["components"]):
-        problems.append(f"{key}: {len(spec['weights'])} weights for {len(spec['components'])} "
-                        f"components (one weight per component)")
+        problems.append(
+            f"{key}: {len(spec['weights'])} weights for {len(spec['components'])} "
+            f"components (one weight per component)"
+        )
     return problems
 
 
 def _positive(key: str, spec) -> list[str]:
     low = support(spec)[0]
-    return [f"{key}: values must be > 0 (the distribution allows {low}; set min/low)"] if low <= 0 else []
+    return (
+        [f"{key}: values must be > 0 (the distribution allows {low}; set min/low)"]
+        if low <= 0
+        else []
+    )
 
 
 def _within(key: str, spec, bounds: tuple[float, float]) -> list[str]:
     low, high = support(spec)
     if low < bounds[0] or high > bounds[1]:
-        return [f"{key}: values must lie in [{bounds[0]}, {bounds[1]}] (the distribution allows "
-                f"[{low}, {high}])"]
+        return [
+            f"{key}: values must lie in [{bounds[0]}, {bounds[1]}] (the distribution allows "
+            f"[{low}, {high}])"
+        ]
     return []
 
 
 # --- the block graph, used by the Snakefile's input functions ---------------------------------
+
 
 def structures_of(config: dict, section: str, name: str) -> str:
     """The structures block at the root of a simulations or images block."""

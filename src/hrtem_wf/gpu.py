@@ -55,8 +55,9 @@ def _count_nvidia_smi() -> int:
     if executable is None:
         return 0
     try:
-        listing = subprocess.run([executable, "-L"], capture_output=True, text=True, timeout=30,
-                                 check=True).stdout
+        listing = subprocess.run(
+            [executable, "-L"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
     except (OSError, subprocess.SubprocessError):  # driver missing or hung: treat as no GPU
         return 0
     # Count the "GPU i: ..." lines only; MIG instances are listed indented below their GPU.
@@ -100,8 +101,10 @@ def bind_gpu(slot_dir: str | os.PathLike | None = None) -> str:
     devices = visible_gpus()
     if not devices:
         raise RuntimeError(
-            "device: gpu but no GPU is visible (none in CUDA_VISIBLE_DEVICES, else in HRTEM_WF_GPUS, "
-            "else in `nvidia-smi -L`); run on a GPU node, or set device: cpu")
+            "device: gpu but no GPU is visible (none in CUDA_VISIBLE_DEVICES, else in "
+            "HRTEM_WF_GPUS, "
+            "else in `nvidia-smi -L`); run on a GPU node, or set device: cpu"
+        )
     if len(devices) == 1:
         # Already bound by the scheduler (e.g. SLURM --gpus=1): nothing to share, nothing to lock.
         os.environ["CUDA_VISIBLE_DEVICES"] = devices[0]
@@ -123,10 +126,16 @@ def bind_gpu(slot_dir: str | os.PathLike | None = None) -> str:
             raise RuntimeError(
                 f"no free GPU after {wait_s:g} s: all {len(devices)} visible GPUs "
                 f"({','.join(devices)}) are held by other jobs (lock files in {slot_dir}); "
-                "run fewer GPU jobs at once (snakemake --resources gpu=N) or raise HRTEM_WF_GPU_WAIT_S")
+                "run fewer GPU jobs at once (snakemake --resources gpu=N) or raise "
+                "HRTEM_WF_GPU_WAIT_S"
+            )
         if not waiting_logged:  # more GPU jobs than GPUs: a second workflow, or gpu=N too high
-            log.warning("all %d GPUs are busy; waiting up to %g s for one (slots in %s)",
-                        len(devices), wait_s, slot_dir)
+            log.warning(
+                "all %d GPUs are busy; waiting up to %g s for one (slots in %s)",
+                len(devices),
+                wait_s,
+                slot_dir,
+            )
             waiting_logged = True
         time.sleep(POLL_S)
 

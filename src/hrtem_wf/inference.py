@@ -138,19 +138,24 @@ def predict_tiled(
     tile_px, overlap_px, batch_size = int(tile_px), int(overlap_px), int(batch_size)
     stride = tile_px - overlap_px
     if tile_px <= 0 or tile_px % factor:
-        raise ValueError(f"tile_px {tile_px} must be a positive multiple of 2**encoder_depth "
-                         f"= {factor}")
+        raise ValueError(
+            f"tile_px {tile_px} must be a positive multiple of 2**encoder_depth = {factor}"
+        )
     if overlap_px < 0 or stride <= 0 or stride % factor:
-        raise ValueError(f"overlap_px {overlap_px} must be >= 0 and leave a stride tile_px - "
-                         f"overlap_px = {stride} that is a positive multiple of {factor}")
+        raise ValueError(
+            f"overlap_px {overlap_px} must be >= 0 and leave a stride tile_px - "
+            f"overlap_px = {stride} that is a positive multiple of {factor}"
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
     if not 0 < weight_floor <= 1:
         raise ValueError(f"weight_floor must be in (0, 1], not {weight_floor}")
     margin_px = overlap_px // 4 if margin_px is None else int(margin_px)
     if margin_px < 0 or 2 * margin_px > overlap_px:
-        raise ValueError(f"margin_px {margin_px} must be >= 0 and at most half the overlap "
-                         f"({overlap_px} px), or neighbouring windows leave gaps")
+        raise ValueError(
+            f"margin_px {margin_px} must be >= 0 and at most half the overlap "
+            f"({overlap_px} px), or neighbouring windows leave gaps"
+        )
     if isinstance(device, str) and device in ("cpu", "gpu"):
         device = resolve_device(device)
     device = torch.device(device)
@@ -159,13 +164,18 @@ def predict_tiled(
     tile_h, n_y, padded_h = _axis_layout(height, tile_px, stride, factor)
     tile_w, n_x, padded_w = _axis_layout(width, tile_px, stride, factor)
     # Only the bottom and right are padded: the tile grid keeps the image's origin.
-    padded = np.pad(image, ((0, padded_h - height), (0, padded_w - width)),
-                    mode="reflect" if min(height, width) > 1 else "edge")
+    padded = np.pad(
+        image,
+        ((0, padded_h - height), (0, padded_w - width)),
+        mode="reflect" if min(height, width) > 1 else "edge",
+    )
     # One tile along an axis needs no blending along it.
-    window_y = (hann_window(tile_h, weight_floor, margin_px) if n_y > 1
-                else np.ones(tile_h, np.float32))
-    window_x = (hann_window(tile_w, weight_floor, margin_px) if n_x > 1
-                else np.ones(tile_w, np.float32))
+    window_y = (
+        hann_window(tile_h, weight_floor, margin_px) if n_y > 1 else np.ones(tile_h, np.float32)
+    )
+    window_x = (
+        hann_window(tile_w, weight_floor, margin_px) if n_x > 1 else np.ones(tile_w, np.float32)
+    )
     weight = window_y[:, None] * window_x[None, :]
 
     weighted_sum = np.zeros((padded_h, padded_w), dtype=np.float32)
@@ -196,14 +206,18 @@ def predict_tiled(
     return np.clip(result, 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def predict_micrograph(model: torch.nn.Module, raw_image: np.ndarray, *, median_px: int = 3,
-                       **tiling) -> np.ndarray:
+def predict_micrograph(
+    model: torch.nn.Module, raw_image: np.ndarray, *, median_px: int = 3, **tiling
+) -> np.ndarray:
     """Particle probability of a raw micrograph: `preprocess`, then `predict_tiled`."""
     return predict_tiled(model, preprocess(raw_image, median_px=median_px), **tiling)
 
 
-def pixel_size_mismatch(pixel_size_A: float | None, training: float | list[float] | None,
-                        tolerance: float = PIXEL_SIZE_TOLERANCE) -> str | None:
+def pixel_size_mismatch(
+    pixel_size_A: float | None,
+    training: float | list[float] | None,
+    tolerance: float = PIXEL_SIZE_TOLERANCE,
+) -> str | None:
     """A warning text when ``pixel_size_A`` is off the training pixel size by > ``tolerance``.
 
     None when it matches, or when either pixel size is unknown.
@@ -216,7 +230,9 @@ def pixel_size_mismatch(pixel_size_A: float | None, training: float | list[float
         return None
     trained = f"{low:.4g} A" if low == high else f"{low:.4g} to {high:.4g} A"
     nearest = low if pixel_size_A < low else high
-    return (f"pixel size {pixel_size_A:.4g} A differs by {abs(pixel_size_A / nearest - 1):.0%} "
-            f"from the training data's {trained} (more than {tolerance:.0%}); the network sees "
-            f"features at a scale it was not trained on: resample the micrograph to the "
-            f"training pixel size")
+    return (
+        f"pixel size {pixel_size_A:.4g} A differs by {abs(pixel_size_A / nearest - 1):.0%} "
+        f"from the training data's {trained} (more than {tolerance:.0%}); the network sees "
+        f"features at a scale it was not trained on: resample the micrograph to the "
+        f"training pixel size"
+    )

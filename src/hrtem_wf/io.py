@@ -22,8 +22,17 @@ COMPRESSORS = (BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle),
 # Decoding a damaged chunk raises these (Blosc: RuntimeError, checksum and shape: ValueError).
 _DECODE_ERRORS = (RuntimeError, ValueError, OSError)
 
-_PACKAGES = ("hrtem_wf", "numpy", "abtem", "czone", "ase", "zarr", "torch",
-             "segmentation-models-pytorch", "snakemake")
+_PACKAGES = (
+    "hrtem_wf",
+    "numpy",
+    "abtem",
+    "czone",
+    "ase",
+    "zarr",
+    "torch",
+    "segmentation-models-pytorch",
+    "snakemake",
+)
 
 
 def versions() -> dict[str, str]:
@@ -62,8 +71,9 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def write_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray], attrs: dict,
-                 chunk_leading: int = 1) -> None:
+def write_arrays(
+    path: str | os.PathLike, arrays: dict[str, np.ndarray], attrs: dict, chunk_leading: int = 1
+) -> None:
     """Write arrays into a new Zarr v3 group, one chunk per `chunk_leading` leading items."""
     with atomic_path(path) as tmp:
         group = zarr.open_group(tmp, mode="w", zarr_format=3)
@@ -71,9 +81,14 @@ def write_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray], attrs: 
         for name, array in arrays.items():
             chunks = (min(chunk_leading, max(array.shape[0], 1)),) + array.shape[1:]
             # Every chunk stored, all-zero ones too, so a reader can tell a lost chunk from zeros.
-            stored = group.create_array(name, shape=array.shape, dtype=array.dtype,
-                                        chunks=chunks, compressors=COMPRESSORS,
-                                        config={"write_empty_chunks": True})
+            stored = group.create_array(
+                name,
+                shape=array.shape,
+                dtype=array.dtype,
+                chunks=chunks,
+                compressors=COMPRESSORS,
+                config={"write_empty_chunks": True},
+            )
             stored[...] = array
 
 
@@ -115,8 +130,9 @@ class StoredArray:
                 items = np.asarray(items, dtype=np.int64)
                 data = np.asarray(self.array.get_orthogonal_selection((items, *rest)))
         except _DECODE_ERRORS as error:
-            raise self.error(f"{self._undecodable(items)} cannot be decoded ({error}); "
-                             f"the file is damaged") from error
+            raise self.error(
+                f"{self._undecodable(items)} cannot be decoded ({error}); the file is damaged"
+            ) from error
         if np.issubdtype(data.dtype, np.inexact):
             bad = _first_nonfinite_item(data)
             if bad is not None:
@@ -130,7 +146,7 @@ class StoredArray:
         wanted = range(len(self)) if items is None else items
         for start in sorted({int(i) // step * step for i in wanted}):
             try:
-                self.array[start:start + step]
+                self.array[start : start + step]
             except _DECODE_ERRORS:
                 origin = (start // step,) + (0,) * (self.array.ndim - 1)
                 key = self.array.metadata.encode_chunk_key(origin)
@@ -143,15 +159,16 @@ def _first_nonfinite_item(data: np.ndarray) -> int | None:
     """Index of the first item (first axis) holding NaN or inf; in blocks, to bound the memory."""
     step = max(1, 2**24 // max(1, data[0].size)) if len(data) else 1
     for start in range(0, len(data), step):
-        block = data[start:start + step]
+        block = data[start : start + step]
         finite = np.isfinite(block).reshape(len(block), -1).all(axis=1)
         if not finite.all():
             return start + int(np.argmin(finite))
     return None
 
 
-def open_arrays(path: str | os.PathLike, dtypes: Mapping[str, DTypeLike],
-                items_attr: str | None = None) -> tuple[dict[str, StoredArray], dict]:
+def open_arrays(
+    path: str | os.PathLike, dtypes: Mapping[str, DTypeLike], items_attr: str | None = None
+) -> tuple[dict[str, StoredArray], dict]:
     """The named arrays of the store at `path`, and its attributes, checked before any data is
     read: each there with the dtype given, all of one shape, every chunk stored, and as many
     items (first axis) as attribute `items_attr` records (a count, or a list of one per item)."""
@@ -170,8 +187,9 @@ def open_arrays(path: str | os.PathLike, dtypes: Mapping[str, DTypeLike],
             raise stored.error(f"dtype {array.dtype}, expected {np.dtype(dtype)}")
         missing = array.nchunks - array.nchunks_initialized
         if missing:
-            raise stored.error(f"{missing} of {array.nchunks} chunks are missing "
-                               f"(Zarr would read them as zeros)")
+            raise stored.error(
+                f"{missing} of {array.nchunks} chunks are missing (Zarr would read them as zeros)"
+            )
     shapes = {name: stored.shape for name, stored in arrays.items()}
     if len(set(shapes.values())) > 1:
         raise StoreError(f"{path}: arrays differ in shape: {shapes}")
@@ -180,13 +198,15 @@ def open_arrays(path: str | os.PathLike, dtypes: Mapping[str, DTypeLike],
         count = len(recorded) if isinstance(recorded, list) else recorded
         held = next(iter(shapes.values()))[0]
         if count != held:
-            raise StoreError(f"{path}: attribute {items_attr!r} records {count} items, "
-                             f"the arrays hold {held}")
+            raise StoreError(
+                f"{path}: attribute {items_attr!r} records {count} items, the arrays hold {held}"
+            )
     return arrays, attrs
 
 
-def read_arrays(path: str | os.PathLike, dtypes: Mapping[str, DTypeLike],
-                items_attr: str | None = None) -> tuple[dict[str, np.ndarray], dict]:
+def read_arrays(
+    path: str | os.PathLike, dtypes: Mapping[str, DTypeLike], items_attr: str | None = None
+) -> tuple[dict[str, np.ndarray], dict]:
     """The named arrays of the store at `path`, read whole, and its attributes; every check of
     `open_arrays` and `StoredArray.read` done, or a StoreError that names the store."""
     arrays, attrs = open_arrays(path, dtypes, items_attr)

@@ -21,12 +21,33 @@ MICROGRAPH_EXTENSIONS = (".dm3", ".dm4", ".ser", ".emd", ".tif", ".tiff", ".npy"
 #: Length units (lower case, spaces removed) and their size in Angstrom.
 _ANGSTROM_PER_UNIT = {
     # "Å" and the Angstrom sign (U+212B) both lower-case to "å"
-    "a": 1.0, "å": 1.0, "ang": 1.0, "angstrom": 1.0, "angstroms": 1.0,
-    "nm": 10.0, "nanometer": 10.0, "nanometers": 10.0, "nanometre": 10.0, "nanometres": 10.0,
-    "pm": 0.01, "picometer": 0.01, "picometers": 0.01,
-    "um": 1e4, "\u00b5m": 1e4, "\u03bcm": 1e4, "micron": 1e4, "microns": 1e4,
-    "micrometer": 1e4, "micrometers": 1e4, "micrometre": 1e4,
-    "mm": 1e7, "cm": 1e8, "m": 1e10, "meter": 1e10, "meters": 1e10, "metre": 1e10,
+    "a": 1.0,
+    "å": 1.0,
+    "ang": 1.0,
+    "angstrom": 1.0,
+    "angstroms": 1.0,
+    "nm": 10.0,
+    "nanometer": 10.0,
+    "nanometers": 10.0,
+    "nanometre": 10.0,
+    "nanometres": 10.0,
+    "pm": 0.01,
+    "picometer": 0.01,
+    "picometers": 0.01,
+    "um": 1e4,
+    "\u00b5m": 1e4,
+    "\u03bcm": 1e4,
+    "micron": 1e4,
+    "microns": 1e4,
+    "micrometer": 1e4,
+    "micrometers": 1e4,
+    "micrometre": 1e4,
+    "mm": 1e7,
+    "cm": 1e8,
+    "m": 1e10,
+    "meter": 1e10,
+    "meters": 1e10,
+    "metre": 1e10,
 }
 
 #: Pixel sizes (Angstrom) outside this range are taken for wrong metadata, not a pixel size.
@@ -89,8 +110,12 @@ def _image_2d(data: np.ndarray, path: Path) -> np.ndarray:
     if data.ndim < 2 or min(data.shape[-2:]) < 1:
         raise ValueError(f"{path}: holds an array of shape {data.shape}, not a 2-D image")
     if data.ndim > 2:
-        log.warning("%s: holds a stack of shape %s; using its first 2-D image %s",
-                    path, data.shape, data.shape[-2:])
+        log.warning(
+            "%s: holds a stack of shape %s; using its first 2-D image %s",
+            path,
+            data.shape,
+            data.shape[-2:],
+        )
         data = data[(0,) * (data.ndim - 2)]
     return np.ascontiguousarray(data, dtype=np.float32)
 
@@ -99,7 +124,8 @@ def _real_gray(data: np.ndarray, path: Path) -> np.ndarray:
     """Structured RGB(A) pixels averaged to gray; complex data refused."""
     if data.dtype.names:  # rsciio reads RGB images as a structured array
         channels = [name for name in data.dtype.names if name in ("R", "G", "B")] or list(
-            data.dtype.names)
+            data.dtype.names
+        )
         data = np.mean([data[name].astype(np.float32) for name in channels], axis=0)
     if np.iscomplexobj(data):
         raise ValueError(f"{path}: holds complex data (an FFT or exit wave?), not a micrograph")
@@ -123,12 +149,21 @@ def _from_signals(signals: list[dict], path: Path) -> tuple[np.ndarray, float | 
         image_dims = signal_dims[-2:]
         title = (signal.get("metadata") or {}).get("General", {}).get("title", "")
         if len(signals) > 1:
-            log.warning("%s: holds %d signals; using signal %d %r, the first 2-D image",
-                        path, len(signals), number, title)
+            log.warning(
+                "%s: holds %d signals; using signal %d %r, the first 2-D image",
+                path,
+                len(signals),
+                number,
+                title,
+            )
         if data.ndim > 2:
-            log.warning("%s: signal %r has shape %s; using its first 2-D image (axes %s)",
-                        path, title, data.shape,
-                        [axes[i].get("name") for i in image_dims])
+            log.warning(
+                "%s: signal %r has shape %s; using its first 2-D image (axes %s)",
+                path,
+                title,
+                data.shape,
+                [axes[i].get("name") for i in image_dims],
+            )
             index = tuple(slice(None) if i in image_dims else 0 for i in range(data.ndim))
             data = data[index]
         pixel_size = _pixel_size_from_axes([axes[i] for i in image_dims], path)
@@ -146,18 +181,30 @@ def _pixel_size_from_axes(axes: list[dict], path: Path) -> float | None:
         if factor is None or scale is None or not np.isfinite(scale) or scale <= 0:
             units = axis.get("units")
             if units not in (None, "", "<undefined>") and "/" in str(units):
-                log.warning("%s: axis %r is in %s (reciprocal space?); no pixel size",
-                            path, axis.get("name"), units)
+                log.warning(
+                    "%s: axis %r is in %s (reciprocal space?); no pixel size",
+                    path,
+                    axis.get("name"),
+                    units,
+                )
             return None
         sizes.append(float(scale) * factor)
     y_size, x_size = sizes
     if not PLAUSIBLE_PIXEL_SIZE_A[0] <= x_size <= PLAUSIBLE_PIXEL_SIZE_A[1]:
-        log.warning("%s: pixel size %.4g A is implausible for a micrograph (a mislabelled "
-                    "diffraction pattern?); taking it as unknown", path, x_size)
+        log.warning(
+            "%s: pixel size %.4g A is implausible for a micrograph (a mislabelled "
+            "diffraction pattern?); taking it as unknown",
+            path,
+            x_size,
+        )
         return None
     if abs(y_size - x_size) > 0.01 * x_size:
-        log.warning("%s: non-square pixels (%.4g A high, %.4g A wide); using the width",
-                    path, y_size, x_size)
+        log.warning(
+            "%s: non-square pixels (%.4g A high, %.4g A wide); using the width",
+            path,
+            y_size,
+            x_size,
+        )
     return x_size
 
 
@@ -259,11 +306,13 @@ def write_mask_png(path: str | Path, mask: np.ndarray) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     # Level 1: a large mask compresses nearly as well, several times faster than the default 6.
     Image.fromarray(np.where(mask != 0, 255, 0).astype(np.uint8), mode="L").save(
-        path, compress_level=1)
+        path, compress_level=1
+    )
 
 
-def write_probability_tiff(path: str | Path, probability: np.ndarray,
-                           pixel_size_A: float | None) -> None:
+def write_probability_tiff(
+    path: str | Path, probability: np.ndarray, pixel_size_A: float | None
+) -> None:
     """``probability`` as a float32 ImageJ TIFF; the pixel size (when known) in nm per pixel.
 
     ImageJ/Fiji and read_micrograph read the pixel size back.
@@ -278,5 +327,10 @@ def write_probability_tiff(path: str | Path, probability: np.ndarray,
         tifffile.imwrite(path, probability, imagej=True)
         return
     pixels_per_nm = 10.0 / float(pixel_size_A)
-    tifffile.imwrite(path, probability, imagej=True, resolution=(pixels_per_nm, pixels_per_nm),
-                     metadata={"unit": _TIFF_UNIT})
+    tifffile.imwrite(
+        path,
+        probability,
+        imagej=True,
+        resolution=(pixels_per_nm, pixels_per_nm),
+        metadata={"unit": _TIFF_UNIT},
+    )

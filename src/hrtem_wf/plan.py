@@ -49,8 +49,13 @@ STAGES = ["structures", "simulations", "images", "datasets", "models", "real_set
 NO_BLOCK = "-"
 
 CATEGORIES = ["missing", "params", "code", "upstream", "other"]
-CATEGORY_TITLES = {"missing": "missing", "params": "params changed", "code": "code changed",
-                   "upstream": "upstream changed", "other": "other"}
+CATEGORY_TITLES = {
+    "missing": "missing",
+    "params": "params changed",
+    "code": "code changed",
+    "upstream": "upstream changed",
+    "other": "other",
+}
 # The first words of each reason Snakemake 9 prints (snakemake/jobs.py, Reason.__str__).
 REASON_CATEGORY = {
     "Missing output files": "missing",
@@ -72,7 +77,7 @@ REASON_CATEGORY = {
 _REASON_SPLIT = re.compile("; (?=(?:" + "|".join(map(re.escape, REASON_CATEGORY)) + "))")
 _JOB_HEADER = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (?P<rule>[A-Za-z_][\w]*):\s*$")
 _JOB_FIELD = re.compile(r"^\s+(?P<key>[a-z_]+): (?P<value>.*)$")
-_DOT_NODE = re.compile(r'^\s*(?P<id>\d+)\s*\[(?P<attrs>.*)\];?\s*$')
+_DOT_NODE = re.compile(r"^\s*(?P<id>\d+)\s*\[(?P<attrs>.*)\];?\s*$")
 _DOT_EDGE = re.compile(r"^\s*(?P<a>\d+)\s*->\s*(?P<b>\d+)")
 _DOT_ATTR = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
 
@@ -83,17 +88,21 @@ class PlanError(RuntimeError):
 
 # --- parsing Snakemake's output ----------------------------------------------------------------
 
+
 def categorize(reason: str) -> list[str]:
     """The categories of one `reason:` value, in CATEGORIES order (empty reason: ["other"])."""
     reason = reason.strip()
     if reason.startswith("Finished (was: ") and reason.endswith(")"):
-        reason = reason[len("Finished (was: "):-1]
+        reason = reason[len("Finished (was: ") : -1]
     found = set()
     for part in _REASON_SPLIT.split(reason):
         part = part.strip()
         if part:
-            found.add(next((c for prefix, c in REASON_CATEGORY.items() if part.startswith(prefix)),
-                           "other"))
+            found.add(
+                next(
+                    (c for prefix, c in REASON_CATEGORY.items() if part.startswith(prefix)), "other"
+                )
+            )
     return [c for c in CATEGORIES if c in found] or ["other"]
 
 
@@ -139,7 +148,7 @@ def parse_job_stats(text: str) -> dict[str, int]:
     for i, line in enumerate(lines):
         if line.strip() == "Job stats:":
             counts = {}
-            for row in lines[i + 3:]:
+            for row in lines[i + 3 :]:
                 parts = row.split()
                 if len(parts) != 2 or not parts[1].isdigit():
                     break
@@ -160,8 +169,10 @@ def parse_rulegraph(dot: str) -> tuple[dict[str, dict], list[tuple[str, str]]]:
         node = _DOT_NODE.match(line)
         if node:
             attrs = dict(_DOT_ATTR.findall(node["attrs"]))
-            nodes[node["id"]] = {"label": attrs.get("label", node["id"]),
-                                 "color": attrs.get("color", "")}
+            nodes[node["id"]] = {
+                "label": attrs.get("label", node["id"]),
+                "color": attrs.get("color", ""),
+            }
     for a, b in edges:
         for n in (a, b):
             nodes.setdefault(n, {"label": n, "color": ""})
@@ -169,6 +180,7 @@ def parse_rulegraph(dot: str) -> tuple[dict[str, dict], list[tuple[str, str]]]:
 
 
 # --- the config's targets ----------------------------------------------------------------------
+
 
 def _merge(base: dict, overlay: dict) -> dict:
     """Snakemake's update_config: nested mappings merge, everything else is replaced."""
@@ -180,8 +192,9 @@ def _merge(base: dict, overlay: dict) -> dict:
     return base
 
 
-def load_config(directory: str | Path = ".", configfile: str | Path | None = None,
-                replace: bool = False) -> dict:
+def load_config(
+    directory: str | Path = ".", configfile: str | Path | None = None, replace: bool = False
+) -> dict:
     """The config a run would see: the workflow's config/config.yaml with the --configfile
     merged over it, as Snakemake does (or the --configfile alone with --replace-workflow-config),
     validated and filled as the Snakefile does."""
@@ -218,7 +231,12 @@ def targets(config: dict) -> list[dict]:
         add("models", name, "models", len(block["seeds"]))
         add("models", name, "evaluations", len(block["seeds"]))
     for name, block in config["real_sets"].items():
-        add("real_sets", name, "scores", sum(len(config["models"][m]["seeds"]) for m in block["models"]))
+        add(
+            "real_sets",
+            name,
+            "scores",
+            sum(len(config["models"][m]["seeds"]) for m in block["models"]),
+        )
     add("report", NO_BLOCK, "report", 1)
     add("report", NO_BLOCK, "all", 1)
     return rows
@@ -237,8 +255,14 @@ def summarize(jobs: list[dict], config: dict) -> list[dict]:
         block = job["wildcards"].get(wildcard, NO_BLOCK) if wildcard else NO_BLOCK
         row = index.get((job["rule"], block))
         if row is None:  # a rule this table does not know, or a block outside the config
-            row = {"stage": stage, "block": block, "rule": job["rule"], "targets": None,
-                   "would_run": 0, **{c: 0 for c in CATEGORIES}}
+            row = {
+                "stage": stage,
+                "block": block,
+                "rule": job["rule"],
+                "targets": None,
+                "would_run": 0,
+                **{c: 0 for c in CATEGORIES},
+            }
             index[(job["rule"], block)] = row
             rows.append(row)
         row["would_run"] += 1
@@ -251,23 +275,36 @@ def summarize(jobs: list[dict], config: dict) -> list[dict]:
 def total(rows: list[dict]) -> dict:
     """The column sums (targets: None if any row's is unknown)."""
     counts = [r["targets"] for r in rows]
-    return {"stage": "total", "block": "", "rule": "",
-            "targets": None if None in counts else sum(counts),
-            **{k: sum(r[k] for r in rows) for k in ["would_run", *CATEGORIES]}}
+    return {
+        "stage": "total",
+        "block": "",
+        "rule": "",
+        "targets": None if None in counts else sum(counts),
+        **{k: sum(r[k] for r in rows) for k in ["would_run", *CATEGORIES]},
+    }
 
 
 def format_plan(rows: list[dict]) -> str:
     """Fixed-width text: one line per row, then the total."""
-    titles = ["stage", "block", "rule", "targets", "would run",
-              *(CATEGORY_TITLES[c] for c in CATEGORIES)]
+    titles = [
+        "stage",
+        "block",
+        "rule",
+        "targets",
+        "would run",
+        *(CATEGORY_TITLES[c] for c in CATEGORIES),
+    ]
     keys = ["stage", "block", "rule", "targets", "would_run", *CATEGORIES]
-    table = [titles] + [["?" if r[k] is None else str(r[k]) for k in keys]
-                        for r in [*rows, total(rows)]]
+    table = [titles] + [
+        ["?" if r[k] is None else str(r[k]) for k in keys] for r in [*rows, total(rows)]
+    ]
     widths = [max(len(line[i]) for line in table) for i in range(len(titles))]
 
     def render(line):
-        cells = [cell.ljust(w) if i < 3 else cell.rjust(w)
-                 for i, (cell, w) in enumerate(zip(line, widths))]
+        cells = [
+            cell.ljust(w) if i < 3 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, widths))
+        ]
         return "  ".join(cells).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
@@ -276,6 +313,7 @@ def format_plan(rows: list[dict]) -> str:
 
 # --- running Snakemake -------------------------------------------------------------------------
 
+
 def snakemake_executable() -> str:
     """The `snakemake` of this environment (next to the Python running hrtem-wf)."""
     local = Path(sys.executable).parent / "snakemake"
@@ -283,8 +321,10 @@ def snakemake_executable() -> str:
         return str(local)
     found = shutil.which("snakemake")
     if found is None:
-        raise PlanError(f"snakemake not found (looked in {local.parent} and on PATH); "
-                        "install hrtem_wf[workflow]")
+        raise PlanError(
+            f"snakemake not found (looked in {local.parent} and on PATH); "
+            "install hrtem_wf[workflow]"
+        )
     return found
 
 
@@ -301,8 +341,10 @@ def _snakemake(directory, configfile, snakemake_args, *flags) -> subprocess.Comp
     result = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         output = (result.stdout + "\n" + result.stderr).strip()
-        raise PlanError(f"{' '.join(command)} failed (exit {result.returncode}) in {directory}:\n"
-                        + "\n".join(output.splitlines()[-40:]))
+        raise PlanError(
+            f"{' '.join(command)} failed (exit {result.returncode}) in {directory}:\n"
+            + "\n".join(output.splitlines()[-40:])
+        )
     return result
 
 
@@ -312,8 +354,9 @@ def dry_run(directory: str | Path = ".", configfile=None, snakemake_args=()) -> 
     return result.stdout + "\n" + result.stderr
 
 
-def plan(directory: str | Path = ".", configfile: str | Path | None = None,
-         snakemake_args=()) -> list[dict]:
+def plan(
+    directory: str | Path = ".", configfile: str | Path | None = None, snakemake_args=()
+) -> list[dict]:
     """The plan of a run in `directory` as table rows (see `summarize`)."""
     snakemake_args = list(snakemake_args)
     jobs = read_dry_run(dry_run(directory, configfile, snakemake_args))
@@ -331,8 +374,10 @@ def read_dry_run(text: str) -> list[dict]:
         parsed[job["rule"]] = parsed.get(job["rule"], 0) + 1
     expected = {rule: n for rule, n in stats.items() if rule != "total"}
     if stats and parsed != expected:
-        raise PlanError(f"read {sum(parsed.values())} jobs {parsed} from the dry run, but its job "
-                        f"stats say {expected}; the output format may have changed")
+        raise PlanError(
+            f"read {sum(parsed.values())} jobs {parsed} from the dry run, but its job "
+            f"stats say {expected}; the output format may have changed"
+        )
     return jobs
 
 
@@ -342,6 +387,7 @@ def rulegraph(directory: str | Path = ".", configfile=None, snakemake_args=()) -
 
 
 # --- drawing the rule graph --------------------------------------------------------------------
+
 
 def _layers(nodes, edges) -> dict[str, int]:
     """Longest-path layering: a rule sits one layer below its deepest input rule."""
@@ -368,17 +414,24 @@ def _positions(nodes, edges) -> dict[str, tuple[float, float]]:
     x = {}
     for depth in sorted(rows):
         if depth > 0:  # order each layer by the mean position of its inputs (fewer crossings)
+
             def barycenter(n):
                 xs = [x[a] for a, b in edges if b == n and a in x]
                 return sum(xs) / len(xs) if xs else 0.0
+
             rows[depth].sort(key=barycenter)
         for i, n in enumerate(rows[depth]):
             x[n] = i - (len(rows[depth]) - 1) / 2
     return {n: (x[n] * 2.2, -layer[n]) for n in nodes}
 
 
-def draw_rulegraph(nodes: dict, edges: list, png: str | Path, job_counts: dict | None = None,
-                   title: str | None = None) -> Path:
+def draw_rulegraph(
+    nodes: dict,
+    edges: list,
+    png: str | Path,
+    job_counts: dict | None = None,
+    title: str | None = None,
+) -> Path:
     """Draw the rule graph top (first stage) to bottom (`all`) into a PNG; with `job_counts`
     ({rule: n}) each box also says how many of its jobs would run. Edges that skip layers are
     drawn as arcs so that they do not hide behind the boxes in between."""
@@ -409,8 +462,16 @@ def draw_rulegraph(nodes: dict, edges: list, png: str | Path, job_counts: dict |
         except ValueError:
             color = "grey"
         x, y = pos[n]
-        box = FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.04",
-                             facecolor="white", edgecolor=color, linewidth=2, zorder=3)
+        box = FancyBboxPatch(
+            (x - w / 2, y - h / 2),
+            w,
+            h,
+            boxstyle="round,pad=0.04",
+            facecolor="white",
+            edgecolor=color,
+            linewidth=2,
+            zorder=3,
+        )
         ax.add_patch(box)
         ax.text(x, y, "\n".join(lines), ha="center", va="center", fontsize=10, zorder=4)
         boxes[n], widths[n] = box, w
@@ -423,15 +484,29 @@ def draw_rulegraph(nodes: dict, edges: list, png: str | Path, job_counts: dict |
             offset = max(widths[n] for n in between) / 2 + 0.2 + 0.15 * (len(between) - 1)
             rad, side = side * 2 * offset / abs(ya - yb), -side
             reach = max(reach, offset)
-        ax.add_patch(FancyArrowPatch(pos[a], pos[b], patchA=boxes[a], patchB=boxes[b],
-                                     arrowstyle="-|>", mutation_scale=14, color="grey",
-                                     linewidth=1.5, connectionstyle=f"arc3,rad={rad}",
-                                     shrinkA=1, shrinkB=1, zorder=2))
+        ax.add_patch(
+            FancyArrowPatch(
+                pos[a],
+                pos[b],
+                patchA=boxes[a],
+                patchB=boxes[b],
+                arrowstyle="-|>",
+                mutation_scale=14,
+                color="grey",
+                linewidth=1.5,
+                connectionstyle=f"arc3,rad={rad}",
+                shrinkA=1,
+                shrinkB=1,
+                zorder=2,
+            )
+        )
     margin = max(1.2, reach + 0.4)
     ax.set_xlim(min(xs) - margin, max(xs) + margin)
     ax.set_ylim(min(ys) - 0.6, max(ys) + 0.6)
-    fig.set_size_inches((max(xs) - min(xs) + 2 * margin) * inch,
-                        (max(ys) - min(ys) + 1.2 + 0.4 * bool(title)) * inch)
+    fig.set_size_inches(
+        (max(xs) - min(xs) + 2 * margin) * inch,
+        (max(ys) - min(ys) + 1.2 + 0.4 * bool(title)) * inch,
+    )
     ax.set_position([0, 0, 1, 1 - 0.4 * bool(title) / (max(ys) - min(ys) + 1.6)])
     if title:
         fig.suptitle(title)
@@ -444,14 +519,16 @@ def draw_rulegraph(nodes: dict, edges: list, png: str | Path, job_counts: dict |
 
 # --- the command -------------------------------------------------------------------------------
 
+
 def run(args) -> None:
     """`hrtem-wf plan`: print the table; with --rulegraph also draw the rule graph."""
     try:
         rows = plan(args.directory, args.configfile, args.snakemake_args)
         print(format_plan(rows))
         if args.rulegraph:
-            nodes, edges = parse_rulegraph(rulegraph(args.directory, args.configfile,
-                                                     args.snakemake_args))
+            nodes, edges = parse_rulegraph(
+                rulegraph(args.directory, args.configfile, args.snakemake_args)
+            )
             counts = {}
             for row in rows:
                 counts[row["rule"]] = counts.get(row["rule"], 0) + row["would_run"]
@@ -459,4 +536,3 @@ def run(args) -> None:
             print(f"\nrule graph: {png}")
     except PlanError as error:
         sys.exit(f"hrtem-wf plan: {error}")
-

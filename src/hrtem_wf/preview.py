@@ -19,8 +19,9 @@ def write_preview(structures, path: str, title: str = "") -> None:
     import matplotlib.pyplot as plt
 
     n = len(structures)
-    fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 5.6), squeeze=False,
-                             gridspec_kw={"height_ratios": [1.0, 0.6]})
+    fig, axes = plt.subplots(
+        2, n, figsize=(3.2 * n, 5.6), squeeze=False, gridspec_kw={"height_ratios": [1.0, 0.6]}
+    )
     for column, atoms in enumerate(structures):
         cell = np.diag(atoms.cell.array)
         particle = atoms.arrays["particle"].astype(bool)
@@ -30,9 +31,14 @@ def write_preview(structures, path: str, title: str = "") -> None:
             for mask, size in ((~particle, 0.4), (particle, 3.0)):  # substrate under particles
                 for element in sorted(set(symbols[mask])):
                     chosen = mask & (symbols == element)
-                    ax.scatter(atoms.positions[chosen, axis_a], atoms.positions[chosen, axis_b],
-                               s=size, c=COLOURS.get(element, "#444444"), linewidths=0,
-                               label=element if row == 0 and size > 1 else None)
+                    ax.scatter(
+                        atoms.positions[chosen, axis_a],
+                        atoms.positions[chosen, axis_b],
+                        s=size,
+                        c=COLOURS.get(element, "#444444"),
+                        linewidths=0,
+                        label=element if row == 0 and size > 1 else None,
+                    )
             ax.set_xlim(0, cell[axis_a])
             ax.set_ylim(0, cell[axis_b])
             ax.set_aspect("equal")
@@ -42,8 +48,13 @@ def write_preview(structures, path: str, title: str = "") -> None:
         axes[0, column].set_title(
             f"{info.get('structure_id', '')}\n{info.get('n_particles', 1)} particle(s), "
             f"R = {info['radius_A']:.1f} A, {info.get('defect_kinds', 'none')}"
-            + (f", GB {info['grain_boundary']}" if info.get("grain_boundary", "none") != "none" else ""),
-            fontsize=7)
+            + (
+                f", GB {info['grain_boundary']}"
+                if info.get("grain_boundary", "none") != "none"
+                else ""
+            ),
+            fontsize=7,
+        )
     axes[0, 0].legend(loc="upper right", fontsize=6, markerscale=4)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -46,8 +46,10 @@ def sample(spec: Any, rng: np.random.Generator, index: int | None = None) -> flo
     kind = spec["distribution"]
     if kind == "sequence":
         if index is None:
-            raise ValueError("a `sequence` distribution is a grid: it can only be used where "
-                             "draws are numbered (images: defocus_A, dose_e_per_A2)")
+            raise ValueError(
+                "a `sequence` distribution is a grid: it can only be used where "
+                "draws are numbered (images: defocus_A, dose_e_per_A2)"
+            )
         value = float(spec["values"][int(index) % len(spec["values"])])
         jitter = float(spec.get("jitter_sd", 0.0))
         return value + float(rng.normal(0.0, jitter)) if jitter > 0 else value
@@ -102,15 +104,19 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
 
     Built from a uniformly random unit quaternion (Shoemake's method)."""
     u1, u2, u3 = rng.random(3)
-    q = np.array([
-        np.sqrt(1 - u1) * np.sin(2 * np.pi * u2),
-        np.sqrt(1 - u1) * np.cos(2 * np.pi * u2),
-        np.sqrt(u1) * np.sin(2 * np.pi * u3),
-        np.sqrt(u1) * np.cos(2 * np.pi * u3),
-    ])
+    q = np.array(
+        [
+            np.sqrt(1 - u1) * np.sin(2 * np.pi * u2),
+            np.sqrt(1 - u1) * np.cos(2 * np.pi * u2),
+            np.sqrt(u1) * np.sin(2 * np.pi * u3),
+            np.sqrt(u1) * np.cos(2 * np.pi * u3),
+        ]
+    )
     x, y, z, w = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )

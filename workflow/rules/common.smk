@@ -49,8 +49,9 @@ def model_runs():
 
 def score_runs():
     """(real set, model, seed) of every score: each real set against its models' seeds."""
-    return [(r, m, s) for r, block in REAL_SETS.items() for m, s in model_runs()
-            if m in block["models"]]
+    return [
+        (r, m, s) for r, block in REAL_SETS.items() for m, s in model_runs() if m in block["models"]
+    ]
 
 
 def real_set_files(wc):

@@ -5,18 +5,18 @@ rule datasets:
         zarr=directory(f"{RESULTS}/datasets/{{datasets}}.zarr"),
         parquet=f"{RESULTS}/datasets/{{datasets}}.parquet",
         selection=f"{RESULTS}/datasets/{{datasets}}.selection.json",
-    params:
-        spec=lambda wc: block_spec("datasets", wc.datasets),
-        seed=config["seed"],
-        scale=config.get("scale", 1.0),  # scales the counts of the block's `select`
-        code=code_version(DATASET_SCRIPT),  # library code version: reruns the stage when its code changes
-    resources:
-        constraint="cpu",
     log:
         f"{RESULTS}/logs/datasets/{{datasets}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/datasets/{{datasets}}.tsv"
     conda:
         "../envs/datasets.yaml"
+    resources:
+        constraint="cpu",
+    params:
+        spec=lambda wc: block_spec("datasets", wc.datasets),
+        seed=config["seed"],
+        scale=config.get("scale", 1.0),  # scales the counts of the block's `select`
+        code=code_version(DATASET_SCRIPT),  # library code version: reruns the stage when its code changes
     script:
         "../scripts/datasets.py"

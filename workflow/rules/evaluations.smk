@@ -5,20 +5,20 @@ rule evaluations:
         metadata=f"{RESULTS}/models/{{models}}/seed{{seed}}/metadata.json",
     output:
         f"{RESULTS}/evaluations/{{models}}/seed{{seed}}.json",
-    params:
-        code=code_version("hrtem_wf.cli:_evaluations"),
-        bind_gpu=lambda wc: bind_gpu_flag("models", wc.models),
-    threads: 8
-    resources:
-        gpu=lambda wc: gpus("models", wc.models),
-        constraint=lambda wc: node_constraint("models", wc.models),
-        slurm_account=lambda wc: slurm_account("models", wc.models),
     log:
         f"{RESULTS}/logs/evaluations/{{models}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluations/{{models}}/seed{{seed}}.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/models.yaml"
+    threads: 8
+    resources:
+        gpu=lambda wc: gpus("models", wc.models),
+        constraint=lambda wc: node_constraint("models", wc.models),
+        slurm_account=lambda wc: slurm_account("models", wc.models),
+    params:
+        code=code_version("hrtem_wf.cli:_evaluations"),
+        bind_gpu=lambda wc: bind_gpu_flag("models", wc.models),
     shell:
         "hrtem-wf --log {log} {params.bind_gpu} evaluations --model-dir $(dirname {input.weights})"
         " --dataset-zarr {input.zarr} --dataset-parquet {input.parquet} --output {output}"
@@ -32,21 +32,21 @@ rule scores:
         metadata=f"{RESULTS}/models/{{models}}/seed{{seed}}/metadata.json",
     output:
         f"{RESULTS}/scores/{{real_set}}/{{models}}/seed{{seed}}.json",
-    params:
-        spec=lambda wc: block_spec("real_sets", wc.real_set),
-        code=code_version("hrtem_wf.cli:_scores"),
-        bind_gpu=lambda wc: bind_gpu_flag("models", wc.models),
-    threads: 8
-    resources:
-        gpu=lambda wc: gpus("models", wc.models),
-        constraint=lambda wc: node_constraint("models", wc.models),
-        slurm_account=lambda wc: slurm_account("models", wc.models),
     log:
         f"{RESULTS}/logs/scores/{{real_set}}/{{models}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/scores/{{real_set}}/{{models}}/seed{{seed}}.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/models.yaml"
+    threads: 8
+    resources:
+        gpu=lambda wc: gpus("models", wc.models),
+        constraint=lambda wc: node_constraint("models", wc.models),
+        slurm_account=lambda wc: slurm_account("models", wc.models),
+    params:
+        spec=lambda wc: block_spec("real_sets", wc.real_set),
+        code=code_version("hrtem_wf.cli:_scores"),
+        bind_gpu=lambda wc: bind_gpu_flag("models", wc.models),
     shell:
         "hrtem-wf --log {log} {params.bind_gpu} scores --model-dir $(dirname {input.weights})"
         " --real-set {wildcards.real_set} --spec {params.spec:q} --output {output}"
@@ -64,20 +64,22 @@ rule report:
         curves=report(REPORT[1], caption="../report/training_curves.rst", category="Training"),
         examples=report(REPORT[2], caption="../report/examples.rst", category="Predictions"),
         distributions=report(REPORT[3], caption="../report/data_distributions.rst", category="Data"),
-        real_set_examples=[report(path, caption="../report/real_set_examples.rst",
-                                   category="Predictions") for path in REPORT[4:]],
-    params:
-        model_dirs=[f"{RESULTS}/models/{m}/seed{s}" for m, s in model_runs()],
-        real_sets=json.dumps(REAL_SETS, sort_keys=True),
-        code=code_version("hrtem_wf.cli:_report"),
-    resources:
-        constraint="cpu",
+        real_set_examples=[
+            report(path, caption="../report/real_set_examples.rst", category="Predictions")
+            for path in REPORT[4:]
+        ],
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/models.yaml"
+    resources:
+        constraint="cpu",
+    params:
+        model_dirs=[f"{RESULTS}/models/{m}/seed{s}" for m, s in model_runs()],
+        real_sets=json.dumps(REAL_SETS, sort_keys=True),
+        code=code_version("hrtem_wf.cli:_report"),
     shell:
         "hrtem-wf --log {log} report --evaluations {input.evaluations}"
         " --scores {input.scores} --dataset-parquets {input.parquets}"

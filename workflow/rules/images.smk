@@ -3,21 +3,21 @@ rule images:
         simulation=lambda wc: f"{RESULTS}/simulations/{config['images'][wc.images]['simulations']}/{wc.item}.zarr",
     output:
         directory(f"{RESULTS}/images/{{images}}/{{item}}.zarr"),
-    params:
-        spec=lambda wc: block_spec("images", wc.images),
-        seed=config["seed"],
-        code=code_version("hrtem_wf.cli:_images"),  # library code version: reruns the stage when its code changes
-        bind_gpu=lambda wc: bind_gpu_flag("images", wc.images),
-    resources:
-        gpu=lambda wc: gpus("images", wc.images),
-        constraint=lambda wc: node_constraint("images", wc.images),
-        slurm_account=lambda wc: slurm_account("images", wc.images),
     log:
         f"{RESULTS}/logs/images/{{images}}/{{item}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/images/{{images}}/{{item}}.tsv"
     conda:
         "../envs/images.yaml"
+    resources:
+        gpu=lambda wc: gpus("images", wc.images),
+        constraint=lambda wc: node_constraint("images", wc.images),
+        slurm_account=lambda wc: slurm_account("images", wc.images),
+    params:
+        spec=lambda wc: block_spec("images", wc.images),
+        seed=config["seed"],
+        code=code_version("hrtem_wf.cli:_images"),  # library code version: reruns the stage when its code changes
+        bind_gpu=lambda wc: bind_gpu_flag("images", wc.images),
     shell:
         "hrtem-wf --log {log} {params.bind_gpu} images --spec {params.spec:q} --seed {params.seed}"
         " --block {wildcards.images} --index {wildcards.item}"

@@ -5,22 +5,22 @@ rule models:
         weights=f"{RESULTS}/models/{{models}}/seed{{seed}}/weights.pt",
         history=f"{RESULTS}/models/{{models}}/seed{{seed}}/history.csv",
         metadata=f"{RESULTS}/models/{{models}}/seed{{seed}}/metadata.json",
-    params:
-        # `seeds` is left out: adding a seed must not retrain the others.
-        spec=lambda wc: block_spec("models", wc.models, drop=("seeds",)),
-        code=code_version("hrtem_wf.cli:_models"),  # library code version: reruns the stage when its code changes
-        bind_gpu=lambda wc: bind_gpu_flag("models", wc.models),
-    threads: 8  # capped at --cores; Snakemake sets OMP_NUM_THREADS, which torch follows
-    resources:
-        gpu=lambda wc: gpus("models", wc.models),
-        constraint=lambda wc: node_constraint("models", wc.models),
-        slurm_account=lambda wc: slurm_account("models", wc.models),
     log:
         f"{RESULTS}/logs/models/{{models}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/models/{{models}}/seed{{seed}}.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/models.yaml"
+    threads: 8  # capped at --cores; Snakemake sets OMP_NUM_THREADS, which torch follows
+    resources:
+        gpu=lambda wc: gpus("models", wc.models),
+        constraint=lambda wc: node_constraint("models", wc.models),
+        slurm_account=lambda wc: slurm_account("models", wc.models),
+    params:
+        # `seeds` is left out: adding a seed must not retrain the others.
+        spec=lambda wc: block_spec("models", wc.models, drop=("seeds",)),
+        code=code_version("hrtem_wf.cli:_models"),  # library code version: reruns the stage when its code changes
+        bind_gpu=lambda wc: bind_gpu_flag("models", wc.models),
     shell:
         "hrtem-wf --log {log} {params.bind_gpu} models --spec {params.spec:q} --model-seed {wildcards.seed}"
         " --dataset-zarr {input.zarr} --dataset-parquet {input.parquet}"

@@ -8,11 +8,22 @@ import logging
 
 from hrtem_wf.datasets import build_dataset
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s %(message)s")
-table = build_dataset(json.loads(snakemake.params.spec), snakemake.wildcards.datasets,
-                      list(snakemake.input), snakemake.params.seed,
-                      snakemake.output.zarr, snakemake.output.parquet, snakemake.output.selection,
-                      scale=snakemake.params.scale)
-logging.info("dataset %s: %d images, splits %s", snakemake.wildcards.datasets, len(table),
-             table["split"].value_counts().to_dict())
+logging.basicConfig(
+    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+)
+table = build_dataset(
+    json.loads(snakemake.params.spec),
+    snakemake.wildcards.datasets,
+    list(snakemake.input),
+    snakemake.params.seed,
+    snakemake.output.zarr,
+    snakemake.output.parquet,
+    snakemake.output.selection,
+    scale=snakemake.params.scale,
+)
+logging.info(
+    "dataset %s: %d images, splits %s",
+    snakemake.wildcards.datasets,
+    len(table),
+    table["split"].value_counts().to_dict(),
+)

@@ -4,4 +4,11 @@
 from hrtem_wf.datasets.curate import curate, distributions, scaled_select, selection_report
 from hrtem_wf.datasets.gather import assign_splits, build_dataset
 
-__all__ = ["assign_splits", "build_dataset", "curate", "distributions", "scaled_select", "selection_report"]
+__all__ = [
+    "assign_splits",
+    "build_dataset",
+    "curate",
+    "distributions",
+    "scaled_select",
+    "selection_report",
+]

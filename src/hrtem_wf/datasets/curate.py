@@ -51,13 +51,17 @@ def _where(table: pd.DataFrame, where: dict) -> pd.Series:
     for column, condition in where.items():
         if column not in table.columns:
             near = [c for c in table.columns if column.split(".")[-1] in c]
-            raise ValueError(f"select.where: no column {column!r} in the dataset's table"
-                             + (f" (did you mean {near}?)" if near else ""))
+            raise ValueError(
+                f"select.where: no column {column!r} in the dataset's table"
+                + (f" (did you mean {near}?)" if near else "")
+            )
         values = table[column]
         if isinstance(condition, dict):
             if not pd.api.types.is_numeric_dtype(values):
-                raise ValueError(f"select.where.{column}: a range needs a numeric column "
-                                 f"(it holds {values.dtype}); give a list of values")
+                raise ValueError(
+                    f"select.where.{column}: a range needs a numeric column "
+                    f"(it holds {values.dtype}); give a list of values"
+                )
             if "min" in condition:
                 keep &= values >= condition["min"]
             if "max" in condition:
@@ -80,16 +84,23 @@ def _balanced_order(rows: pd.DataFrame, seed: int, dataset: str) -> list:
     min(n, structures) structures."""
     keys = rows["image_store"] + "#" + rows["image.image_index"].astype(str)
     image_hash = keys.map(lambda key: _draw_key(seed, dataset, "image", key))
-    structure_hash = rows["structure_id"].map(lambda sid: _draw_key(seed, dataset, "structure", sid))
+    structure_hash = rows["structure_id"].map(
+        lambda sid: _draw_key(seed, dataset, "structure", sid)
+    )
     rank = image_hash.groupby(rows["structure_id"]).rank(method="first")
-    return list(pd.DataFrame({"rank": rank, "structure": structure_hash})
-                .sort_values(["rank", "structure"]).index)
+    return list(
+        pd.DataFrame({"rank": rank, "structure": structure_hash})
+        .sort_values(["rank", "structure"])
+        .index
+    )
 
 
 def _need(available: int, wanted: int, what: str) -> None:
     if wanted > available:
-        raise ValueError(f"select.{what}: asks for {wanted}, but only {available} are left after "
-                         f"the filters before it")
+        raise ValueError(
+            f"select.{what}: asks for {wanted}, but only {available} are left after "
+            f"the filters before it"
+        )
 
 
 def scaled_select(select: dict | None, scale: float = 1.0) -> dict:
@@ -102,10 +113,14 @@ def scaled_select(select: dict | None, scale: float = 1.0) -> dict:
     return select
 
 
-def curate(table: pd.DataFrame, select: dict | None, seed: int, dataset: str) -> tuple[pd.DataFrame, dict]:
+def curate(
+    table: pd.DataFrame, select: dict | None, seed: int, dataset: str
+) -> tuple[pd.DataFrame, dict]:
     """(the selected rows in their original order, counts after each step)."""
     select = select or {}
-    counts = {"available": {"images": len(table), "structures": int(table["structure_id"].nunique())}}
+    counts = {
+        "available": {"images": len(table), "structures": int(table["structure_id"].nunique())}
+    }
 
     def note(step: str, rows: pd.DataFrame) -> None:
         counts[step] = {"images": len(rows), "structures": int(rows["structure_id"].nunique())}
@@ -146,9 +161,12 @@ def distributions(table: pd.DataFrame) -> dict:
             values = values.astype(float)
             counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
             result[column] = {
-                "min": float(values.min()), "q25": float(values.quantile(0.25)),
-                "median": float(values.median()), "q75": float(values.quantile(0.75)),
-                "max": float(values.max()), "mean": float(values.mean()),
+                "min": float(values.min()),
+                "q25": float(values.quantile(0.25)),
+                "median": float(values.median()),
+                "q75": float(values.quantile(0.75)),
+                "max": float(values.max()),
+                "mean": float(values.mean()),
                 "histogram": {"counts": counts.tolist(), "edges": edges.tolist()},
             }
         else:
@@ -161,8 +179,11 @@ def selection_report(select: dict | None, counts: dict, selected: pd.DataFrame) 
         "select": select or {},
         "counts": counts,
         "split_images": selected["split"].value_counts().to_dict() if "split" in selected else {},
-        "split_structures": (selected.groupby("split")["structure_id"].nunique().to_dict()
-                             if "split" in selected else {}),
+        "split_structures": (
+            selected.groupby("split")["structure_id"].nunique().to_dict()
+            if "split" in selected
+            else {}
+        ),
         "unique_focal_conditions": int(_lens_keys(selected).nunique()),
         "distributions": distributions(selected),
     }

@@ -14,7 +14,9 @@ from .curate import curate, scaled_select, selection_report
 SPLITS = ("train", "validation", "test")
 
 
-def assign_splits(structure_ids: list[str], fractions: dict, seed: int, dataset: str) -> dict[str, str]:
+def assign_splits(
+    structure_ids: list[str], fractions: dict, seed: int, dataset: str
+) -> dict[str, str]:
     """Split by structure (no structure in two splits), in proportions `fractions`.
 
     Structures are ordered by a hash of (seed, dataset, id), so the order does not depend on
@@ -29,8 +31,11 @@ def assign_splits(structure_ids: list[str], fractions: dict, seed: int, dataset:
         n_val = min(max(n_val, 1), n - n_train - 1)
     split = {}
     for position, sid in enumerate(order):
-        split[sid] = "train" if position < n_train else (
-            "validation" if position < n_train + n_val else "test")
+        split[sid] = (
+            "train"
+            if position < n_train
+            else ("validation" if position < n_train + n_val else "test")
+        )
     return split
 
 
@@ -41,22 +46,33 @@ def _flatten(prefix: str, values: dict) -> dict:
         if isinstance(value, dict):
             flat.update(_flatten(name + ".", value))
         elif isinstance(value, list):
-            flat[name] = str(value) if any(isinstance(v, (list, dict)) for v in value) else (
-                ",".join(map(str, value)))
+            flat[name] = (
+                str(value)
+                if any(isinstance(v, (list, dict)) for v in value)
+                else (",".join(map(str, value)))
+            )
         else:
             flat[name] = value
     return flat
 
 
-def build_dataset(block: dict, name: str, image_stores: list[str], seed: int,
-                  zarr_path: str, parquet_path: str, selection_path: str | None = None,
-                  scale: float = 1.0) -> pd.DataFrame:
+def build_dataset(
+    block: dict,
+    name: str,
+    image_stores: list[str],
+    seed: int,
+    zarr_path: str,
+    parquet_path: str,
+    selection_path: str | None = None,
+    scale: float = 1.0,
+) -> pd.DataFrame:
     """Gather the stores' images, keep those the block's `select` picks (all without one), split
     them by structure and write the Zarr, the Parquet table and the selection report (JSON)."""
     images, masks, rows = [], [], []
     for store_path in image_stores:
-        arrays, attrs = read_arrays(store_path, {"images": np.float32, "masks": np.uint8},
-                                    items_attr="records")
+        arrays, attrs = read_arrays(
+            store_path, {"images": np.float32, "masks": np.uint8}, items_attr="records"
+        )
         images.append(arrays["images"])
         masks.append(arrays["masks"])
         upstream = {
@@ -86,10 +102,20 @@ def build_dataset(block: dict, name: str, image_stores: list[str], seed: int,
     table.insert(1, "split", table["structure_id"].map(splits))
     table.insert(2, "dataset", name)
 
-    write_arrays(zarr_path, {"images": np.concatenate(images)[source_rows].astype(np.float32),
-                             "masks": np.concatenate(masks)[source_rows].astype(np.uint8)},
-                 {"dataset": name, "config": block, "n_images": len(table),
-                  "split_counts": table["split"].value_counts().to_dict(), "versions": versions()})
+    write_arrays(
+        zarr_path,
+        {
+            "images": np.concatenate(images)[source_rows].astype(np.float32),
+            "masks": np.concatenate(masks)[source_rows].astype(np.uint8),
+        },
+        {
+            "dataset": name,
+            "config": block,
+            "n_images": len(table),
+            "split_counts": table["split"].value_counts().to_dict(),
+            "versions": versions(),
+        },
+    )
     with atomic_path(parquet_path) as tmp:
         table.to_parquet(tmp, index=False)
     if selection_path is not None:

@@ -1,7 +1,12 @@
 """Scoring trained particle segmenters and reporting on them."""
 
 from .evaluate import EVALUATION_CODE_VERSION, evaluate_model, predict_particle_probability
-from .metrics import SegmentationCounts, metrics_from_counts, segmentation_counts, segmentation_metrics
+from .metrics import (
+    SegmentationCounts,
+    metrics_from_counts,
+    segmentation_counts,
+    segmentation_metrics,
+)
 from .report import write_report
 
 __all__ = [

@@ -20,8 +20,12 @@ def seed_summary(values: list[float]) -> dict:
     values = [float(v) for v in values]
     if not values:
         return {"n": 0, "min": None, "median": None, "max": None}
-    return {"n": len(values), "min": min(values), "median": float(np.median(values)),
-            "max": max(values)}
+    return {
+        "n": len(values),
+        "min": min(values),
+        "median": float(np.median(values)),
+        "max": max(values),
+    }
 
 
 def epochs_summary(histories: list[pd.DataFrame], level: float) -> dict:
@@ -31,9 +35,13 @@ def epochs_summary(histories: list[pd.DataFrame], level: float) -> dict:
     never = [int(h["epoch"].max()) + 1 for h, r in zip(histories, reached) if r is None]
     values = sorted([r for r in reached if r is not None] + [float("inf")] * len(never))
     median = float(np.median(values)) if values else None
-    return {"level": level, "n_reached": sum(r is not None for r in reached), "n": len(histories),
-            "median": None if median is None or not np.isfinite(median) else median,
-            "per_seed": reached}
+    return {
+        "level": level,
+        "n_reached": sum(r is not None for r in reached),
+        "n": len(histories),
+        "median": None if median is None or not np.isfinite(median) else median,
+        "per_seed": reached,
+    }
 
 
 def format_summary(summary: dict) -> str:
@@ -50,7 +58,16 @@ def format_epochs(summary: dict) -> str:
         return f"not reached ({summary['n_reached']}/{summary['n']})"
     median = summary["median"]
     text = f"{median:.0f}" if float(median).is_integer() else f"{median:.1f}"
-    return text + (f" ({summary['n_reached']}/{summary['n']})" if summary["n_reached"] < summary["n"] else "")
+    return text + (
+        f" ({summary['n_reached']}/{summary['n']})" if summary["n_reached"] < summary["n"] else ""
+    )
 
 
-__all__ = ["V_LEVELS", "epochs_summary", "epochs_to", "format_epochs", "format_summary", "seed_summary"]
+__all__ = [
+    "V_LEVELS",
+    "epochs_summary",
+    "epochs_to",
+    "format_epochs",
+    "format_summary",
+    "seed_summary",
+]

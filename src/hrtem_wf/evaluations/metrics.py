@@ -18,7 +18,7 @@ class SegmentationCounts:
     probability_sum: float = 0.0  # sum(p)
     label_sum: float = 0.0  # sum(y)
 
-    def __add__(self, other: "SegmentationCounts") -> "SegmentationCounts":
+    def __add__(self, other: SegmentationCounts) -> SegmentationCounts:
         return SegmentationCounts(
             self.true_positive + other.true_positive,
             self.false_positive + other.false_positive,
@@ -29,7 +29,9 @@ class SegmentationCounts:
         )
 
 
-def segmentation_counts(prob: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> SegmentationCounts:
+def segmentation_counts(
+    prob: np.ndarray, target: np.ndarray, threshold: float = 0.5
+) -> SegmentationCounts:
     """Confusion counts of ``prob > threshold`` against the particle mask, and soft-F1 sums."""
     prob = np.asarray(prob, dtype=np.float64)
     target = np.asarray(target)
@@ -53,12 +55,15 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 
 def metrics_from_counts(counts: SegmentationCounts) -> dict:
-    """f1 = TP / (TP + (FP + FN) / 2), soft_f1 = 2 sum(p y) / (sum p + sum y), precision, recall, iou."""
+    """f1 = TP / (TP + (FP + FN) / 2), soft_f1 = 2 sum(p y) / (sum p + sum y), precision, recall,
+    iou."""
     tp, fp, fn = counts.true_positive, counts.false_positive, counts.false_negative
     empty = tp + fp + fn == 0
     return {
         "f1": _ratio(tp, tp + 0.5 * (fp + fn)),
-        "soft_f1": _ratio(2.0 * counts.probability_overlap, counts.probability_sum + counts.label_sum),
+        "soft_f1": _ratio(
+            2.0 * counts.probability_overlap, counts.probability_sum + counts.label_sum
+        ),
         "precision": _ratio(tp, tp + fp) if (tp + fp) or empty else 0.0,
         "recall": _ratio(tp, tp + fn) if (tp + fn) or empty else 0.0,
         "iou": _ratio(tp, tp + fp + fn),
@@ -66,7 +71,8 @@ def metrics_from_counts(counts: SegmentationCounts) -> dict:
 
 
 def segmentation_metrics(prob: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> dict:
-    """Pixel metrics of particle probability ``prob`` against the 0/1 mask ``target``, pooled over all pixels.
+    """Pixel metrics of particle probability ``prob`` against the 0/1 mask ``target``, pooled over
+    all pixels.
 
     Returns f1 (hard: particle where prob > ``threshold``), soft_f1, precision, recall and iou.
     With no particle labelled and none predicted every metric is 1.0; precision is 0.0 when

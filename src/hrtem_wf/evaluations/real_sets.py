@@ -8,7 +8,8 @@ A `real_sets.<R>` config block is one of
     path: data/au_5nm.h5         #   (N, H, W, C) one-hot with the particle in `particle_channel`
     pixel_size_A: 0.2            #   (the study's files: NHWC, channel 1) or `labels` (N, H, W) 0/1
     format: pairs                # `micrographs`: a folder of .dm3/.dm4/.ser/.emd/.tif/.npy/.png;
-    micrographs: data/exp        #   `masks`: a folder with <stem>.png for each (nonzero = particle);
+    micrographs: data/exp        #   `masks`: a folder with <stem>.png for each (nonzero:
+                                 #   particle);
     masks: data/exp_masks        #   the pixel size comes from each file unless given
 
 plus `median_filter_px` (3), `resample` (true: bring micrographs whose pixel size differs from the
@@ -39,12 +40,14 @@ class RealImage:
 
 def _check_pair(name: str, image: np.ndarray, mask: np.ndarray) -> None:
     if image.shape != mask.shape:
-        raise ValueError(f"real image {name}: micrograph {image.shape} and mask {mask.shape} "
-                         f"differ in shape")
+        raise ValueError(
+            f"real image {name}: micrograph {image.shape} and mask {mask.shape} differ in shape"
+        )
 
 
-def read_hdf5_set(path: str | Path, pixel_size_A: float | None = None,
-                        particle_channel: int = 1) -> list[RealImage]:
+def read_hdf5_set(
+    path: str | Path, pixel_size_A: float | None = None, particle_channel: int = 1
+) -> list[RealImage]:
     """`images` + `maps` (one-hot NHWC) or `images` + `labels` (binary)."""
     import h5py
 
@@ -55,8 +58,10 @@ def read_hdf5_set(path: str | Path, pixel_size_A: float | None = None,
         if "maps" in handle:
             maps = np.asarray(handle["maps"][...])
             if maps.ndim != 4 or not 0 <= particle_channel < maps.shape[-1]:
-                raise ValueError(f"{path}: 'maps' must be one-hot (N, H, W, C) with channel "
-                                 f"{particle_channel} the particle; it is {maps.shape}")
+                raise ValueError(
+                    f"{path}: 'maps' must be one-hot (N, H, W, C) with channel "
+                    f"{particle_channel} the particle; it is {maps.shape}"
+                )
             masks = (maps[..., particle_channel] > 0.5).astype(np.uint8)
         elif "labels" in handle:
             masks = (np.asarray(handle["labels"][...]) > 0).astype(np.uint8)
@@ -74,12 +79,15 @@ def read_hdf5_set(path: str | Path, pixel_size_A: float | None = None,
     return result
 
 
-def read_pairs_set(micrographs: str | Path, masks: str | Path,
-                         pixel_size_A: float | None = None) -> list[RealImage]:
+def read_pairs_set(
+    micrographs: str | Path, masks: str | Path, pixel_size_A: float | None = None
+) -> list[RealImage]:
     """Every micrograph in the folder with its <stem>.png mask in `masks`."""
     from hrtem_wf.micrographs import MICROGRAPH_EXTENSIONS, read_mask_png, read_micrograph
 
-    files = sorted(p for p in Path(micrographs).iterdir() if p.suffix.lower() in MICROGRAPH_EXTENSIONS)
+    files = sorted(
+        p for p in Path(micrographs).iterdir() if p.suffix.lower() in MICROGRAPH_EXTENSIONS
+    )
     if not files:
         raise ValueError(f"{micrographs}: no micrographs ({', '.join(MICROGRAPH_EXTENSIONS)})")
     result = []
@@ -110,8 +118,9 @@ def _zoom_to(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarra
     return out[: shape[0], : shape[1]]
 
 
-def predict_real_image(model, item: RealImage, training_pixel_size_A, block: dict,
-                            device="cpu") -> tuple[np.ndarray, str | None]:
+def predict_real_image(
+    model, item: RealImage, training_pixel_size_A, block: dict, device="cpu"
+) -> tuple[np.ndarray, str | None]:
     """(particle probability at the micrograph's own pixels, the pixel-size warning if any)."""
     from hrtem_wf.inference import pixel_size_mismatch, predict_micrograph
 
@@ -121,14 +130,17 @@ def predict_real_image(model, item: RealImage, training_pixel_size_A, block: dic
         return predict_micrograph(model, item.image, median_px=median_px, device=device), warning
     ratio = item.pixel_size_A / float(training_pixel_size_A)
     shape = tuple(max(8, int(round(n * ratio))) for n in item.image.shape)
-    probability = predict_micrograph(model, _zoom_to(item.image, shape, order=1),
-                                     median_px=median_px, device=device)
+    probability = predict_micrograph(
+        model, _zoom_to(item.image, shape, order=1), median_px=median_px, device=device
+    )
     return np.clip(_zoom_to(probability, item.image.shape, order=1), 0.0, 1.0), warning + (
-        f"; resampled x{ratio:.3g} for the network and back for scoring")
+        f"; resampled x{ratio:.3g} for the network and back for scoring"
+    )
 
 
-def score_real_set(model_dir: str | Path, name: str, block: dict, threshold: float = 0.5,
-                    device: str | None = None) -> dict:
+def score_real_set(
+    model_dir: str | Path, name: str, block: dict, threshold: float = 0.5, device: str | None = None
+) -> dict:
     """F1 (and the other pixel metrics) per image and pooled over the real set's pixels."""
     from hrtem_wf.models.model import TrainedModel, resolve_device
 
@@ -138,15 +150,22 @@ def score_real_set(model_dir: str | Path, name: str, block: dict, threshold: flo
     training_pixel_size_A = trained.pixel_size_A
     pooled, per_image, warnings = SegmentationCounts(), [], []
     for item in read_real_set(block):
-        probability, warning = predict_real_image(model, item, training_pixel_size_A, block,
-                                                       torch_device)
+        probability, warning = predict_real_image(
+            model, item, training_pixel_size_A, block, torch_device
+        )
         if warning:
             log.warning("real set %s, %s: %s", name, item.name, warning)
             warnings.append(f"{item.name}: {warning}")
         counts = segmentation_counts(probability, item.mask, threshold)
         pooled = pooled + counts
-        per_image.append({"image": item.name, "pixel_size_A": item.pixel_size_A,
-                          "shape": list(item.image.shape), **metrics_from_counts(counts)})
+        per_image.append(
+            {
+                "image": item.name,
+                "pixel_size_A": item.pixel_size_A,
+                "shape": list(item.image.shape),
+                **metrics_from_counts(counts),
+            }
+        )
     return {
         "real_set": name,
         "model": trained.name,
@@ -163,5 +182,11 @@ def score_real_set(model_dir: str | Path, name: str, block: dict, threshold: flo
     }
 
 
-__all__ = ["RealImage", "read_real_set", "read_hdf5_set", "read_pairs_set",
-           "predict_real_image", "score_real_set"]
+__all__ = [
+    "RealImage",
+    "read_real_set",
+    "read_hdf5_set",
+    "read_pairs_set",
+    "predict_real_image",
+    "score_real_set",
+]

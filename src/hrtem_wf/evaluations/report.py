@@ -11,21 +11,33 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure  # a bare Figure renders with Agg and leaves pyplot's state alone
+from matplotlib.figure import (
+    Figure,  # a bare Figure renders with Agg and leaves pyplot's state alone
+)
 from matplotlib.ticker import MaxNLocator
 
+from ..datasets.curate import DISTRIBUTION_COLUMNS
 from ..models.data import normalize_min_max, read_split
 from ..models.model import TrainedModel
-from ..datasets.curate import DISTRIBUTION_COLUMNS
 from .ensembles import V_LEVELS, epochs_summary, format_epochs, format_summary, seed_summary
 from .evaluate import predict_particle_probability
 from .metrics import segmentation_metrics
 
-METRIC_COLUMNS = (("f1", "F1"), ("soft_f1", "soft F1"), ("precision", "precision"), ("recall", "recall"), ("iou", "IoU"))
+METRIC_COLUMNS = (
+    ("f1", "F1"),
+    ("soft_f1", "soft F1"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("iou", "IoU"),
+)
 N_EXAMPLES = 4
 N_REAL_SET_EXAMPLES = 2
-HISTOGRAM_COLUMNS = ("image.dose_e_per_A2", "image.defocus_A", "structure.substrate_thickness_A",
-                     "structure.radius_A")
+HISTOGRAM_COLUMNS = (
+    "image.dose_e_per_A2",
+    "image.defocus_A",
+    "structure.substrate_thickness_A",
+    "structure.radius_A",
+)
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -50,65 +62,120 @@ def _match_models(evaluations: list[dict], model_dirs: list[str]) -> list[Traine
     for evaluation in evaluations:
         key = (evaluation["model"], evaluation["seed"])
         if key not in by_model_and_seed:
-            raise ValueError(f"no model directory among {model_dirs} holds model {key[0]!r} seed {key[1]}")
+            raise ValueError(
+                f"no model directory among {model_dirs} holds model {key[0]!r} seed {key[1]}"
+            )
         matched.append(by_model_and_seed[key])
     return matched
 
 
-def _summary_markdown(evaluations: list[dict], models: list[TrainedModel], scores: list[dict],
-                      histories: dict[tuple[str, int], pd.DataFrame]) -> str:
+def _summary_markdown(
+    evaluations: list[dict],
+    models: list[TrainedModel],
+    scores: list[dict],
+    histories: dict[tuple[str, int], pd.DataFrame],
+) -> str:
     """The condition table (Table 1), every model and seed, means over seeds, warnings."""
     split = evaluations[0].get("split", "test")
-    header = ["model", "seed", "dataset", f"n {split} images", *(label for _, label in METRIC_COLUMNS), "best epoch"]
+    header = [
+        "model",
+        "seed",
+        "dataset",
+        f"n {split} images",
+        *(label for _, label in METRIC_COLUMNS),
+        "best epoch",
+    ]
     rows = [
-        [str(e["model"]), str(e["seed"]), str(e["dataset"]), str(e["n_images"]),
-         *(f"{e[key]:.3f}" for key, _ in METRIC_COLUMNS), str(m.best_epoch)]
+        [
+            str(e["model"]),
+            str(e["seed"]),
+            str(e["dataset"]),
+            str(e["n_images"]),
+            *(f"{e[key]:.3f}" for key, _ in METRIC_COLUMNS),
+            str(m.best_epoch),
+        ]
         for e, m in zip(evaluations, models)
     ]
     grouped = defaultdict(list)
     for evaluation in evaluations:
         grouped[(evaluation["model"], evaluation["dataset"])].append(evaluation)
-    mean_header = ["model", "dataset", "seeds", *(f"{label} (mean ± sd)" for _, label in METRIC_COLUMNS)]
+    mean_header = [
+        "model",
+        "dataset",
+        "seeds",
+        *(f"{label} (mean ± sd)" for _, label in METRIC_COLUMNS),
+    ]
     mean_rows = [
-        [str(model), str(dataset), str(len(group)),
-         *(_mean_sd([e[key] for e in group]) for key, _ in METRIC_COLUMNS)]
+        [
+            str(model),
+            str(dataset),
+            str(len(group)),
+            *(_mean_sd([e[key] for e in group]) for key, _ in METRIC_COLUMNS),
+        ]
         for (model, dataset), group in grouped.items()
     ]
     condition_header, condition_rows = condition_table(evaluations, scores, histories)
-    warnings = [f"- {s['real_set']}, {s['model']} seed {s['seed']}: {w}" for s in scores
-                for w in s.get("warnings", [])]
+    warnings = [
+        f"- {s['real_set']}, {s['model']} seed {s['seed']}: {w}"
+        for s in scores
+        for w in s.get("warnings", [])
+    ]
     return (
         "# Evaluation report\n\n"
         "## Conditions (Table 1 of the study)\n\n"
         "F1 as median [min-max] (seeds) over the seeds of each condition; the simulated test "
         "split is the condition's own dataset. V90 / V95: median epochs to a validation F1 of "
         "0.90 / 0.95 (seeds that got there / seeds when not all did).\n\n"
-        + _markdown_table(condition_header, condition_rows) + "\n\n"
+        + _markdown_table(condition_header, condition_rows)
+        + "\n\n"
         f"Pixel metrics on the {split} split, pooled over all its pixels; particle = softmax "
         f"probability > {evaluations[0].get('threshold', 0.5)}. F1 = TP / (TP + (FP + FN) / 2), "
         "soft F1 = 2 sum(p y) / (sum p + sum y).\n\n"
         "## Per model and seed\n\n" + _markdown_table(header, rows) + "\n\n"
-        "## Mean ± sd over seeds\n\n" + _markdown_table(mean_header, mean_rows) + "\n"
+        "## Mean ± sd over seeds\n\n"
+        + _markdown_table(mean_header, mean_rows)
+        + "\n"
         + ("\n## Real-set warnings\n\n" + "\n".join(warnings) + "\n" if warnings else "")
     )
 
 
-def condition_table(evaluations: list[dict], scores: list[dict],
-                    histories: dict[tuple[str, int], pd.DataFrame]) -> tuple[list[str], list[list[str]]]:
+def condition_table(
+    evaluations: list[dict], scores: list[dict], histories: dict[tuple[str, int], pd.DataFrame]
+) -> tuple[list[str], list[list[str]]]:
     """Table 1 of the study, per condition (models block): F1 median [min-max] (seeds) on its own
-    simulated test split and on each real set, and the median epochs to validation F1 0.90 / 0.95."""
+    simulated test split and on each real set, and the median epochs to validation F1 0.90 /
+    0.95."""
     real_sets = sorted({s["real_set"] for s in scores})
-    header = ["condition", "training data", "simulated test F1", *(f"{r} F1" for r in real_sets),
-              *(f"V{round(level * 100)}" for level in V_LEVELS)]
+    header = [
+        "condition",
+        "training data",
+        "simulated test F1",
+        *(f"{r} F1" for r in real_sets),
+        *(f"V{round(level * 100)}" for level in V_LEVELS),
+    ]
     rows = []
     for model in dict.fromkeys(e["model"] for e in evaluations):
         own = [e for e in evaluations if e["model"] == model]
-        row = [str(model), str(own[0].get("training_dataset") or own[0]["dataset"]),
-               format_summary(seed_summary([e["f1"] for e in own]))]
+        row = [
+            str(model),
+            str(own[0].get("training_dataset") or own[0]["dataset"]),
+            format_summary(seed_summary([e["f1"] for e in own])),
+        ]
         for real_set in real_sets:
-            row.append(format_summary(seed_summary(
-                [s["f1"] for s in scores if s["model"] == model and s["real_set"] == real_set])))
-        seed_histories = [histories[(model, e["seed"])] for e in own if (model, e["seed"]) in histories]
+            row.append(
+                format_summary(
+                    seed_summary(
+                        [
+                            s["f1"]
+                            for s in scores
+                            if s["model"] == model and s["real_set"] == real_set
+                        ]
+                    )
+                )
+            )
+        seed_histories = [
+            histories[(model, e["seed"])] for e in own if (model, e["seed"]) in histories
+        ]
         row += [format_epochs(epochs_summary(seed_histories, level)) for level in V_LEVELS]
         rows.append(row)
     return header, rows
@@ -122,16 +189,29 @@ def _plot_training_curves(histories: dict[tuple[str, int], pd.DataFrame], path: 
     axes = np.array(figure.subplots(2, len(models), squeeze=False))
     for column, model in enumerate(models):
         loss_axes, f1_axes = axes[0, column], axes[1, column]
-        for index, ((name, seed), history) in enumerate(h for h in histories.items() if h[0][0] == model):
+        for index, ((_, seed), history) in enumerate(
+            h for h in histories.items() if h[0][0] == model
+        ):
             color = f"C{index % 10}"
-            loss_axes.plot(history["epoch"], history["train_loss"], color=color, label=f"seed {seed}")
+            loss_axes.plot(
+                history["epoch"], history["train_loss"], color=color, label=f"seed {seed}"
+            )
             loss_axes.plot(history["epoch"], history["val_loss"], color=color, linestyle="--")
-            f1_axes.plot(history["epoch"], history["val_f1"], color=color, marker="o", markersize=3,
-                         label=f"seed {seed}")
+            f1_axes.plot(
+                history["epoch"],
+                history["val_f1"],
+                color=color,
+                marker="o",
+                markersize=3,
+                label=f"seed {seed}",
+            )
         for level in V_LEVELS:
             f1_axes.axhline(level, color="0.6", linewidth=0.8, linestyle=":")
-        loss_axes.set(title=f"{model}: loss (train solid, validation dashed)", xlabel="epoch",
-                      ylabel="CE + 1 - soft F1")
+        loss_axes.set(
+            title=f"{model}: loss (train solid, validation dashed)",
+            xlabel="epoch",
+            ylabel="CE + 1 - soft F1",
+        )
         f1_axes.set(title=f"{model}: validation F1", xlabel="epoch", ylabel="F1", ylim=(0, 1))
         for ax in (loss_axes, f1_axes):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -158,8 +238,7 @@ def _plot_distributions(parquets: list[str], path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
-def _plot_real_set_examples(trained: TrainedModel, label: str, real_sets: dict,
-                             path: Path) -> None:
+def _plot_real_set_examples(trained: TrainedModel, label: str, real_sets: dict, path: Path) -> None:
     """The first images of each real set: micrograph (preprocessed), mask, prediction."""
     from hrtem_wf.inference import preprocess
 
@@ -172,7 +251,9 @@ def _plot_real_set_examples(trained: TrainedModel, label: str, real_sets: dict,
         for item in read_real_set(block)[:N_REAL_SET_EXAMPLES]:
             probability, _ = predict_real_image(model, item, training, block)
             image = preprocess(item.image, block["median_filter_px"])
-            rows.append((image, f"{name}: {item.name}", item.mask, "hand-labelled mask", probability))
+            rows.append(
+                (image, f"{name}: {item.name}", item.mask, "hand-labelled mask", probability)
+            )
     _plot_prediction_rows(rows, label, path)
 
 
@@ -193,18 +274,31 @@ def _plot_prediction_rows(rows: list[tuple], label: str, path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
-def _plot_examples(trained: TrainedModel, label: str, dataset_zarr: str, dataset_parquet: str,
-                   split: str, path: Path) -> None:
+def _plot_examples(
+    trained: TrainedModel,
+    label: str,
+    dataset_zarr: str,
+    dataset_parquet: str,
+    split: str,
+    path: Path,
+) -> None:
     data = read_split(dataset_zarr, dataset_parquet, split)
     rows = data.rows[:N_EXAMPLES]
     raw_images = np.stack([np.asarray(data.images[int(r)]) for r in rows])
     masks = np.stack([np.asarray(data.masks[int(r)]) for r in rows])
     probabilities = predict_particle_probability(trained.load_network(), raw_images)
-    titles = [f"row {int(row['row'])} {row.get('structure_id', '')}"
-              for _, row in data.table.iloc[: len(rows)].iterrows()]
-    _plot_prediction_rows([(normalize_min_max(image), title, mask, "label (particle mask)", p)
-                           for image, title, mask, p in zip(raw_images, titles, masks, probabilities)],
-                          label, path)
+    titles = [
+        f"row {int(row['row'])} {row.get('structure_id', '')}"
+        for _, row in data.table.iloc[: len(rows)].iterrows()
+    ]
+    _plot_prediction_rows(
+        [
+            (normalize_min_max(image), title, mask, "label (particle mask)", p)
+            for image, title, mask, p in zip(raw_images, titles, masks, probabilities)
+        ],
+        label,
+        path,
+    )
 
 
 def write_report(
@@ -225,19 +319,28 @@ def write_report(
     evaluations = [json.loads(Path(path).read_text()) for path in evaluation_jsons]
     scores = [json.loads(Path(path).read_text()) for path in score_jsons]
     matched = _match_models(evaluations, model_dirs)
-    histories = {(e["model"], e["seed"]): pd.read_csv(m.history_path)
-                 for e, m in zip(evaluations, matched)}
+    histories = {
+        (e["model"], e["seed"]): pd.read_csv(m.history_path) for e, m in zip(evaluations, matched)
+    }
     labels = [f"{e['model']} seed {e['seed']}" for e in evaluations]
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.md").write_text(_summary_markdown(evaluations, matched, scores, histories))
-    written = [out_dir / "summary.md", out_dir / "training_curves.png", out_dir / "examples.png",
-               out_dir / "data_distributions.png"]
+    written = [
+        out_dir / "summary.md",
+        out_dir / "training_curves.png",
+        out_dir / "examples.png",
+        out_dir / "data_distributions.png",
+    ]
     _plot_training_curves(histories, written[1])
     _plot_examples(
-        matched[0], labels[0], dataset_zarr, dataset_parquet,
-        evaluations[0].get("split", "test"), written[2],
+        matched[0],
+        labels[0],
+        dataset_zarr,
+        dataset_parquet,
+        evaluations[0].get("split", "test"),
+        written[2],
     )
     _plot_distributions(list(dataset_parquets) or [dataset_parquet], written[3])
     if real_sets:

@@ -21,8 +21,9 @@ n' = n - 1, so C_{n,m} maps to abTEM's C{n-1}{m} with the same magnitude and ang
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +32,20 @@ from .backend import array_module
 
 # Every polar coefficient abTEM knows: C{n}{m} with m <= n + 1 and m of the parity of n + 1.
 POLAR_MAGNITUDES: tuple[str, ...] = (
-    "C10", "C12", "C21", "C23", "C30", "C32", "C34",
-    "C41", "C43", "C45", "C50", "C52", "C54", "C56",
+    "C10",
+    "C12",
+    "C21",
+    "C23",
+    "C30",
+    "C32",
+    "C34",
+    "C41",
+    "C43",
+    "C45",
+    "C50",
+    "C52",
+    "C54",
+    "C56",
 )
 # Round (m = 0) aberrations have no orientation, so no angle symbol.
 POLAR_ANGLES: tuple[str, ...] = tuple(f"phi{s[1:]}" for s in POLAR_MAGNITUDES if s[2] != "0")
@@ -74,7 +87,9 @@ def polar_from_table(table) -> dict[str, float]:
         if m != 0:
             coefficients[f"phi{power - 1}{m}"] = float(np.deg2rad(rotation_deg))
         elif rotation_deg != 0.0:
-            raise ValueError(f"{symbol} is round (m = 0): its rotation must be 0, got {rotation_deg}")
+            raise ValueError(
+                f"{symbol} is round (m = 0): its rotation must be 0, got {rotation_deg}"
+            )
     return coefficients
 
 
@@ -99,8 +114,10 @@ def draw_aberrations(spec: Mapping[str, Any], rng: np.random.Generator) -> dict[
     explicit = dict(spec.get("coefficients") or {})
     bad = sorted(set(explicit) - (set(POLAR_SYMBOLS) - {"C10"}))
     if bad:
-        raise ValueError(f"aberrations.coefficients: unknown symbol(s) {bad}; expected abTEM polar "
-                         f"symbols other than C10 (defocus has its own key): {list(POLAR_SYMBOLS)}")
+        raise ValueError(
+            f"aberrations.coefficients: unknown symbol(s) {bad}; expected abTEM polar "
+            f"symbols other than C10 (defocus has its own key): {list(POLAR_SYMBOLS)}"
+        )
     base = {**PRESETS[preset], **{k: float(sample(v, rng)) for k, v in sorted(explicit.items())}}
     scale_spec = spec.get("magnitude_scale", 1.0)
     shift_spec = spec.get("rotation_shift_rad", 0.0)
@@ -134,8 +151,9 @@ def _check_symbols(coefficients: Mapping[str, float]) -> None:
         )
 
 
-def aberration_phase(kx: np.ndarray, ky: np.ndarray, wavelength_A: float,
-                     coefficients: Mapping[str, float]) -> np.ndarray:
+def aberration_phase(
+    kx: np.ndarray, ky: np.ndarray, wavelength_A: float, coefficients: Mapping[str, float]
+) -> np.ndarray:
     """chi(k) [rad] for spatial frequencies kx, ky [1/A] (broadcast against each other).
 
     `coefficients` maps abTEM polar symbols (C10, C12, phi12, ..., C56, phi56) to values in A / rad;
@@ -160,8 +178,9 @@ def aberration_phase(kx: np.ndarray, ky: np.ndarray, wavelength_A: float,
     return 2 * np.pi / wavelength_A * chi
 
 
-def spatial_frequencies(shape_yx: tuple[int, int], sampling_yx_A: tuple[float, float], xp=np
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def spatial_frequencies(
+    shape_yx: tuple[int, int], sampling_yx_A: tuple[float, float], xp=np
+) -> tuple[np.ndarray, np.ndarray]:
     """(ky[:, None], kx[None, :]) in 1/A for an image stored as (ny, nx), in FFT order."""
     ny, nx = shape_yx
     sy, sx = sampling_yx_A

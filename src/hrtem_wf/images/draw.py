@@ -23,15 +23,15 @@ Every drawn value goes into the image's record (one row of the dataset's Parquet
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from ..sampling import sample
 from .aberrations import POLAR_SYMBOLS, draw_aberrations
-from .backend import DEVICES, to_device, to_host
+from .backend import to_device, to_host
 from .formation import (
-    FOCAL_SPREAD_METHODS,
     apply_mtf,
     as_wave_stack,
     check_crop,
@@ -45,11 +45,22 @@ from .formation import (
     resampled_shape,
     wave_spectrum,
 )
-from .labels import LABEL_METHODS, mask_from_spectrum
+from .labels import mask_from_spectrum
 
 FROZEN_PHONON_MODES = ("all", "single")
-BLOCK_KEYS = ("draws_per_structure", "device", "defocus_A", "aberrations", "focal_spread",
-              "frozen_phonons", "plasmons", "dose_e_per_A2", "detector", "crop_px", "label")
+BLOCK_KEYS = (
+    "draws_per_structure",
+    "device",
+    "defocus_A",
+    "aberrations",
+    "focal_spread",
+    "frozen_phonons",
+    "plasmons",
+    "dose_e_per_A2",
+    "detector",
+    "crop_px",
+    "label",
+)
 
 
 def _sampling_pair(sampling_A: float | tuple[float, float]) -> tuple[float, float]:
@@ -64,16 +75,22 @@ def label_threshold(label: Mapping[str, Any], material: str | None) -> float:
     threshold = label["threshold"]
     if isinstance(threshold, Mapping):
         if material not in threshold:
-            raise ValueError(f"label.threshold has no entry for material {material!r} "
-                             f"(has {sorted(threshold)})")
+            raise ValueError(
+                f"label.threshold has no entry for material {material!r} (has {sorted(threshold)})"
+            )
         threshold = threshold[material]
     return float(threshold)
 
 
-def draw_images(full: np.ndarray, particle: np.ndarray, sampling_A: float | tuple[float, float],
-                energy_eV: float, block: Mapping[str, Any], rng: np.random.Generator,
-                material: str | None = None
-                ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+def draw_images(
+    full: np.ndarray,
+    particle: np.ndarray,
+    sampling_A: float | tuple[float, float],
+    energy_eV: float,
+    block: Mapping[str, Any],
+    rng: np.random.Generator,
+    material: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """k = block['draws_per_structure'] images, masks and records from one structure.
 
     full, particle: exit waves (frozen_phonon, ny, nx), vacuum = 1 + 0j, sampled at
@@ -85,7 +102,9 @@ def draw_images(full: np.ndarray, particle: np.ndarray, sampling_A: float | tupl
     sampling_A = _sampling_pair(sampling_A)
     full, particle = as_wave_stack(full), as_wave_stack(particle)
     if full.shape != particle.shape:
-        raise ValueError(f"full {full.shape} and particle {particle.shape} exit waves differ in shape")
+        raise ValueError(
+            f"full {full.shape} and particle {particle.shape} exit waves differ in shape"
+        )
     k = int(block["draws_per_structure"])
     focal, detector, label = block["focal_spread"], block["detector"], block["label"]
     pixel_size_A = float(detector["pixel_size_A"])
@@ -113,25 +132,45 @@ def draw_images(full: np.ndarray, particle: np.ndarray, sampling_A: float | tupl
             defocus = float(sample(block["defocus_A"], rng, index=focal_point))
             aberrations = draw_aberrations(block["aberrations"], rng)
             sigma = float(sample(focal["sigma_A"], rng))
-            mask = mask_from_spectrum(particle_spectrum, sampling_A, energy_eV, defocus,
-                                      aberrations, label["method"], threshold,
-                                      float(label["smoothing_sigma_px"]),
-                                      float(label["smoothing_threshold"]))
+            mask = mask_from_spectrum(
+                particle_spectrum,
+                sampling_A,
+                energy_eV,
+                defocus,
+                aberrations,
+                label["method"],
+                threshold,
+                float(label["smoothing_sigma_px"]),
+                float(label["smoothing_threshold"]),
+            )
             # Same resampling as the image (linear), back to binary at one half.
             mask = resample_to_pixel_size(mask.astype(np.float32), sampling_A, pixel_size_A) > 0.5
         # Per image: plasmons, dose, then the noise and the crop.
         plasmon = None
         if block["plasmons"] is not None:
-            plasmon = (float(sample(block["plasmons"]["weight"], rng)),
-                       float(sample(block["plasmons"]["background"], rng)))
+            plasmon = (
+                float(sample(block["plasmons"]["weight"], rng)),
+                float(sample(block["plasmons"]["background"], rng)),
+            )
         dose = float(sample(block["dose_e_per_A2"], rng, index=repeat))
         # The noise-free image depends on the lens and the plasmon draw only: repeats of a focal
         # point share it unless their plasmon parameters differ.
         if (focal_point, plasmon) != noise_free_of:
             noise_free_of = (focal_point, plasmon)
-            noise_free = to_host(intensity_from_spectrum(
-                full_spectrum, sampling_A, energy_eV, defocus, aberrations, sigma,
-                int(focal["samples"]), float(focal["extent_sigmas"]), focal["method"], plasmon))
+            noise_free = to_host(
+                intensity_from_spectrum(
+                    full_spectrum,
+                    sampling_A,
+                    energy_eV,
+                    defocus,
+                    aberrations,
+                    sigma,
+                    int(focal["samples"]),
+                    float(focal["extent_sigmas"]),
+                    focal["method"],
+                    plasmon,
+                )
+            )
             noise_free = resample_to_pixel_size(noise_free, sampling_A, pixel_size_A)
         counts = detector_counts(noise_free, dose, pixel_size_A, rng)
         if mtf is not None:
@@ -151,8 +190,11 @@ def draw_images(full: np.ndarray, particle: np.ndarray, sampling_A: float | tupl
             "energy_eV": float(energy_eV),
             "defocus_A": defocus,
             "aberration_preset": block["aberrations"]["preset"],
-            **{f"aberration_{symbol}": aberrations[symbol]
-               for symbol in POLAR_SYMBOLS if symbol != "C10"},
+            **{
+                f"aberration_{symbol}": aberrations[symbol]
+                for symbol in POLAR_SYMBOLS
+                if symbol != "C10"
+            },
             "focal_spread_method": focal["method"],
             "focal_spread_sigma_A": sigma,
             "focal_spread_samples": int(focal["samples"]),

@@ -18,7 +18,7 @@ between the FFTs runs as fused numba kernels (kernels.py). The detector runs on 
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import scipy.fft
@@ -48,8 +48,9 @@ def wave_spectrum(waves: np.ndarray) -> np.ndarray:
     return fft2(as_wave_stack(waves))
 
 
-def focal_spread_defoci(defocus_A: float, focal_spread_sigma_A: float, samples: int,
-                        extent_sigmas: float) -> tuple[np.ndarray, np.ndarray]:
+def focal_spread_defoci(
+    defocus_A: float, focal_spread_sigma_A: float, samples: int, extent_sigmas: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Defocus values [A] and Gaussian weights (sum 1) for the incoherent focal-spread average.
 
     `samples` values evenly span defocus +- extent_sigmas * sigma; sigma = 0 (or one sample)
@@ -76,9 +77,15 @@ def temporal_envelope(k2_per_A2, wavelength: float, focal_spread_sigma_A: float)
     return xp.exp(-0.5 * (np.pi * wavelength * float(focal_spread_sigma_A) * k2_per_A2) ** 2)
 
 
-def lens_transfer(shape_yx: tuple[int, int], sampling_A: tuple[float, float], energy_eV: float,
-                  defoci_A, aberrations: Mapping[str, float] | None = None,
-                  envelope_sigma_A: float = 0.0, xp=np) -> np.ndarray:
+def lens_transfer(
+    shape_yx: tuple[int, int],
+    sampling_A: tuple[float, float],
+    energy_eV: float,
+    defoci_A,
+    aberrations: Mapping[str, float] | None = None,
+    envelope_sigma_A: float = 0.0,
+    xp=np,
+) -> np.ndarray:
     """exp(-i chi(k)) for each defocus, complex64 (n_defoci, ny, nx) in FFT order.
 
     `aberrations`: abTEM polar symbols other than C10 (Cs is C30) in A / rad. chi is linear in
@@ -145,12 +152,27 @@ def _lens_terms(aberrations: Mapping[str, float] | None):
     _check_symbols(aberrations)
     if "C10" in aberrations:
         raise ValueError("defocus is a separate argument; do not repeat it as C10")
-    rows = [(float(aberrations[s]), int(s[1]) + 1, int(s[2]), float(aberrations.get(f"phi{s[1:]}", 0.0)))
-            for s in POLAR_MAGNITUDES if float(aberrations.get(s, 0.0)) != 0.0]
-    magnitudes, powers, folds, angles = (np.array(c) for c in zip(*rows)) if rows else (
-        np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    return (magnitudes.astype(np.float64), powers.astype(np.int64), folds.astype(np.int64),
-            angles.astype(np.float64))
+    rows = [
+        (
+            float(aberrations[s]),
+            int(s[1]) + 1,
+            int(s[2]),
+            float(aberrations.get(f"phi{s[1:]}", 0.0)),
+        )
+        for s in POLAR_MAGNITUDES
+        if float(aberrations.get(s, 0.0)) != 0.0
+    ]
+    magnitudes, powers, folds, angles = (
+        (np.array(c) for c in zip(*rows))
+        if rows
+        else (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    )
+    return (
+        magnitudes.astype(np.float64),
+        powers.astype(np.int64),
+        folds.astype(np.int64),
+        angles.astype(np.float64),
+    )
 
 
 def _focal_samples(defocus_A, sigma_A, samples, extent_sigmas, method):
@@ -179,17 +201,25 @@ def _mean_intensities(spectrum, sampling_A, energy_eV, envelope_sigma_A):
     power = spectrum.real.astype(xp.float64) ** 2 + spectrum.imag.astype(xp.float64) ** 2
     if envelope_sigma_A > 0:
         ky, kx = spatial_frequencies(spectrum.shape[-2:], sampling_A, xp)
-        power = power * temporal_envelope(kx**2 + ky**2, wavelength_A(energy_eV), envelope_sigma_A) ** 2
+        power = (
+            power * temporal_envelope(kx**2 + ky**2, wavelength_A(energy_eV), envelope_sigma_A) ** 2
+        )
     return power.sum(axis=(-2, -1)) / n_pixels**2
 
 
-def intensity_from_spectrum(spectrum: np.ndarray, sampling_A: tuple[float, float],
-                            energy_eV: float, defocus_A: float,
-                            aberrations: Mapping[str, float] | None = None,
-                            focal_spread_sigma_A: float = 0.0, samples: int = 1,
-                            extent_sigmas: float = 3.0, focal_spread_method: str = "incoherent",
-                            plasmon: tuple[float, float] | None = None,
-                            fused: bool | None = None) -> np.ndarray:
+def intensity_from_spectrum(
+    spectrum: np.ndarray,
+    sampling_A: tuple[float, float],
+    energy_eV: float,
+    defocus_A: float,
+    aberrations: Mapping[str, float] | None = None,
+    focal_spread_sigma_A: float = 0.0,
+    samples: int = 1,
+    extent_sigmas: float = 3.0,
+    focal_spread_method: str = "incoherent",
+    plasmon: tuple[float, float] | None = None,
+    fused: bool | None = None,
+) -> np.ndarray:
     """Noise-free image (float64, ny, nx) from exit-wave spectra (phonon, ny, nx).
 
     mean_p [ scale_p sum_d w_d |IFFT(T_d Psi_p)|^2 + offset_p ]: the focal-spread sum with
@@ -199,8 +229,9 @@ def intensity_from_spectrum(spectrum: np.ndarray, sampling_A: tuple[float, float
     for numpy arrays) or the array expressions (CuPy, and the reference the tests compare to)."""
     xp = array_module(spectrum)
     n_phonons, ny, nx = spectrum.shape
-    defoci, weights, envelope_sigma = _focal_samples(defocus_A, focal_spread_sigma_A, samples,
-                                                     extent_sigmas, focal_spread_method)
+    defoci, weights, envelope_sigma = _focal_samples(
+        defocus_A, focal_spread_sigma_A, samples, extent_sigmas, focal_spread_method
+    )
     scale = xp.ones(n_phonons, dtype=xp.float64)
     offset = 0.0
     if plasmon is not None:
@@ -213,8 +244,14 @@ def intensity_from_spectrum(spectrum: np.ndarray, sampling_A: tuple[float, float
         ky, kx = (f.ravel() for f in spatial_frequencies((ny, nx), sampling_A))
         step = float(defoci[1] - defoci[0]) if len(defoci) > 1 else 0.0
         phase, step_phase = kernels.lens_phase_and_step(
-            ky, kx, wavelength_A(energy_eV), *_lens_terms(aberrations), float(defoci[0]), step,
-            float(envelope_sigma))
+            ky,
+            kx,
+            wavelength_A(energy_eV),
+            *_lens_terms(aberrations),
+            float(defoci[0]),
+            step,
+            float(envelope_sigma),
+        )
         scale = np.asarray(scale, dtype=np.float64)
         buffer = np.empty_like(spectrum)
         acc = np.zeros((ny, nx), dtype=np.float64)
@@ -223,13 +260,15 @@ def intensity_from_spectrum(spectrum: np.ndarray, sampling_A: tuple[float, float
         for index in range(len(weights)):
             buffer = ifft2(buffer, overwrite=True)  # in place
             if index + 1 < len(weights):
-                kernels.accumulate_and_apply(buffer, scale, acc, spectrum, phase, step_phase,
-                                             np.sqrt(weights[index + 1]))
+                kernels.accumulate_and_apply(
+                    buffer, scale, acc, spectrum, phase, step_phase, np.sqrt(weights[index + 1])
+                )
             else:
                 kernels.accumulate_intensity(buffer, scale, acc)
     else:
-        transfer = lens_transfer((ny, nx), sampling_A, energy_eV, defoci, aberrations,
-                                 envelope_sigma, xp=xp)
+        transfer = lens_transfer(
+            (ny, nx), sampling_A, energy_eV, defoci, aberrations, envelope_sigma, xp=xp
+        )
         acc = xp.zeros((ny, nx), dtype=xp.float64)
         for weight, lens in zip(weights, transfer):
             waves = ifft2(spectrum * lens[None], overwrite=True)
@@ -237,9 +276,14 @@ def intensity_from_spectrum(spectrum: np.ndarray, sampling_A: tuple[float, float
     return (acc + offset) / n_phonons
 
 
-def waves_at_defocus(spectrum: np.ndarray, sampling_A: tuple[float, float], energy_eV: float,
-                     defocus_A: float, aberrations: Mapping[str, float] | None = None,
-                     fused: bool | None = None) -> np.ndarray:
+def waves_at_defocus(
+    spectrum: np.ndarray,
+    sampling_A: tuple[float, float],
+    energy_eV: float,
+    defocus_A: float,
+    aberrations: Mapping[str, float] | None = None,
+    fused: bool | None = None,
+) -> np.ndarray:
     """Real-space waves (phonon, ny, nx) after a coherent lens (no focal spread)."""
     xp = array_module(spectrum)
     ny, nx = spectrum.shape[-2:]
@@ -247,8 +291,9 @@ def waves_at_defocus(spectrum: np.ndarray, sampling_A: tuple[float, float], ener
         from . import kernels
 
         ky, kx = (f.ravel() for f in spatial_frequencies((ny, nx), sampling_A))
-        phase, step = kernels.lens_phase_and_step(ky, kx, wavelength_A(energy_eV),
-                                                  *_lens_terms(aberrations), float(defocus_A), 0.0, 0.0)
+        phase, step = kernels.lens_phase_and_step(
+            ky, kx, wavelength_A(energy_eV), *_lens_terms(aberrations), float(defocus_A), 0.0, 0.0
+        )
         buffer = np.empty_like(spectrum)
         kernels.apply_lens(spectrum, phase, step, 1.0, buffer)
         return ifft2(buffer, overwrite=True)
@@ -256,22 +301,41 @@ def waves_at_defocus(spectrum: np.ndarray, sampling_A: tuple[float, float], ener
     return waves_after_lens(spectrum, transfer)[0]
 
 
-def intensity(waves: np.ndarray, sampling_A: tuple[float, float], energy_eV: float,
-              defocus_A: float, aberrations: Mapping[str, float] | None = None,
-              focal_spread_sigma_A: float = 0.0, samples: int = 1, extent_sigmas: float = 3.0,
-              focal_spread_method: str = "incoherent",
-              plasmon: tuple[float, float] | None = None, fused: bool | None = None) -> np.ndarray:
+def intensity(
+    waves: np.ndarray,
+    sampling_A: tuple[float, float],
+    energy_eV: float,
+    defocus_A: float,
+    aberrations: Mapping[str, float] | None = None,
+    focal_spread_sigma_A: float = 0.0,
+    samples: int = 1,
+    extent_sigmas: float = 3.0,
+    focal_spread_method: str = "incoherent",
+    plasmon: tuple[float, float] | None = None,
+    fused: bool | None = None,
+) -> np.ndarray:
     """Noise-free HRTEM intensity (float64, ny, nx) of exit waves (phonon, ny, nx) or (ny, nx).
 
     defocus_A: abTEM sign (positive = underfocus, C10 = -defocus); aberrations: further abTEM
     polar coefficients (C12, phi12, C30 = Cs, ...) in A / rad."""
-    return intensity_from_spectrum(wave_spectrum(waves), sampling_A, energy_eV, defocus_A,
-                                   aberrations, focal_spread_sigma_A, samples, extent_sigmas,
-                                   focal_spread_method, plasmon, fused)
+    return intensity_from_spectrum(
+        wave_spectrum(waves),
+        sampling_A,
+        energy_eV,
+        defocus_A,
+        aberrations,
+        focal_spread_sigma_A,
+        samples,
+        extent_sigmas,
+        focal_spread_method,
+        plasmon,
+        fused,
+    )
 
 
-def resampled_shape(shape_yx: tuple[int, int], sampling_A: tuple[float, float],
-                    pixel_size_A: float) -> tuple[int, int]:
+def resampled_shape(
+    shape_yx: tuple[int, int], sampling_A: tuple[float, float], pixel_size_A: float
+) -> tuple[int, int]:
     """Shape after resampling to the detector pixel size (what scipy.ndimage.zoom produces)."""
     if _same_sampling(sampling_A, pixel_size_A):
         return int(shape_yx[0]), int(shape_yx[1])
@@ -282,8 +346,9 @@ def _same_sampling(sampling_A: tuple[float, float], pixel_size_A: float) -> bool
     return bool(np.allclose(sampling_A, pixel_size_A, rtol=1e-9, atol=0.0))
 
 
-def resample_to_pixel_size(image: np.ndarray, sampling_A: tuple[float, float],
-                           pixel_size_A: float, order: int = 1) -> np.ndarray:
+def resample_to_pixel_size(
+    image: np.ndarray, sampling_A: tuple[float, float], pixel_size_A: float, order: int = 1
+) -> np.ndarray:
     """Image on detector pixels of pixel_size_A; the identity when the sampling already matches.
 
     grid-wrap keeps the periodic cell's extent and edges (the simulation cell is periodic)."""
@@ -295,8 +360,9 @@ def resample_to_pixel_size(image: np.ndarray, sampling_A: tuple[float, float],
     return out
 
 
-def detector_counts(image: np.ndarray, dose_e_per_A2: float, pixel_size_A: float,
-                    rng: np.random.Generator) -> np.ndarray:
+def detector_counts(
+    image: np.ndarray, dose_e_per_A2: float, pixel_size_A: float, rng: np.random.Generator
+) -> np.ndarray:
     """Poisson electron counts (float32) with mean image x dose x pixel area.
 
     Drawn as int64 so high doses cannot overflow, returned as float32 for filtering and storage."""
@@ -341,8 +407,9 @@ def median_filter(counts: np.ndarray, size_px: int | None) -> np.ndarray:
     return scipy.ndimage.median_filter(counts, size=int(size_px), mode="wrap")
 
 
-def crop_origin(shape_yx: tuple[int, int], crop_px: tuple[int, int] | None,
-                rng: np.random.Generator) -> tuple[int, int]:
+def crop_origin(
+    shape_yx: tuple[int, int], crop_px: tuple[int, int] | None, rng: np.random.Generator
+) -> tuple[int, int]:
     """Random top-left corner (y0, x0) of a crop_px window inside shape_yx."""
     if crop_px is None:
         return 0, 0
@@ -364,9 +431,10 @@ def check_crop(shape_yx: tuple[int, int], crop_px: tuple[int, int] | None) -> No
         )
 
 
-def crop(array: np.ndarray, origin_yx: tuple[int, int], crop_px: tuple[int, int] | None
-         ) -> np.ndarray:
+def crop(
+    array: np.ndarray, origin_yx: tuple[int, int], crop_px: tuple[int, int] | None
+) -> np.ndarray:
     if crop_px is None:
         return array
     y0, x0 = origin_yx
-    return array[y0:y0 + int(crop_px[0]), x0:x0 + int(crop_px[1])]
+    return array[y0 : y0 + int(crop_px[0]), x0 : x0 + int(crop_px[1])]

@@ -22,8 +22,9 @@ nb.config.THREADING_LAYER = "workqueue"
 
 
 @nb.njit(parallel=True, cache=True)
-def lens_phase_and_step(ky, kx, wavelength, magnitudes, powers, folds, angles, defocus_A,
-                        step_A, envelope_sigma_A):
+def lens_phase_and_step(
+    ky, kx, wavelength, magnitudes, powers, folds, angles, defocus_A, step_A, envelope_sigma_A
+):
     """phase = exp(-i chi(k)) x E(k) at `defocus_A` and step = exp(i step_A chi_1(k)).
 
     chi = 2 pi / lambda sum C / p alpha^p cos(m (phi - angle)) - defocus pi lambda k^2, with
@@ -59,7 +60,11 @@ def lens_phase_and_step(ky, kx, wavelength, magnitudes, powers, folds, angles, d
             chi = 0.0
             for t in range(n_terms):
                 m = folds[t]
-                chi += prefactors[t] * alpha_p[powers[t]] * (cos_m[m] * cos_ma[t] + sin_m[m] * sin_ma[t])
+                chi += (
+                    prefactors[t]
+                    * alpha_p[powers[t]]
+                    * (cos_m[m] * cos_ma[t] + sin_m[m] * sin_ma[t])
+                )
             chi1 = math.pi * wavelength * k2
             total = chi - defocus_A * chi1
             envelope = 1.0

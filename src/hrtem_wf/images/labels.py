@@ -10,7 +10,7 @@ where the spectrum lives (numpy or CuPy); the mask comes back to the host.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import scipy.ndimage
@@ -21,11 +21,18 @@ from .formation import _use_kernels, as_wave_stack, wave_spectrum, waves_at_defo
 LABEL_METHODS = ("phase", "intensity")
 
 
-def mask_from_spectrum(spectrum: np.ndarray, sampling_A: tuple[float, float], energy_eV: float,
-                       defocus_A: float, aberrations: Mapping[str, float] | None = None,
-                       method: str = "phase", threshold: float = np.pi / 12,
-                       smoothing_sigma_px: float = 0.0, smoothing_threshold: float = 0.5,
-                       fused: bool | None = None) -> np.ndarray:
+def mask_from_spectrum(
+    spectrum: np.ndarray,
+    sampling_A: tuple[float, float],
+    energy_eV: float,
+    defocus_A: float,
+    aberrations: Mapping[str, float] | None = None,
+    method: str = "phase",
+    threshold: float = np.pi / 12,
+    smoothing_sigma_px: float = 0.0,
+    smoothing_threshold: float = 0.5,
+    fused: bool | None = None,
+) -> np.ndarray:
     """Boolean particle mask (ny, nx) from particle-only exit-wave spectra (phonon, ny, nx).
 
     aberrations: abTEM polar symbols other than C10 (Cs is C30), A / rad."""
@@ -57,13 +64,29 @@ def smooth_mask(mask: np.ndarray, sigma_px: float, threshold: float) -> np.ndarr
     return blurred > threshold
 
 
-def particle_mask(particle_waves: np.ndarray, sampling_A: tuple[float, float], energy_eV: float,
-                  defocus_A: float, aberrations: Mapping[str, float] | None = None,
-                  method: str = "phase", threshold: float = np.pi / 12,
-                  smoothing_sigma_px: float = 0.0, smoothing_threshold: float = 0.5,
-                  fused: bool | None = None) -> np.ndarray:
+def particle_mask(
+    particle_waves: np.ndarray,
+    sampling_A: tuple[float, float],
+    energy_eV: float,
+    defocus_A: float,
+    aberrations: Mapping[str, float] | None = None,
+    method: str = "phase",
+    threshold: float = np.pi / 12,
+    smoothing_sigma_px: float = 0.0,
+    smoothing_threshold: float = 0.5,
+    fused: bool | None = None,
+) -> np.ndarray:
     """Boolean particle mask (ny, nx) on the exit-wave grid from particle-only exit waves
     (phonon, ny, nx) or (ny, nx); defocus in abTEM's sign, aberrations as abTEM symbols."""
-    return mask_from_spectrum(wave_spectrum(as_wave_stack(particle_waves)), sampling_A, energy_eV,
-                              defocus_A, aberrations, method, threshold, smoothing_sigma_px,
-                              smoothing_threshold, fused)
+    return mask_from_spectrum(
+        wave_spectrum(as_wave_stack(particle_waves)),
+        sampling_A,
+        energy_eV,
+        defocus_A,
+        aberrations,
+        method,
+        threshold,
+        smoothing_sigma_px,
+        smoothing_threshold,
+        fused,
+    )

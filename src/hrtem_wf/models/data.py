@@ -27,7 +27,8 @@ def normalize_min_max(image: np.ndarray) -> np.ndarray:
 
 
 def d4_transform(image: np.ndarray, mask: np.ndarray, quarter_turns: int, flip: bool):
-    """One element of the square's symmetry group D4, applied alike to image and mask (last 2 axes)."""
+    """One element of the square's symmetry group D4, applied alike to image and mask (last 2
+    axes)."""
     image = np.rot90(image, k=quarter_turns, axes=(-2, -1))
     mask = np.rot90(mask, k=quarter_turns, axes=(-2, -1))
     if flip:
@@ -72,7 +73,8 @@ def read_split(dataset_zarr: str | Path, dataset_parquet: str | Path, split: str
         raise ValueError(f"{dataset_parquet} lacks the columns {sorted(missing)}")
     if len(table) != images.shape[0]:
         raise ValueError(
-            f"{dataset_parquet} has {len(table)} rows but {dataset_zarr} has {images.shape[0]} images"
+            f"{dataset_parquet} has {len(table)} rows but {dataset_zarr} has "
+            f"{images.shape[0]} images"
         )
     table = table[table["split"] == split].sort_values("row").reset_index(drop=True)
     rows = table["row"].to_numpy(dtype=np.int64)
@@ -83,7 +85,9 @@ def read_split(dataset_zarr: str | Path, dataset_parquet: str | Path, split: str
         # One read of the whole split is far cheaper than one Zarr request per image per epoch.
         images, masks = images.read(rows), masks.read(rows)
         if masks.max() > 1:
-            raise ValueError(f"{dataset_zarr}: masks must hold 0 (background) and 1 (particle) only")
+            raise ValueError(
+                f"{dataset_zarr}: masks must hold 0 (background) and 1 (particle) only"
+            )
         return DatasetSplit(images, masks, np.arange(len(rows)), table)
     return DatasetSplit(images, masks, rows, table)
 
@@ -91,10 +95,12 @@ def read_split(dataset_zarr: str | Path, dataset_parquet: str | Path, split: str
 class SegmentationDataset(torch.utils.data.Dataset):
     """(normalized image (1, H, W) float32, particle mask (H, W) int64) pairs of one split."""
 
-    def __init__(self, split: DatasetSplit, augment_d4: bool = False, rng: np.random.Generator | None = None):
+    def __init__(
+        self, split: DatasetSplit, augment_d4: bool = False, rng: np.random.Generator | None = None
+    ):
         self.split = split
         self.augment_d4 = augment_d4
-        # Drawn in the main process (num_workers=0), so a seeded generator makes epochs reproducible.
+        # Drawn in the main process (num_workers=0): a seeded generator makes epochs reproducible.
         self.rng = rng if rng is not None else np.random.default_rng(0)
 
     def __len__(self) -> int:

@@ -17,8 +17,9 @@ def soft_f1(particle_probability: torch.Tensor, particle_mask: torch.Tensor) -> 
     return 2.0 * overlap / (total + SOFT_F1_EPS)
 
 
-def segmentation_loss(logits: torch.Tensor, particle_mask: torch.Tensor,
-                      weights: dict) -> torch.Tensor:
+def segmentation_loss(
+    logits: torch.Tensor, particle_mask: torch.Tensor, weights: dict
+) -> torch.Tensor:
     """w_ce x mean pixel cross-entropy + w_f1 x (1 - soft F1); logits (B, 2, H, W), mask (B, H, W)
     in {0, 1}; weights {cross_entropy, soft_f1} (a models block's `loss`; the study's: 1 and 1)."""
     particle_mask = particle_mask.long()

@@ -24,7 +24,9 @@ def architectures() -> list[str]:
 
 def takes_decoder_channels(architecture: str) -> bool:
     """Whether the smp architecture has a per-stage `decoder_channels` list (Unet-like)."""
-    parameter = inspect.signature(getattr(smp, architecture).__init__).parameters.get("decoder_channels")
+    parameter = inspect.signature(getattr(smp, architecture).__init__).parameters.get(
+        "decoder_channels"
+    )
     return parameter is not None and isinstance(parameter.default, tuple | list)
 
 
@@ -59,8 +61,10 @@ def _check_output_shape(model: torch.nn.Module, architecture: str, encoder_depth
         shape = tuple(model(torch.zeros(1, 1, size, size)).shape)
     model.train()
     if shape != (1, N_CLASSES, size, size):
-        raise ValueError(f"{architecture} with encoder_depth {encoder_depth} maps a {size} x {size} "
-                         f"input to {shape[-2]} x {shape[-1]}; set its upsampling in `options`")
+        raise ValueError(
+            f"{architecture} with encoder_depth {encoder_depth} maps a {size} x {size} "
+            f"input to {shape[-2]} x {shape[-1]}; set its upsampling in `options`"
+        )
 
 
 def check_image_shape(image_shape: Sequence[int], encoder_depth: int) -> None:
@@ -111,8 +115,10 @@ class TrainedModel:
         path = Path(model_dir)
         metadata_path = path / "metadata.json"
         if not metadata_path.is_file():
-            raise FileNotFoundError(f"{metadata_path}: no such file; training writes it last, so "
-                                    f"{path} holds no finished training")
+            raise FileNotFoundError(
+                f"{metadata_path}: no such file; training writes it last, so "
+                f"{path} holds no finished training"
+            )
         try:
             metadata = json.loads(metadata_path.read_text())
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -185,18 +191,24 @@ class TrainedModel:
         except Exception as error:  # torch reports a truncated zip or pickle in several types
             # Its first sentence says what failed; the rest are hints unfit for a damaged file.
             reason = str(error).split(". ")[0]
-            raise ValueError(f"{path}: cannot be read as torch weights, truncated or corrupt "
-                             f"({type(error).__name__}: {reason})") from None
+            raise ValueError(
+                f"{path}: cannot be read as torch weights, truncated or corrupt "
+                f"({type(error).__name__}: {reason})"
+            ) from None
         if not isinstance(state, dict):
             raise ValueError(f"{path}: holds a {type(state).__name__}, not a state dict")
         for key, tensor in state.items():
-            if (isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
-                    and not bool(torch.isfinite(tensor).all())):
+            if (
+                isinstance(tensor, torch.Tensor)
+                and tensor.is_floating_point()
+                and not bool(torch.isfinite(tensor).all())
+            ):
                 raise ValueError(f"{path}: tensor {key!r} has NaN or infinite values")
         model = build_model(self.block)
         try:
             model.load_state_dict(state)
         except RuntimeError as error:
-            raise ValueError(f"{path}: does not fit the network of {self.path / 'metadata.json'} "
-                             f"({error})") from None
+            raise ValueError(
+                f"{path}: does not fit the network of {self.path / 'metadata.json'} ({error})"
+            ) from None
         return model.to(device).eval()

@@ -46,8 +46,9 @@ class PixelCounts:
 
 
 #: Which epoch's weights a run keeps: the study's lowest validation loss, or the alternatives.
-def evaluate_loss(model: torch.nn.Module, loader, device: torch.device,
-                  loss_weights: dict) -> tuple[float, float]:
+def evaluate_loss(
+    model: torch.nn.Module, loader, device: torch.device, loss_weights: dict
+) -> tuple[float, float]:
     """(mean loss per image, pooled hard F1) of ``model`` in eval mode over ``loader``."""
     model.eval()
     loss_sum, n_images, counts = 0.0, 0, PixelCounts()
@@ -154,7 +155,9 @@ def train_model(
         shuffle_generator = torch.Generator().manual_seed(seed)
 
         train_loader = torch.utils.data.DataLoader(
-            SegmentationDataset(train_split, augment_d4=bool(block["augment_d4"]), rng=augmentation_rng),
+            SegmentationDataset(
+                train_split, augment_d4=bool(block["augment_d4"]), rng=augmentation_rng
+            ),
             batch_size=batch_size,
             shuffle=True,
             generator=shuffle_generator,
@@ -165,12 +168,17 @@ def train_model(
             SegmentationDataset(train_split), batch_size=batch_size, shuffle=False, num_workers=0
         )
         validation_loader = torch.utils.data.DataLoader(
-            SegmentationDataset(validation_split), batch_size=batch_size, shuffle=False, num_workers=0
+            SegmentationDataset(validation_split),
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=0,
         )
 
         model = build_model(block).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=float(block["learning_rate"]))
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(block["lr_decay_per_epoch"]))
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(
+            optimizer, gamma=float(block["lr_decay_per_epoch"])
+        )
         n_parameters = count_parameters(model)
 
         model_name = _model_name(block, out_dir)
@@ -185,21 +193,31 @@ def train_model(
         for epoch in range(1, epochs + 1):
             epoch_start = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            train_loss, train_f1 = _train_one_epoch(model, train_loader, optimizer, device,
-                                                    loss_weights)
+            train_loss, train_f1 = _train_one_epoch(
+                model, train_loader, optimizer, device, loss_weights
+            )
             recalibrate_batchnorm(model, statistics_loader, device)
             val_loss, val_f1 = evaluate_loss(model, validation_loader, device, loss_weights)
             scheduler.step()
             seconds = time.perf_counter() - epoch_start
             history.append(
-                dict(epoch=epoch, train_loss=train_loss, train_f1=train_f1, val_loss=val_loss,
-                     val_f1=val_f1, lr=lr, seconds=seconds)
+                dict(
+                    epoch=epoch,
+                    train_loss=train_loss,
+                    train_f1=train_f1,
+                    val_loss=val_loss,
+                    val_f1=val_f1,
+                    lr=lr,
+                    seconds=seconds,
+                )
             )
             score = {"best_val_loss": val_loss, "best_val_f1": -val_f1, "last": -epoch}[checkpoint]
             improved = score < best_score  # NaN never improves
             if improved:
                 best_epoch, best_score = epoch, score
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                }
             log(
                 f"epoch {epoch}/{epochs} train_loss {train_loss:.4f} train_f1 {train_f1:.4f} "
                 f"val_loss {val_loss:.4f} val_f1 {val_f1:.4f} lr {lr:.3g} {seconds:.1f} s"
@@ -249,5 +267,8 @@ def train_model(
         "versions": versions(),
     }
     write_json(out_dir / "metadata.json", metadata)
-    log(f"best epoch {best_epoch}: val_loss {best['val_loss']:.4f} val_f1 {best['val_f1']:.4f}; wrote {out_dir}")
+    log(
+        f"best epoch {best_epoch}: val_loss {best['val_loss']:.4f} val_f1 {best['val_f1']:.4f}; "
+        f"wrote {out_dir}"
+    )
     return metadata

@@ -9,26 +9,29 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
-from ase import Atoms
-
 import abtem
+import numpy as np
 from abtem.core.energy import energy2wavelength
 from abtem.inelastic.phonons import AtomsEnsemble
+from ase import Atoms
 
 from hrtem_wf.simulations.device import use_device
 
 
-def displaced_configurations(atoms: Atoms, frozen_phonons: int,
-                             debye_waller_sigma_A: dict[str, float], seed: int) -> list[Atoms]:
+def displaced_configurations(
+    atoms: Atoms, frozen_phonons: int, debye_waller_sigma_A: dict[str, float], seed: int
+) -> list[Atoms]:
     """`frozen_phonons` copies of `atoms`, each displaced by abTEM's Gaussian frozen phonons.
 
     sigma is the RMS displacement per element and per Cartesian direction (U_iso = sigma^2)."""
     missing = sorted(set(atoms.get_chemical_symbols()) - set(debye_waller_sigma_A))
     if missing:
         raise ValueError(f"debye_waller_sigma_A has no entry for element(s) {missing}")
-    sigmas = {el: float(s) for el, s in debye_waller_sigma_A.items()
-              if el in set(atoms.get_chemical_symbols())}
+    sigmas = {
+        el: float(s)
+        for el, s in debye_waller_sigma_A.items()
+        if el in set(atoms.get_chemical_symbols())
+    }
     # abTEM draws configuration j from seed[j]: one 32-bit seed per configuration.
     seeds = tuple(int(s) for s in np.random.SeedSequence(seed).generate_state(frozen_phonons))
     phonons = abtem.FrozenPhonons(atoms, num_configs=frozen_phonons, sigmas=sigmas, seed=seeds)
@@ -36,7 +39,8 @@ def displaced_configurations(atoms: Atoms, frozen_phonons: int,
 
 
 def exit_waves(configurations: list[Atoms], block: dict) -> np.ndarray:
-    """Exit waves (frozen_phonon, ny, nx) complex64 at the potential sampling, one per configuration."""
+    """Exit waves (frozen_phonon, ny, nx) complex64 at the potential sampling, one per
+    configuration."""
     ensemble = AtomsEnsemble(configurations, ensemble_mean=False)
     potential = abtem.Potential(
         ensemble,
@@ -56,8 +60,13 @@ def exit_waves(configurations: list[Atoms], block: dict) -> np.ndarray:
     return array.reshape((len(configurations),) + array.shape[-2:])
 
 
-def resample_bandlimited(waves: np.ndarray, extent_A: tuple[float, float], gpts: tuple[int, int],
-                         energy_eV: float, propagate_A: float = 0.0) -> np.ndarray:
+def resample_bandlimited(
+    waves: np.ndarray,
+    extent_A: tuple[float, float],
+    gpts: tuple[int, int],
+    energy_eV: float,
+    propagate_A: float = 0.0,
+) -> np.ndarray:
     """Fourier-crop waves to `gpts`, keep only |k| below the new grid's Nyquist frequency (an
     isotropic band limit, so no direction is favoured), and propagate them by `propagate_A`
     (abTEM's Fresnel convention; negative = back towards the source). Values are preserved:
@@ -70,7 +79,7 @@ def resample_bandlimited(waves: np.ndarray, extent_A: tuple[float, float], gpts:
     # Keep the lowest ny x nx frequencies (Fourier interpolation onto the coarser grid).
     ky_keep = np.fft.fftfreq(ny, 1 / ny).astype(int)  # integer frequency indices
     kx_keep = np.fft.fftfreq(nx, 1 / nx).astype(int)
-    iy, ix = ky_keep % ny_in, kx_keep % nx_in          # where they sit in the finer spectrum
+    iy, ix = ky_keep % ny_in, kx_keep % nx_in  # where they sit in the finer spectrum
     cropped = spectrum[..., iy[:, None], ix[None, :]]
 
     ky = ky_keep / extent_A[0]  # spatial frequencies, 1/A
@@ -118,12 +127,15 @@ def simulate_structure(atoms: Atoms, block: dict, seed: int) -> dict:
     is_particle = atoms.arrays["particle"].astype(bool)
     cell_A = np.diag(atoms.cell.array).copy()
     extent_A = (float(cell_A[1]), float(cell_A[0]))  # (y, x) as our arrays are indexed
-    gpts = (int(round(extent_A[0] / block["exit_wave_sampling_A"])),
-            int(round(extent_A[1] / block["exit_wave_sampling_A"])))
+    gpts = (
+        int(round(extent_A[0] / block["exit_wave_sampling_A"])),
+        int(round(extent_A[1] / block["exit_wave_sampling_A"])),
+    )
 
     with use_device(block["device"]):
         full_configs = displaced_configurations(
-            atoms, block["frozen_phonons"], block["debye_waller_sigma_A"], seed)
+            atoms, block["frozen_phonons"], block["debye_waller_sigma_A"], seed
+        )
         particle_configs = [config[is_particle] for config in full_configs]
         particle_configs = drop_empty_entrance(particle_configs, block["slice_thickness_A"])
         stored = {}
@@ -132,7 +144,8 @@ def simulate_structure(atoms: Atoms, block: dict, seed: int) -> dict:
             # abTEM returns (x, y) ordered arrays: store (y, x) so image rows are y.
             waves = np.swapaxes(waves, -1, -2)
             stored[name] = resample_bandlimited(
-                waves, extent_A, gpts, block["energy_eV"], propagate_A=-float(cell_A[2]) / 2)
+                waves, extent_A, gpts, block["energy_eV"], propagate_A=-float(cell_A[2]) / 2
+            )
 
     sampling_A = (extent_A[0] / gpts[0], extent_A[1] / gpts[1])
     attrs = {

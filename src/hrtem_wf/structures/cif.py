@@ -30,18 +30,22 @@ def elements_of(path: str) -> list[str]:
     return sorted({chemical_symbols[z] for z in read_cell(path)[2]})
 
 
-def crystal_sphere(lattice: np.ndarray, fractional: np.ndarray, numbers: np.ndarray,
-                   radius_A: float) -> tuple[np.ndarray, np.ndarray]:
+def crystal_sphere(
+    lattice: np.ndarray, fractional: np.ndarray, numbers: np.ndarray, radius_A: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(positions, atomic numbers) of a crystal (lattice vectors as rows, the cell's fractional
     coordinates) within radius_A of its first site, which is put at the origin."""
     fractional = fractional - fractional[0]
     # enough cells along each lattice vector: radius / (its height over the other two's plane)
     volume = abs(np.linalg.det(lattice))
-    heights = [volume / np.linalg.norm(np.cross(lattice[(i + 1) % 3], lattice[(i + 2) % 3]))
-               for i in range(3)]
+    heights = [
+        volume / np.linalg.norm(np.cross(lattice[(i + 1) % 3], lattice[(i + 2) % 3]))
+        for i in range(3)
+    ]
     n = [int(np.ceil(radius_A / h)) + 1 for h in heights]
-    grid = np.stack(np.meshgrid(*[np.arange(-k, k + 1) for k in n], indexing="ij"),
-                    axis=-1).reshape(-1, 1, 3)
+    grid = np.stack(
+        np.meshgrid(*[np.arange(-k, k + 1) for k in n], indexing="ij"), axis=-1
+    ).reshape(-1, 1, 3)
     positions = ((grid + fractional[None]) @ lattice).reshape(-1, 3)
     all_numbers = np.tile(numbers, len(grid))
     keep = np.linalg.norm(positions, axis=1) <= radius_A
@@ -51,5 +55,10 @@ def crystal_sphere(lattice: np.ndarray, fractional: np.ndarray, numbers: np.ndar
 def build_cif_particle(path: str, radius_A: float) -> Particle:
     lattice, fractional, numbers = read_cell(path)
     positions, numbers = crystal_sphere(lattice, fractional, numbers, radius_A)
-    return Particle(positions_A=positions, numbers=numbers, radius_A=radius_A,
-                    lattice_constant_A=float(np.linalg.norm(lattice[0])), occupied_planes=(0, 0))
+    return Particle(
+        positions_A=positions,
+        numbers=numbers,
+        radius_A=radius_A,
+        lattice_constant_A=float(np.linalg.norm(lattice[0])),
+        occupied_planes=(0, 0),
+    )

@@ -19,12 +19,18 @@ from hrtem_wf.sampling import sample
 from hrtem_wf.structures.particle import rotation_about
 
 
-
 def monolayer_disk(formula: str, a_A: float, thickness_A: float, radius_A: float) -> Atoms:
-    """A disk of a 2H MX2 monolayer in the x-y plane, metal layer at z = 0, a metal at the origin."""
+    """A disk of a 2H MX2 monolayer in the x-y plane, metal layer at z = 0, a metal at the
+    origin."""
     n = int(np.ceil(2 * radius_A / a_A)) + 3
-    sheet = mx2(formula=formula, kind="2H", a=a_A, thickness=thickness_A, size=(2 * n, 2 * n, 1),
-                vacuum=None)
+    sheet = mx2(
+        formula=formula,
+        kind="2H",
+        a=a_A,
+        thickness=thickness_A,
+        size=(2 * n, 2 * n, 1),
+        vacuum=None,
+    )
     metal = sheet.numbers[0]
     centre = sheet.positions[sheet.numbers == metal]
     centre = centre[np.argmin(np.linalg.norm(centre[:, :2] - centre[:, :2].mean(0), axis=1))]
@@ -39,8 +45,14 @@ def graphene_sheet(cell_xy_A, a_A: float = 2.46) -> tuple[np.ndarray, tuple[floa
     ny = max(1, int(round(cell_xy_A[1] / (a_A * np.sqrt(3)))))
     size = (nx * a_A, ny * a_A * np.sqrt(3))
     # rectangular 4-atom cell of the honeycomb lattice
-    basis = np.array([[0.0, 0.0], [a_A / 2, a_A * np.sqrt(3) / 6],
-                      [a_A / 2, a_A * np.sqrt(3) / 2], [0.0, a_A * 2 * np.sqrt(3) / 3]])
+    basis = np.array(
+        [
+            [0.0, 0.0],
+            [a_A / 2, a_A * np.sqrt(3) / 6],
+            [a_A / 2, a_A * np.sqrt(3) / 2],
+            [0.0, a_A * 2 * np.sqrt(3) / 3],
+        ]
+    )
     i, j = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
     origins = np.stack([i.ravel() * a_A, j.ravel() * a_A * np.sqrt(3)], axis=1)
     xy = (origins[:, None] + basis[None]).reshape(-1, 2)
@@ -85,15 +97,22 @@ def build_flake_scene(block: dict, seed: int, code_version: int) -> Atoms:
     vacuum_A = float(block["vacuum_A"])
     margin_A = float(block["edge_margin_A"])
     radius_A = float(sample(flake_spec["radius_A"], rng))
-    flake = monolayer_disk(block["material"], float(flake_spec["lattice_constant_A"]),
-                           float(flake_spec["thickness_A"]), radius_A)
+    flake = monolayer_disk(
+        block["material"],
+        float(flake_spec["lattice_constant_A"]),
+        float(flake_spec["thickness_A"]),
+        radius_A,
+    )
     n_intact = len(flake)
     flake, n_vacancies, n_holes, n_hole_atoms = punch(flake, flake_spec, rng)
     twist_deg = float(sample(support["twist_deg"], rng))
     tilt_deg = float(rng.uniform(0.0, float(flake_spec["tilt_max_deg"])))
-    tilt_axis = rotation_about(np.array([0.0, 0.0, 1.0]), rng.uniform(0, 2 * np.pi)) @ np.array([1.0, 0, 0])
+    tilt_axis = rotation_about(np.array([0.0, 0.0, 1.0]), rng.uniform(0, 2 * np.pi)) @ np.array(
+        [1.0, 0, 0]
+    )
     rotation = rotation_about(tilt_axis, np.deg2rad(tilt_deg)) @ rotation_about(
-        np.array([0.0, 0.0, 1.0]), np.deg2rad(twist_deg))
+        np.array([0.0, 0.0, 1.0]), np.deg2rad(twist_deg)
+    )
     flake_A = flake.positions @ rotation.T
 
     if support["material"] == "graphene":
@@ -108,25 +127,45 @@ def build_flake_scene(block: dict, seed: int, code_version: int) -> Atoms:
         support_numbers = np.zeros(0, dtype=int)
     low = [radius_A + margin_A] * 2
     high = [cell_xy[0] - radius_A - margin_A, cell_xy[1] - radius_A - margin_A]
-    if min(h - l for h, l in zip(high, low)) < 0:
-        raise ValueError(f"structures.cell_A {block['cell_A']} is too small for a flake of radius "
-                         f"{radius_A:.1f} A with edge_margin_A {margin_A}")
-    centre_xy = np.array([rng.uniform(l, h) for l, h in zip(low, high)])
+    if min(hi - lo for hi, lo in zip(high, low)) < 0:
+        raise ValueError(
+            f"structures.cell_A {block['cell_A']} is too small for a flake of radius "
+            f"{radius_A:.1f} A with edge_margin_A {margin_A}"
+        )
+    centre_xy = np.array([rng.uniform(lo, hi) for lo, hi in zip(low, high)])
     flake_A = flake_A + np.array([*centre_xy, bottom_A - flake_A[:, 2].min()])
     cell_A = np.array([*cell_xy, flake_A[:, 2].max() + vacuum_A])
-    atoms = Atoms(numbers=np.concatenate([flake.numbers, support_numbers]),
-                  positions=np.vstack([flake_A, support_A]), cell=np.diag(cell_A),
-                  pbc=[True, True, False])
-    atoms.arrays["particle"] = np.concatenate([np.ones(len(flake_A), np.int8),
-                                               np.zeros(len(support_A), np.int8)])
-    atoms.info.update({
-        "seed": int(seed), "structure_code_version": code_version, "family": "flake",
-        "material": block["material"], "radius_A": radius_A,
-        "center_A": np.array([*centre_xy, flake_A[:, 2].mean()]),
-        "rotation_matrix": rotation.ravel(), "twist_deg": twist_deg, "tilt_deg": tilt_deg,
-        "n_flake_atoms_intact": n_intact, "n_vacancies": n_vacancies, "n_holes": n_holes,
-        "n_hole_atoms": n_hole_atoms, "support": support["material"],
-        "support_distance_A": distance_A, "cell_A": cell_A, "edge_margin_A": margin_A,
-        "vacuum_A": vacuum_A, "n_particle_atoms": len(flake_A), "n_substrate_atoms": len(support_A),
-    })
+    atoms = Atoms(
+        numbers=np.concatenate([flake.numbers, support_numbers]),
+        positions=np.vstack([flake_A, support_A]),
+        cell=np.diag(cell_A),
+        pbc=[True, True, False],
+    )
+    atoms.arrays["particle"] = np.concatenate(
+        [np.ones(len(flake_A), np.int8), np.zeros(len(support_A), np.int8)]
+    )
+    atoms.info.update(
+        {
+            "seed": int(seed),
+            "structure_code_version": code_version,
+            "family": "flake",
+            "material": block["material"],
+            "radius_A": radius_A,
+            "center_A": np.array([*centre_xy, flake_A[:, 2].mean()]),
+            "rotation_matrix": rotation.ravel(),
+            "twist_deg": twist_deg,
+            "tilt_deg": tilt_deg,
+            "n_flake_atoms_intact": n_intact,
+            "n_vacancies": n_vacancies,
+            "n_holes": n_holes,
+            "n_hole_atoms": n_hole_atoms,
+            "support": support["material"],
+            "support_distance_A": distance_A,
+            "cell_A": cell_A,
+            "edge_margin_A": margin_A,
+            "vacuum_A": vacuum_A,
+            "n_particle_atoms": len(flake_A),
+            "n_substrate_atoms": len(support_A),
+        }
+    )
     return atoms

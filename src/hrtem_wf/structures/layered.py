@@ -17,8 +17,11 @@ from scipy.spatial import cKDTree
 from hrtem_wf.sampling import sample
 from hrtem_wf.structures.particle import FCC_BASIS, Particle, rotation_about
 
-ZONE_AXES = {"100": np.array([1.0, 0.0, 0.0]), "110": np.array([1.0, 1.0, 0.0]) / np.sqrt(2.0),
-             "111": np.ones(3) / np.sqrt(3.0)}
+ZONE_AXES = {
+    "100": np.array([1.0, 0.0, 0.0]),
+    "110": np.array([1.0, 1.0, 0.0]) / np.sqrt(2.0),
+    "111": np.ones(3) / np.sqrt(3.0),
+}
 
 
 def _fcc_sites(lattice_constant_A: float, extent_A: float) -> np.ndarray:
@@ -29,8 +32,13 @@ def _fcc_sites(lattice_constant_A: float, extent_A: float) -> np.ndarray:
     return sites[np.abs(sites).max(axis=1) <= extent_A]
 
 
-def roughen(positions_A: np.ndarray, lattice_constant_A: float, n_added: int, temperature: float,
-            rng: np.random.Generator) -> np.ndarray:
+def roughen(
+    positions_A: np.ndarray,
+    lattice_constant_A: float,
+    n_added: int,
+    temperature: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Add n_added atoms at empty neighbouring FCC sites, each with p ~ exp(n_i / T)."""
     if n_added <= 0:
         return positions_A
@@ -60,25 +68,38 @@ def roughen(positions_A: np.ndarray, lattice_constant_A: float, n_added: int, te
     return sites[occupied]
 
 
-def build_layered_particle(material: str, lattice_constant_A: float, spec: dict,
-                           rng: np.random.Generator) -> Particle:
+def build_layered_particle(
+    material: str, lattice_constant_A: float, spec: dict, rng: np.random.Generator
+) -> Particle:
     """spec: `layers` (a distribution, drawn for <100>, <110>, <111>), `added_atoms` (a
     distribution), `temperature` (T of the roughening)."""
     from ase.cluster import FaceCenteredCubic
 
     layers = [max(1, int(round(sample(spec["layers"], rng)))) for _ in range(3)]
-    cluster = FaceCenteredCubic(material, surfaces=[(1, 0, 0), (1, 1, 0), (1, 1, 1)],
-                                layers=layers, latticeconstant=lattice_constant_A)
+    cluster = FaceCenteredCubic(
+        material,
+        surfaces=[(1, 0, 0), (1, 1, 0), (1, 1, 1)],
+        layers=layers,
+        latticeconstant=lattice_constant_A,
+    )
     positions = cluster.get_positions()
-    positions = positions - positions[np.argmin(np.linalg.norm(positions - positions.mean(0), axis=1))]
+    positions = (
+        positions - positions[np.argmin(np.linalg.norm(positions - positions.mean(0), axis=1))]
+    )
     n_added = max(0, int(round(sample(spec.get("added_atoms", 0), rng))))
-    positions = roughen(positions, lattice_constant_A, n_added, float(spec.get("temperature", 0.5)),
-                        rng)
+    positions = roughen(
+        positions, lattice_constant_A, n_added, float(spec.get("temperature", 0.5)), rng
+    )
     numbers = np.full(len(positions), cluster.numbers[0])
     radius_A = float(np.linalg.norm(positions, axis=1).max())
-    return Particle(positions_A=positions, numbers=numbers, radius_A=radius_A,
-                    lattice_constant_A=lattice_constant_A, occupied_planes=(0, 0),
-                    extra={"layers_100_110_111": np.array(layers), "added_atoms": n_added})
+    return Particle(
+        positions_A=positions,
+        numbers=numbers,
+        radius_A=radius_A,
+        lattice_constant_A=lattice_constant_A,
+        occupied_planes=(0, 0),
+        extra={"layers_100_110_111": np.array(layers), "added_atoms": n_added},
+    )
 
 
 def zone_axis_rotation(spec: dict, rng: np.random.Generator) -> tuple[np.ndarray, str, float]:

@@ -32,6 +32,7 @@ from czone.volume import MultiVolume, Volume
 from czone.volume.algebraic import Plane, Sphere
 
 from hrtem_wf.materials import DEFECT_KINDS, FCC_METALS, GRAIN_BOUNDARY_KINDS
+
 # Fractional coordinates of the conventional FCC cell (space group 225, Fm-3m).
 FCC_BASIS = np.array([[0.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]])
 
@@ -41,23 +42,24 @@ NORMAL_111 = np.ones(3) / np.sqrt(3.0)
 
 @dataclass
 class PlanarDefect:
-    kind: str                 # "twin" or "stacking_fault"
-    plane_index: int          # j: the plane lies at n.x = j * d111 from the particle centre
-    offset_A: float           # j * d111, signed distance of the plane from the centre along [111]
+    kind: str  # "twin" or "stacking_fault"
+    plane_index: int  # j: the plane lies at n.x = j * d111 from the particle centre
+    offset_A: float  # j * d111, signed distance of the plane from the centre along [111]
 
 
 @dataclass
 class Particle:
     """A particle in its crystal frame, centred on the origin."""
-    positions_A: np.ndarray                       # (N, 3) crystal-frame positions
-    numbers: np.ndarray                           # (N,) atomic numbers
+
+    positions_A: np.ndarray  # (N, 3) crystal-frame positions
+    numbers: np.ndarray  # (N,) atomic numbers
     radius_A: float
     lattice_constant_A: float
-    occupied_planes: tuple[int, int]              # lowest and highest occupied (111) plane j
+    occupied_planes: tuple[int, int]  # lowest and highest occupied (111) plane j
     defects: list[PlanarDefect] = field(default_factory=list)
-    n_defects_drawn: int = 0                      # before capping to what fits in the particle
-    grain_boundary: dict | None = None            # kind, plane_index, offset_A, rotation, ...
-    extra: dict = field(default_factory=dict)     # family-specific draws (layers, added atoms)
+    n_defects_drawn: int = 0  # before capping to what fits in the particle
+    grain_boundary: dict | None = None  # kind, plane_index, offset_A, rotation, ...
+    extra: dict = field(default_factory=dict)  # family-specific draws (layers, added atoms)
 
 
 def d111_A(lattice_constant_A: float) -> float:
@@ -68,18 +70,22 @@ def d111_A(lattice_constant_A: float) -> float:
 def fcc_generator(material: str, lattice_constant_A: float) -> Generator:
     """A czone crystal generator for an elemental FCC metal, lattice site at the origin."""
     if material not in FCC_METALS:
-        raise ValueError(f"material {material!r}: only elemental FCC metals {FCC_METALS} "
-                         f"are implemented")
+        raise ValueError(
+            f"material {material!r}: only elemental FCC metals {FCC_METALS} are implemented"
+        )
     # the 4-atom conventional cell of Fm-3m written out: pymatgen's space-group expansion
     # (Generator.from_spacegroup) gives the same cell but costs ~1 s per call
-    return Generator.from_unit_cell(Z=[atomic_numbers[material]] * 4, coords=FCC_BASIS,
-                                    cellDims=[lattice_constant_A] * 3, cellAngs=[90.0] * 3)
+    return Generator.from_unit_cell(
+        Z=[atomic_numbers[material]] * 4,
+        coords=FCC_BASIS,
+        cellDims=[lattice_constant_A] * 3,
+        cellAngs=[90.0] * 3,
+    )
 
 
 def occupied_plane_range(generator: Generator, radius_A: float) -> tuple[int, int]:
     """Lowest and highest (111) plane index that holds atoms of the perfect sphere."""
-    sphere = Volume(alg_objects=[Sphere(radius=radius_A, center=np.zeros(3))],
-                    generator=generator)
+    sphere = Volume(alg_objects=[Sphere(radius=radius_A, center=np.zeros(3))], generator=generator)
     sphere.populate_atoms()
     a = generator.lattice.a
     plane_index = np.rint(sphere.atoms @ NORMAL_111 / d111_A(a)).astype(int)
@@ -96,8 +102,9 @@ def max_defects_that_fit(occupied: tuple[int, int], min_separation_planes: int) 
     return (n_candidates + min_separation_planes - 1) // min_separation_planes
 
 
-def choose_defect_planes(occupied: tuple[int, int], n_defects: int, min_separation_planes: int,
-                         rng: np.random.Generator) -> list[int]:
+def choose_defect_planes(
+    occupied: tuple[int, int], n_defects: int, min_separation_planes: int, rng: np.random.Generator
+) -> list[int]:
     """n_defects plane indices, uniform over all sets obeying the separations, ascending.
 
     Planes j with j - low >= min_sep and high - j >= min_sep are candidates; a set of n of the K
@@ -114,12 +121,14 @@ def choose_defect_planes(occupied: tuple[int, int], n_defects: int, min_separati
     n_candidates = occupied[1] - min_separation_planes - first_candidate + 1
     n_compressed = n_candidates - (n_defects - 1) * (min_separation_planes - 1)
     compressed = np.sort(rng.choice(n_compressed, size=n_defects, replace=False))
-    return [int(first_candidate + c + k * (min_separation_planes - 1))
-            for k, c in enumerate(compressed)]
+    return [
+        int(first_candidate + c + k * (min_separation_planes - 1)) for k, c in enumerate(compressed)
+    ]
 
 
-def defected_volume(generator: Generator, radius_A: float,
-                    defects: list[PlanarDefect]) -> Volume | MultiVolume:
+def defected_volume(
+    generator: Generator, radius_A: float, defects: list[PlanarDefect]
+) -> Volume | MultiVolume:
     """The czone volume of a sphere with the given {111} defects (see module docstring)."""
     sphere = Sphere(radius=radius_A, center=np.zeros(3))
     if not defects:
@@ -135,21 +144,28 @@ def defected_volume(generator: Generator, radius_A: float,
         plane = Plane(normal=NORMAL_111, point=defect.offset_A * NORMAL_111)
         if defect.kind == "twin":
             transform = Reflection(plane)
-            stacking_sign = -stacking_sign     # a twin reverses ABC -> CBA below it
+            stacking_sign = -stacking_sign  # a twin reverses ABC -> CBA below it
         elif defect.kind == "stacking_fault":
             transform = Translation(shift=stacking_sign * fault_shift_A)
         else:
             raise ValueError(f"unknown planar defect kind {defect.kind!r}; use {DEFECT_KINDS}")
         crystal_below = crystal_below.from_generator(transformation=[transform])
         # the slab below this plane; Plane interior is the side opposite to its normal
-        volumes.append(Volume(alg_objects=[sphere, plane], generator=crystal_below,
-                              priority=n - (k + 1)))
+        volumes.append(
+            Volume(alg_objects=[sphere, plane], generator=crystal_below, priority=n - (k + 1))
+        )
     return MultiVolume(volumes=volumes)
 
 
-def build_particle(material: str, lattice_constant_A: float, radius_A: float,
-                   n_defects: int, kinds: list[str], min_separation_planes: int,
-                   rng: np.random.Generator) -> Particle:
+def build_particle(
+    material: str,
+    lattice_constant_A: float,
+    radius_A: float,
+    n_defects: int,
+    kinds: list[str],
+    min_separation_planes: int,
+    rng: np.random.Generator,
+) -> Particle:
     """An FCC sphere with up to n_defects {111} planar defects, in its crystal frame.
 
     n_defects is capped at the number that fits with the required separations (small particles
@@ -162,14 +178,23 @@ def build_particle(material: str, lattice_constant_A: float, radius_A: float,
     n_placed = min(n_defects, max_defects_that_fit(occupied, min_separation_planes))
     planes = choose_defect_planes(occupied, n_placed, min_separation_planes, rng)
     spacing_A = d111_A(lattice_constant_A)
-    defects = [PlanarDefect(kind=str(kinds[rng.integers(len(kinds))]), plane_index=j,
-                            offset_A=j * spacing_A) for j in planes]
+    defects = [
+        PlanarDefect(
+            kind=str(kinds[rng.integers(len(kinds))]), plane_index=j, offset_A=j * spacing_A
+        )
+        for j in planes
+    ]
     volume = defected_volume(generator, radius_A, defects)
     volume.populate_atoms()
-    return Particle(positions_A=np.asarray(volume.atoms, dtype=float),
-                    numbers=np.rint(volume.species).astype(int), radius_A=radius_A,
-                    lattice_constant_A=lattice_constant_A, occupied_planes=occupied,
-                    defects=defects, n_defects_drawn=n_defects)
+    return Particle(
+        positions_A=np.asarray(volume.atoms, dtype=float),
+        numbers=np.rint(volume.species).astype(int),
+        radius_A=radius_A,
+        lattice_constant_A=lattice_constant_A,
+        occupied_planes=occupied,
+        defects=defects,
+        n_defects_drawn=n_defects,
+    )
 
 
 def rotation_about(axis: np.ndarray, angle_rad: float) -> np.ndarray:
@@ -179,9 +204,15 @@ def rotation_about(axis: np.ndarray, angle_rad: float) -> np.ndarray:
     return np.eye(3) + np.sin(angle_rad) * k + (1.0 - np.cos(angle_rad)) * (k @ k)
 
 
-def build_grain_boundary_particle(material: str, lattice_constant_A: float, radius_A: float,
-                                  kind: str, min_separation_planes: int, min_distance_A: float,
-                                  rng: np.random.Generator) -> Particle:
+def build_grain_boundary_particle(
+    material: str,
+    lattice_constant_A: float,
+    radius_A: float,
+    kind: str,
+    min_separation_planes: int,
+    min_distance_A: float,
+    rng: np.random.Generator,
+) -> Particle:
     """An FCC sphere split at a (111) plane into two grains (SI 1.8, Optimal Au).
 
     The plane is drawn uniformly among the (111) planes at least min_separation_planes from the
@@ -198,8 +229,10 @@ def build_grain_boundary_particle(material: str, lattice_constant_A: float, radi
     generator = fcc_generator(material, lattice_constant_A)
     occupied = occupied_plane_range(generator, radius_A)
     if max_defects_that_fit(occupied, min_separation_planes) < 1:
-        raise ValueError(f"no (111) plane of a {radius_A:.1f} A particle is {min_separation_planes} "
-                         "planes from its surface: too small for a grain boundary")
+        raise ValueError(
+            f"no (111) plane of a {radius_A:.1f} A particle is {min_separation_planes} "
+            "planes from its surface: too small for a grain boundary"
+        )
     (plane_index,) = choose_defect_planes(occupied, 1, min_separation_planes, rng)
     offset_A = plane_index * d111_A(lattice_constant_A)
     point = offset_A * NORMAL_111
@@ -216,8 +249,12 @@ def build_grain_boundary_particle(material: str, lattice_constant_A: float, radi
     keep = upper @ NORMAL_111 >= offset_A
     upper, upper_numbers = upper[keep], upper_numbers[keep]
     # the rotated crystal, from a sphere large enough to cover the particle after rotation
-    big = Volume(alg_objects=[Sphere(radius=radius_A + 2 * abs(offset_A) + lattice_constant_A,
-                                     center=np.zeros(3))], generator=generator)
+    big = Volume(
+        alg_objects=[
+            Sphere(radius=radius_A + 2 * abs(offset_A) + lattice_constant_A, center=np.zeros(3))
+        ],
+        generator=generator,
+    )
     big.populate_atoms()
     lower = (np.asarray(big.atoms, dtype=float) - point) @ rotation.T + point
     lower_numbers = np.rint(big.species).astype(int)
@@ -225,9 +262,19 @@ def build_grain_boundary_particle(material: str, lattice_constant_A: float, radi
     lower, lower_numbers = lower[keep], lower_numbers[keep]
     distance, _ = cKDTree(upper).query(lower, k=1)
     clear = distance >= min_distance_A
-    boundary = {"kind": kind, "plane_index": int(plane_index), "offset_A": float(offset_A),
-                "angle_rad": angle, "rotation": rotation, "n_removed": int((~clear).sum())}
-    return Particle(positions_A=np.vstack([upper, lower[clear]]),
-                    numbers=np.concatenate([upper_numbers, lower_numbers[clear]]),
-                    radius_A=radius_A, lattice_constant_A=lattice_constant_A,
-                    occupied_planes=occupied, grain_boundary=boundary)
+    boundary = {
+        "kind": kind,
+        "plane_index": int(plane_index),
+        "offset_A": float(offset_A),
+        "angle_rad": angle,
+        "rotation": rotation,
+        "n_removed": int((~clear).sum()),
+    }
+    return Particle(
+        positions_A=np.vstack([upper, lower[clear]]),
+        numbers=np.concatenate([upper_numbers, lower_numbers[clear]]),
+        radius_A=radius_A,
+        lattice_constant_A=lattice_constant_A,
+        occupied_planes=occupied,
+        grain_boundary=boundary,
+    )

@@ -12,7 +12,8 @@ Several particles (`particles.count`) are placed by rejection sampling, their su
 `particles.min_separation_A` apart and `edge_margin_A` from the cell edges.
 
 The cell is orthorhombic [L, L, H] (abTEM needs an orthogonal cell), periodic in x and y.
-Carbon inside the particle's sphere, or closer than `substrate.particle_clearance_A` to a particle atom,
+Carbon inside the particle's sphere, or closer than `substrate.particle_clearance_A` to a particle
+atom,
 is removed, so no carbon overlaps the metal.
 
 Randomness: `np.random.default_rng(seed)` for every draw, in a fixed order (number of particles,
@@ -43,6 +44,7 @@ from hrtem_wf.structures.wurtzite import (
 
 # Bump when a change here changes the structures made from the same (block, seed).
 STRUCTURE_CODE_VERSION = 2  # 2: the film by our own random sequential addition
+
 
 def particle_spec(block: dict) -> dict:
     """The particle settings of a validated block (hrtem_wf.config fills the defaults)."""
@@ -82,14 +84,20 @@ def lateral_room(cell_A, radius_A: float, edge_margin_A: float) -> list[tuple[fl
             raise ValueError(
                 f"structures.cell_A: the cell is {length_A} A wide in {axis}, too small for a "
                 f"particle of radius {radius_A:.2f} A with edge_margin_A {edge_margin_A} A "
-                f"on both sides (needs >= {2 * (radius_A + edge_margin_A):.2f} A)")
+                f"on both sides (needs >= {2 * (radius_A + edge_margin_A):.2f} A)"
+            )
         ranges.append((low, high))
     return ranges
 
 
-def place_particles(radii_A: list[float], cell_A, edge_margin_A: float, min_separation_A: float,
-                    max_attempts: int, rng: np.random.Generator
-                    ) -> tuple[list[np.ndarray], int]:
+def place_particles(
+    radii_A: list[float],
+    cell_A,
+    edge_margin_A: float,
+    min_separation_A: float,
+    max_attempts: int,
+    rng: np.random.Generator,
+) -> tuple[list[np.ndarray], int]:
     """Lateral centres by rejection sampling: each particle uniform in the region that keeps its
     surface edge_margin_A from the cell edges, redrawn while its surface is closer than
     min_separation_A to an already placed one (up to max_attempts draws per particle; a
@@ -97,13 +105,15 @@ def place_particles(radii_A: list[float], cell_A, edge_margin_A: float, min_sepa
     (x, y) of the placed particles, total draws)."""
     centres: list[np.ndarray] = []
     attempts = 0
-    for k, radius in enumerate(radii_A):
+    for radius in radii_A:
         ranges = lateral_room(cell_A, radius, edge_margin_A)
         for _ in range(max_attempts):
             attempts += 1
             trial = np.array([rng.uniform(low, high) for low, high in ranges])
-            if all(np.linalg.norm(trial - c) >= radius + radii_A[j] + min_separation_A
-                   for j, c in enumerate(centres)):
+            if all(
+                np.linalg.norm(trial - c) >= radius + radii_A[j] + min_separation_A
+                for j, c in enumerate(centres)
+            ):
                 centres.append(trial)
                 break
         else:
@@ -111,9 +121,14 @@ def place_particles(radii_A: list[float], cell_A, edge_margin_A: float, min_sepa
     return centres, attempts
 
 
-def remove_overlapping_substrate(substrate_A: np.ndarray, particle_A: np.ndarray,
-                                 centers_A: np.ndarray, radii_A: np.ndarray, clearance_A: float,
-                                 cell_A: np.ndarray) -> np.ndarray:
+def remove_overlapping_substrate(
+    substrate_A: np.ndarray,
+    particle_A: np.ndarray,
+    centers_A: np.ndarray,
+    radii_A: np.ndarray,
+    clearance_A: float,
+    cell_A: np.ndarray,
+) -> np.ndarray:
     """Mask of substrate atoms to keep: outside every particle sphere and clear of their atoms."""
     outside_spheres = np.ones(len(substrate_A), dtype=bool)
     for center, radius in zip(np.atleast_2d(centers_A), np.atleast_1d(radii_A)):
@@ -135,7 +150,9 @@ def remove_overlapping_substrate(substrate_A: np.ndarray, particle_A: np.ndarray
         near |= np.einsum("ij,ij->i", delta, delta) < (radius + clearance_A) ** 2
     clear = np.ones(len(substrate_A), dtype=bool)
     if near.any():
-        nearest_A, _ = cKDTree(wrapped(particle_A), boxsize=box).query(wrapped(substrate_A[near]), k=1)
+        nearest_A, _ = cKDTree(wrapped(particle_A), boxsize=box).query(
+            wrapped(substrate_A[near]), k=1
+        )
         clear[near] = nearest_A >= clearance_A
     return outside_spheres & clear
 
@@ -149,22 +166,30 @@ def _one_particle(block: dict, spec: dict, radius_A: float, rng: np.random.Gener
     if spec["lattice"] == "cif":
         return build_cif_particle(spec["cif"], radius_A), 0, np.array([0.0, 0.0, 1.0])
     if spec["shape"] == "layered":
-        return build_layered_particle(block["material"], spec["a_A"], spec["layered"], rng), 0, NORMAL_111
+        return (
+            build_layered_particle(block["material"], spec["a_A"], spec["layered"], rng),
+            0,
+            NORMAL_111,
+        )
     if spec["lattice"] == "wurtzite":
-        cap = max_faults_for_radius(radius_A, spec["max_count_by_radius"],
-                                    int(defects_spec["max_count"]))
+        cap = max_faults_for_radius(
+            radius_A, spec["max_count_by_radius"], int(defects_spec["max_count"])
+        )
         n_drawn = int(rng.integers(0, cap + 1))
-        particle = build_wurtzite_particle(spec["elements"], spec["a_A"], spec["c_A"], spec["u"],
-                                           radius_A, n_drawn, min_sep, rng)
+        particle = build_wurtzite_particle(
+            spec["elements"], spec["a_A"], spec["c_A"], spec["u"], radius_A, n_drawn, min_sep, rng
+        )
         return particle, n_drawn, np.array([0.0, 0.0, 1.0])
     if spec["gb_fraction"] > 0 and rng.random() < spec["gb_fraction"]:
         kind = spec["gb_kinds"][int(rng.integers(len(spec["gb_kinds"])))]
-        particle = build_grain_boundary_particle(block["material"], spec["a_A"], radius_A, kind,
-                                                 min_sep, spec["gb_min_distance_A"], rng)
+        particle = build_grain_boundary_particle(
+            block["material"], spec["a_A"], radius_A, kind, min_sep, spec["gb_min_distance_A"], rng
+        )
         return particle, 0, NORMAL_111
     n_drawn = int(rng.integers(0, int(defects_spec["max_count"]) + 1))
-    particle = build_particle(block["material"], spec["a_A"], radius_A, n_drawn,
-                              list(defects_spec["kinds"]), min_sep, rng)
+    particle = build_particle(
+        block["material"], spec["a_A"], radius_A, n_drawn, list(defects_spec["kinds"]), min_sep, rng
+    )
     return particle, n_drawn, NORMAL_111
 
 
@@ -203,23 +228,33 @@ def build_structure(block: dict, seed: int) -> Atoms:
         normals.append(rotation @ normal)
     radii_A = [p.radius_A for p in particles]
     lateral_room(cell_xy_A, radii_A[0], edge_margin_A)  # the first must always fit
-    centres_xy, attempts = place_particles(radii_A, cell_xy_A, edge_margin_A,
-                                           spec["min_separation_A"], spec["max_attempts"], rng)
+    centres_xy, attempts = place_particles(
+        radii_A, cell_xy_A, edge_margin_A, spec["min_separation_A"], spec["max_attempts"], rng
+    )
     placed = len(centres_xy)
     particles, rotations, drawn, normals, radii_A = (
-        particles[:placed], rotations[:placed], drawn[:placed], normals[:placed], radii_A[:placed])
+        particles[:placed],
+        rotations[:placed],
+        drawn[:placed],
+        normals[:placed],
+        radii_A[:placed],
+    )
     thickness_A = float(sample(substrate_spec["thickness_A"], rng))
     if thickness_A <= 0:
         raise ValueError(f"structures.substrate.thickness_A drew {thickness_A} A; must be > 0")
     substrate_top_z_A = vacuum_A + thickness_A
     for radius_A in radii_A:
         if embedding_fraction * radius_A > thickness_A:
-            raise ValueError(f"particle sunk {embedding_fraction * radius_A:.2f} A into a "
-                             f"{thickness_A:.2f} A film would poke through it; lower "
-                             "embedding_fraction or thicken it")
+            raise ValueError(
+                f"particle sunk {embedding_fraction * radius_A:.2f} A into a "
+                f"{thickness_A:.2f} A film would poke through it; lower "
+                "embedding_fraction or thicken it"
+            )
     positions, numbers, centers = [], [], []
     for particle, rotation, radius_A, centre_xy in zip(particles, rotations, radii_A, centres_xy):
-        center_A = np.array([*centre_xy, substrate_top_z_A + radius_A - embedding_fraction * radius_A])
+        center_A = np.array(
+            [*centre_xy, substrate_top_z_A + radius_A - embedding_fraction * radius_A]
+        )
         positions.append(particle.positions_A @ rotation.T + center_A)
         numbers.append(particle.numbers)
         centers.append(center_A)
@@ -230,18 +265,26 @@ def build_structure(block: dict, seed: int) -> Atoms:
 
     # carbon film over the whole cell, then cleared where the particles sit
     film_A, film_numbers = amorphous_carbon_slab(
-        (cell_xy_A[0], cell_xy_A[1], thickness_A), float(substrate_spec["density_per_A3"]),
-        float(substrate_spec["min_distance_A"]), rng)
+        (cell_xy_A[0], cell_xy_A[1], thickness_A),
+        float(substrate_spec["density_per_A3"]),
+        float(substrate_spec["min_distance_A"]),
+        rng,
+    )
     film_A = film_A + np.array([0.0, 0.0, vacuum_A])
-    keep = remove_overlapping_substrate(film_A, particle_A, centers_A, np.array(radii_A),
-                                        clearance_A, cell_A)
+    keep = remove_overlapping_substrate(
+        film_A, particle_A, centers_A, np.array(radii_A), clearance_A, cell_A
+    )
     film_A, film_numbers = film_A[keep], film_numbers[keep]
 
-    atoms = Atoms(numbers=np.concatenate(numbers + [film_numbers]),
-                  positions=np.vstack([particle_A, film_A]), cell=np.diag(cell_A),
-                  pbc=[True, True, False])
+    atoms = Atoms(
+        numbers=np.concatenate(numbers + [film_numbers]),
+        positions=np.vstack([particle_A, film_A]),
+        cell=np.diag(cell_A),
+        pbc=[True, True, False],
+    )
     atoms.arrays["particle"] = np.concatenate(
-        [np.ones(len(particle_A), np.int8), np.zeros(len(film_A), np.int8)])
+        [np.ones(len(particle_A), np.int8), np.zeros(len(film_A), np.int8)]
+    )
 
     first = particles[0]
     kinds = [d.kind for d in first.defects]
@@ -256,11 +299,11 @@ def build_structure(block: dict, seed: int) -> Atoms:
         # the first particle (the only one unless `particles.count` > 1)
         "radius_A": radii_A[0],
         "center_A": centers_A[0],
-        "rotation_matrix": rotations[0].ravel(),        # row-major; lab = R @ crystal + centre
+        "rotation_matrix": rotations[0].ravel(),  # row-major; lab = R @ crystal + centre
         "n_defects_drawn": drawn[0],
         "n_defects": len(first.defects),
         "defect_kinds": ",".join(kinds) if kinds else "none",
-        "defect_normal": normals[0],                    # crystal [111] (FCC) or c (wurtzite) in the lab
+        "defect_normal": normals[0],  # crystal [111] (FCC) or c (wurtzite) in the lab
         "occupied_plane_range": np.array(first.occupied_planes),
         "grain_boundary": boundary.get("kind", "none"),
         "grain_boundary_plane_index": boundary.get("plane_index", 0),

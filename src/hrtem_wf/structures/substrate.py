@@ -24,8 +24,7 @@ MAX_CANDIDATES_PER_ATOM = 50  # give up (density too high for min_distance) afte
 
 
 @nb.njit(cache=True)
-def _add_candidates(candidates, box, min_distance, positions, count, cell_head, cell_next,
-                    n_cells):
+def _add_candidates(candidates, box, min_distance, positions, count, cell_head, cell_next, n_cells):
     """Random sequential addition of `candidates` (in order) into `positions[:count]`; returns
     (new count, candidates used). Cell list: cell_head per cell, cell_next per atom (-1 ends)."""
     n_target = positions.shape[0]
@@ -75,13 +74,16 @@ def _add_candidates(candidates, box, min_distance, positions, count, cell_head, 
     return count, used
 
 
-def random_film(size_A, density_per_A3: float, min_distance_A: float,
-                rng: np.random.Generator) -> np.ndarray:
+def random_film(
+    size_A, density_per_A3: float, min_distance_A: float, rng: np.random.Generator
+) -> np.ndarray:
     """round(density x volume) points in [0, Lx) x [0, Ly) x [0, t), no two closer than
     min_distance_A (minimum image in x and y), by random sequential addition."""
     box = np.asarray(size_A, dtype=np.float64)
     if min(box[:2]) < 3 * min_distance_A:
-        raise ValueError(f"film {box[:2]} A is too narrow for periodic min distance {min_distance_A} A")
+        raise ValueError(
+            f"film {box[:2]} A is too narrow for periodic min distance {min_distance_A} A"
+        )
     n_atoms = int(round(density_per_A3 * float(np.prod(box))))
     n_cells = np.array([max(1, int(math.floor(b / min_distance_A))) for b in box], dtype=np.int64)
     n_cells[:2] = np.maximum(n_cells[:2], 3)
@@ -91,19 +93,25 @@ def random_film(size_A, density_per_A3: float, min_distance_A: float,
     count, tried = 0, 0
     while count < n_atoms:
         if tried > MAX_CANDIDATES_PER_ATOM * n_atoms:
-            raise RuntimeError(f"random film: only {count} of {n_atoms} atoms fit after {tried} "
-                               f"candidates; density {density_per_A3} is too high for "
-                               f"min_distance {min_distance_A} A")
+            raise RuntimeError(
+                f"random film: only {count} of {n_atoms} atoms fit after {tried} "
+                f"candidates; density {density_per_A3} is too high for "
+                f"min_distance {min_distance_A} A"
+            )
         candidates = rng.random((CANDIDATES_PER_BATCH, 3)) * box
-        count, used = _add_candidates(candidates, box, min_distance_A, positions, count,
-                                      cell_head, cell_next, n_cells)
+        count, used = _add_candidates(
+            candidates, box, min_distance_A, positions, count, cell_head, cell_next, n_cells
+        )
         tried += used
     return positions
 
 
-def amorphous_carbon_slab(size_A: tuple[float, float, float], density_per_A3: float,
-                          min_distance_A: float, rng: np.random.Generator
-                          ) -> tuple[np.ndarray, np.ndarray]:
+def amorphous_carbon_slab(
+    size_A: tuple[float, float, float],
+    density_per_A3: float,
+    min_distance_A: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     """Random carbon film filling [0, Lx) x [0, Ly) x [0, t), periodic in x and y.
 
     Returns (positions_A, atomic numbers)."""
@@ -111,8 +119,9 @@ def amorphous_carbon_slab(size_A: tuple[float, float, float], density_per_A3: fl
     return positions_A, np.full(len(positions_A), CARBON)
 
 
-def too_close_pairs(positions_A: np.ndarray, box_A: np.ndarray,
-                    min_distance_A: float) -> np.ndarray:
+def too_close_pairs(
+    positions_A: np.ndarray, box_A: np.ndarray, min_distance_A: float
+) -> np.ndarray:
     """(K, 2) index pairs closer than min_distance_A (minimum image in x and y); for checks."""
     from scipy.spatial import cKDTree
 

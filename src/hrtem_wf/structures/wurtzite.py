@@ -20,9 +20,13 @@ from __future__ import annotations
 import numpy as np
 from ase.data import atomic_numbers
 
-from hrtem_wf.materials import WURTZITE_DEFECT_KINDS
 from hrtem_wf.structures.cif import crystal_sphere
-from hrtem_wf.structures.particle import Particle, PlanarDefect, choose_defect_planes, max_defects_that_fit
+from hrtem_wf.structures.particle import (
+    Particle,
+    PlanarDefect,
+    choose_defect_planes,
+    max_defects_that_fit,
+)
 
 # fractional in-plane positions of the close-packed sites A, B, C
 SITES = np.array([[0.0, 0.0], [1 / 3, 2 / 3], [2 / 3, 1 / 3]])
@@ -33,14 +37,18 @@ def wurtzite_lattice(a_A: float, c_A: float) -> np.ndarray:
     return np.array([[a_A, 0.0, 0.0], [-a_A / 2, a_A * np.sqrt(3.0) / 2, 0.0], [0.0, 0.0, c_A]])
 
 
-def wurtzite_sphere(elements: list[str], a_A: float, c_A: float, u: float, radius_A: float
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def wurtzite_sphere(
+    elements: list[str], a_A: float, c_A: float, u: float, radius_A: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(positions, atomic numbers) of the wurtzite crystal within radius_A of the origin (a
     cation site)."""
     cation, anion = (atomic_numbers[e] for e in elements)
-    basis = np.array([[1 / 3, 2 / 3, 0.0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, u], [2 / 3, 1 / 3, 0.5 + u]])
-    return crystal_sphere(wurtzite_lattice(a_A, c_A), basis,
-                          np.array([cation, cation, anion, anion]), radius_A)
+    basis = np.array(
+        [[1 / 3, 2 / 3, 0.0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, u], [2 / 3, 1 / 3, 0.5 + u]]
+    )
+    return crystal_sphere(
+        wurtzite_lattice(a_A, c_A), basis, np.array([cation, cation, anion, anion]), radius_A
+    )
 
 
 def _site_index(fractional_xy: np.ndarray) -> int:
@@ -60,9 +68,16 @@ def max_faults_for_radius(radius_A: float, rules: list[list[float]] | None, max_
     return 0
 
 
-def build_wurtzite_particle(elements: list[str], a_A: float, c_A: float, u: float,
-                            radius_A: float, n_faults: int, min_separation_planes: int,
-                            rng: np.random.Generator) -> Particle:
+def build_wurtzite_particle(
+    elements: list[str],
+    a_A: float,
+    c_A: float,
+    u: float,
+    radius_A: float,
+    n_faults: int,
+    min_separation_planes: int,
+    rng: np.random.Generator,
+) -> Particle:
     """A wurtzite sphere (c along z of its crystal frame) with up to n_faults I1 basal faults."""
     half_c = c_A / 2.0
     positions, numbers = wurtzite_sphere(elements, a_A, c_A, u, radius_A)
@@ -72,14 +87,20 @@ def build_wurtzite_particle(elements: list[str], a_A: float, c_A: float, u: floa
     # a cut "at plane j" lies between layers j - 1 and j; keep min_sep layers on each side
     n_placed = min(n_faults, max_defects_that_fit(occupied, min_separation_planes))
     planes = choose_defect_planes(occupied, n_placed, min_separation_planes, rng)
-    faults = [PlanarDefect(kind="stacking_fault", plane_index=j, offset_A=(j - 0.5) * half_c + u * c_A / 2)
-              for j in planes]
+    faults = [
+        PlanarDefect(
+            kind="stacking_fault", plane_index=j, offset_A=(j - 0.5) * half_c + u * c_A / 2
+        )
+        for j in planes
+    ]
     if faults:
         lattice = wurtzite_lattice(a_A, c_A)
         shift_max = a_A * len(faults)
         positions, numbers = wurtzite_sphere(elements, a_A, c_A, u, radius_A + shift_max)
-        layer_of_atom = np.rint((positions[:, 2] - np.where(
-            numbers == atomic_numbers[elements[0]], 0.0, u * c_A)) / half_c).astype(int)
+        layer_of_atom = np.rint(
+            (positions[:, 2] - np.where(numbers == atomic_numbers[elements[0]], 0.0, u * c_A))
+            / half_c
+        ).astype(int)
         # cation sites relative to the origin cation: layer 0 at A, layer 1 at (1/3, -1/3) = C
         site_of_layer = {0: 0, 1: _site_index(np.array([1 / 3, -1 / 3]))}
         total = np.zeros(2)  # cumulative in-plane shift, fractional
@@ -93,6 +114,12 @@ def build_wurtzite_particle(elements: list[str], a_A: float, c_A: float, u: floa
             positions[above, :2] += step @ lattice[:2, :2]
         keep = np.linalg.norm(positions, axis=1) <= radius_A
         positions, numbers = positions[keep], numbers[keep]
-    return Particle(positions_A=positions, numbers=numbers, radius_A=radius_A,
-                    lattice_constant_A=a_A, occupied_planes=occupied, defects=faults,
-                    n_defects_drawn=n_faults)
+    return Particle(
+        positions_A=positions,
+        numbers=numbers,
+        radius_A=radius_A,
+        lattice_constant_A=a_A,
+        occupied_planes=occupied,
+        defects=faults,
+        n_defects_drawn=n_faults,
+    )
