@@ -61,32 +61,35 @@ BLOCK = validate_block(
 )
 
 # Every effect on, as the study's Optimal Au images (SI section 1.8).
-ALL_EFFECTS = {
-    **BLOCK,
-    "defocus_A": {"distribution": "uniform", "low": -400.0, "high": 400.0},
-    "aberrations": {
-        "preset": "team05_table_s1",
-        "magnitude_scale": {"distribution": "normal", "mean": 1.0, "sd": 0.25},
-        "rotation_shift_rad": {"distribution": "normal", "mean": 0.0, "sd": np.pi / 4},
+ALL_EFFECTS = validate_block(
+    "images",
+    {
+        **BLOCK,
+        "defocus_A": {"distribution": "uniform", "low": -400.0, "high": 400.0},
+        "aberrations": {
+            "preset": "team05_table_s1",
+            "magnitude_scale": {"distribution": "normal", "mean": 1.0, "sd": 0.25},
+            "rotation_shift_rad": {"distribution": "normal", "mean": 0.0, "sd": np.pi / 4},
+        },
+        "focal_spread": {
+            "method": "incoherent",
+            "sigma_A": {"distribution": "uniform", "low": 10.0, "high": 25.0},
+            "samples": 25,
+            "extent_sigmas": 3.0,
+        },
+        "plasmons": {
+            "weight": {"distribution": "uniform", "low": 0.3, "high": 0.85},
+            "background": 1.0,
+        },
+        "dose_e_per_A2": {"distribution": "uniform", "low": 200.0, "high": 700.0},
+        "detector": {
+            "pixel_size_A": 0.2,
+            "mtf": {"c1": 0.1, "c2": 0.5, "c3": 2.5},
+            "blur_sigma_px": 0.5,
+            "median_filter_px": 3,
+        },
     },
-    "focal_spread": {
-        "method": "incoherent",
-        "sigma_A": {"distribution": "uniform", "low": 10.0, "high": 25.0},
-        "samples": 25,
-        "extent_sigmas": 3.0,
-    },
-    "plasmons": {
-        "weight": {"distribution": "uniform", "low": 0.3, "high": 0.85},
-        "background": 1.0,
-    },
-    "dose_e_per_A2": {"distribution": "uniform", "low": 200.0, "high": 700.0},
-    "detector": {
-        "pixel_size_A": 0.2,
-        "mtf": {"c1": 0.1, "c2": 0.5, "c3": 2.5},
-        "blur_sigma_px": 0.5,
-        "median_filter_px": 3,
-    },
-}
+)
 
 DEG = np.pi / 180
 # SI Table S1 (TEAM 0.5, 300 kV) written out by hand in abTEM's polar symbols, Angstrom and
@@ -512,9 +515,13 @@ def test_table_s1_preset_maps_every_entry():
 
 
 def test_fixed_aberrations_are_the_preset_plus_overrides():
-    drawn = draw_aberrations(
-        {"preset": "team05_table_s1", "coefficients": {"C12": 5.0}}, np.random.default_rng(0)
-    )
+    spec = {
+        "preset": "team05_table_s1",
+        "coefficients": {"C12": 5.0},
+        "magnitude_scale": 1.0,
+        "rotation_shift_rad": 0.0,
+    }
+    drawn = draw_aberrations(spec, np.random.default_rng(0))
     assert "C10" not in drawn  # defocus is drawn on its own
     assert drawn["C12"] == 5.0 and drawn["phi12"] == pytest.approx(TABLE_S1["phi12"])
     assert drawn["C30"] == pytest.approx(CS_A) and drawn["C52"] == 0.0 and drawn["phi52"] == 0.0

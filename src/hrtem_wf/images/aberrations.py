@@ -111,7 +111,7 @@ def draw_aberrations(spec: Mapping[str, Any], rng: np.random.Generator) -> dict[
     preset = spec["preset"]
     if preset not in PRESETS:
         raise ValueError(f"aberrations.preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    explicit = dict(spec.get("coefficients") or {})
+    explicit = dict(spec["coefficients"])
     bad = sorted(set(explicit) - (set(POLAR_SYMBOLS) - {"C10"}))
     if bad:
         raise ValueError(
@@ -119,8 +119,8 @@ def draw_aberrations(spec: Mapping[str, Any], rng: np.random.Generator) -> dict[
             f"symbols other than C10 (defocus has its own key): {list(POLAR_SYMBOLS)}"
         )
     base = {**PRESETS[preset], **{k: float(sample(v, rng)) for k, v in sorted(explicit.items())}}
-    scale_spec = spec.get("magnitude_scale", 1.0)
-    shift_spec = spec.get("rotation_shift_rad", 0.0)
+    scale_spec = spec["magnitude_scale"]
+    shift_spec = spec["rotation_shift_rad"]
     drawn: dict[str, float] = {}
     for symbol in POLAR_SYMBOLS:
         if symbol == "C10":

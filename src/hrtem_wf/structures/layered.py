@@ -86,10 +86,8 @@ def build_layered_particle(
     positions = (
         positions - positions[np.argmin(np.linalg.norm(positions - positions.mean(0), axis=1))]
     )
-    n_added = max(0, int(round(sample(spec.get("added_atoms", 0), rng))))
-    positions = roughen(
-        positions, lattice_constant_A, n_added, float(spec.get("temperature", 0.5)), rng
-    )
+    n_added = max(0, int(round(sample(spec["added_atoms"], rng))))
+    positions = roughen(positions, lattice_constant_A, n_added, float(spec["temperature"]), rng)
     numbers = np.full(len(positions), cluster.numbers[0])
     radius_A = float(np.linalg.norm(positions, axis=1).max())
     return Particle(
@@ -105,7 +103,7 @@ def build_layered_particle(
 def zone_axis_rotation(spec: dict, rng: np.random.Generator) -> tuple[np.ndarray, str, float]:
     """A zone axis from spec['axes'] along z, a random rotation about it, then a tilt of
     U(0, tilt_max_deg) about a random in-plane axis. Returns (rotation, axis, tilt_deg)."""
-    axes = list(spec.get("axes", ["110", "111"]))
+    axes = list(spec["axes"])
     axis_name = axes[int(rng.integers(len(axes)))]
     axis = ZONE_AXES[axis_name]
     z = np.array([0.0, 0.0, 1.0])
@@ -115,7 +113,7 @@ def zone_axis_rotation(spec: dict, rng: np.random.Generator) -> tuple[np.ndarray
     else:
         align = rotation_about(cross, np.arccos(np.clip(axis @ z, -1, 1)))
     spin = rotation_about(z, rng.uniform(0.0, 2 * np.pi))
-    tilt_deg = float(rng.uniform(0.0, float(spec.get("tilt_max_deg", 5.0))))
+    tilt_deg = float(rng.uniform(0.0, float(spec["tilt_max_deg"])))
     tilt_axis = rotation_about(z, rng.uniform(0.0, 2 * np.pi)) @ np.array([1.0, 0.0, 0.0])
     tilt = rotation_about(tilt_axis, np.deg2rad(tilt_deg))
     return tilt @ spin @ align, axis_name, tilt_deg
