@@ -69,12 +69,12 @@ def test_tiny_run_produces_every_stage(tiny_run):
         assert (results / "report" / png).stat().st_size > 1000
     for stage in (
         "structures/tiny/00000.tsv",
-        "simulate/tiny_fp/00000.tsv",
+        "simulations/tiny_fp/00000.tsv",
         "images/tiny_hrtem/00000.tsv",
-        "train/tiny_unet/seed0.tsv",
+        "models/tiny_unet/seed0.tsv",
     ):
         assert (results / "benchmarks" / stage).exists()
-    assert (results / "logs/train/tiny_unet/seed0.log").read_text().strip()
+    assert (results / "logs/models/tiny_unet/seed0.log").read_text().strip()
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
