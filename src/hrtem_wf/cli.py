@@ -13,6 +13,7 @@ import logging
 import sys
 import time
 
+from hrtem_wf.config import schema_default
 from hrtem_wf.sampling import derive_seed
 
 log = logging.getLogger("hrtem_wf")
@@ -390,11 +391,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--overlap-px", type=int, default=256, help="overlap of neighbouring tiles (default: 256)"
     )
+    median_px = schema_default("real_sets", "median_filter_px")  # the study's preprocessing
     p.add_argument(
         "--median-px",
         type=int,
-        default=3,
-        help="median filter before scaling to [0, 1]; 0 for none (default: 3)",
+        default=median_px,
+        help=f"median filter before scaling to [0, 1]; 0 for none (default: {median_px})",
     )
     p.add_argument(
         "--threshold", type=float, default=0.5, help="mask = probability > threshold (default: 0.5)"

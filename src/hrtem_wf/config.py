@@ -81,6 +81,12 @@ def load_schema(path: str | Path = SCHEMA) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
+def schema_default(section: str, key: str):
+    """The default of a block key, as the schema gives it (for commands that share it)."""
+    block = load_schema()["properties"][section]["additionalProperties"]
+    return block["properties"][key]["default"]
+
+
 def _fill_defaults(validator_class):
     """A validator that also writes each property's schema `default` into the instance (where the
     key is absent), before it validates the property: nested defaults fill in turn."""
