@@ -340,6 +340,15 @@ def _image_problems(key: str, block: dict) -> list[str]:
     problems += _within(
         f"{key}.focal_spread.sigma_A", block["focal_spread"]["sigma_A"], (0.0, math.inf)
     )
+    if block["objective_aperture_mrad"] is not None:
+        problems += _positive(f"{key}.objective_aperture_mrad", block["objective_aperture_mrad"])
+    if block["illumination_semiangle_mrad"] is not None:
+        problems += _within(
+            f"{key}.illumination_semiangle_mrad",
+            block["illumination_semiangle_mrad"],
+            (0.0, math.inf),
+        )
+    problems += _within(f"{key}.blur_A", block["blur_A"], (0.0, math.inf))
     if block["plasmons"] is not None:
         problems += _within(f"{key}.plasmons.weight", block["plasmons"]["weight"], (0.0, 1.0))
         problems += _within(

@@ -178,6 +178,36 @@ def aberration_phase(
     return 2 * np.pi / wavelength_A * chi
 
 
+def aberration_gradient(
+    kx: np.ndarray, ky: np.ndarray, wavelength_A: float, coefficients: Mapping[str, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """grad_alpha chi = (d chi / d alpha, (1 / alpha) d chi / d phi) [rad per rad of angle].
+
+    From the chi above, term by term: 2 pi / lambda C alpha^n (cos, -m / (n + 1) sin) of
+    m (phi - phi_nm); the same sums abTEM's SpatialEnvelope evaluates. float64."""
+    _check_symbols(coefficients)
+    xp = array_module(kx)
+    kx = xp.asarray(kx, dtype=xp.float64)
+    ky = xp.asarray(ky, dtype=xp.float64)
+    alpha = wavelength_A * xp.sqrt(kx**2 + ky**2)
+    phi = xp.arctan2(ky, kx)
+    shape = np.broadcast_shapes(kx.shape, ky.shape)
+    radial = xp.zeros(shape, dtype=xp.float64)
+    azimuthal = xp.zeros(shape, dtype=xp.float64)
+    for symbol in POLAR_MAGNITUDES:
+        magnitude = float(coefficients.get(symbol, 0.0))
+        if magnitude == 0.0:
+            continue
+        n, m = int(symbol[1]), int(symbol[2])
+        angle = float(coefficients.get(f"phi{n}{m}", 0.0))
+        power = magnitude * alpha**n
+        radial += power * (1.0 if m == 0 else xp.cos(m * (phi - angle)))
+        if m:
+            azimuthal -= m / (n + 1) * power * xp.sin(m * (phi - angle))
+    scale = 2 * np.pi / wavelength_A
+    return scale * radial, scale * azimuthal
+
+
 def spatial_frequencies(
     shape_yx: tuple[int, int], sampling_yx_A: tuple[float, float], xp=np
 ) -> tuple[np.ndarray, np.ndarray]:

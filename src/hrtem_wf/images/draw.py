@@ -9,8 +9,15 @@ The block's keys, each an effect that can be switched off (see config/config.yam
                                  A / rad, distributions), magnitude_scale, rotation_shift_rad
   focal_spread                   method (incoherent | quasi_coherent), sigma_A (the defocus
                                  standard deviation), samples, extent_sigmas
+  objective_aperture_mrad        null (none) or distribution: the aperture's semi-angle, abTEM's
+                                 soft edge, on the full and the particle (label) wave alike
+  illumination_semiangle_mrad    distribution, 0 = coherent: the spatial-coherence envelope
+                                 exp(-(alpha / 2)^2 |grad_alpha chi|^2) (abTEM's angular_spread),
+                                 per defocus sample; the label has none
   frozen_phonons                 all | single
   plasmons                       null, or weight and background (distributions)
+  blur_A                         distribution, 0 = none: Gaussian image blur (vibration, drift)
+                                 of the noise-free image, sigma in A, drawn per image
   dose_e_per_A2                  distribution (`sequence`: indexed by the repeat of the lens)
   detector                       pixel_size_A, mtf (null or c1, c2, c3), blur_sigma_px,
                                  median_filter_px
@@ -39,6 +46,7 @@ from .formation import (
     crop_origin,
     detector_counts,
     gaussian_blur,
+    image_blur,
     intensity_from_spectrum,
     median_filter,
     resample_to_pixel_size,
@@ -54,8 +62,11 @@ BLOCK_KEYS = (
     "defocus_A",
     "aberrations",
     "focal_spread",
+    "objective_aperture_mrad",
+    "illumination_semiangle_mrad",
     "frozen_phonons",
     "plasmons",
+    "blur_A",
     "dose_e_per_A2",
     "detector",
     "crop_px",
@@ -132,6 +143,11 @@ def draw_images(
             defocus = float(sample(block["defocus_A"], rng, index=focal_point))
             aberrations = draw_aberrations(block["aberrations"], rng)
             sigma = float(sample(focal["sigma_A"], rng))
+            # null and fixed numbers draw nothing: blocks without these effects keep their stream
+            aperture = block["objective_aperture_mrad"]
+            aperture = None if aperture is None else float(sample(aperture, rng))
+            illumination = block["illumination_semiangle_mrad"]
+            illumination = 0.0 if illumination is None else float(sample(illumination, rng))
             mask = mask_from_spectrum(
                 particle_spectrum,
                 sampling_A,
@@ -142,6 +158,7 @@ def draw_images(
                 threshold,
                 float(label["smoothing_sigma_px"]),
                 float(label["smoothing_threshold"]),
+                objective_aperture_mrad=aperture,
             )
             # Same resampling as the image (linear), back to binary at one half.
             mask = resample_to_pixel_size(mask.astype(np.float32), sampling_A, pixel_size_A) > 0.5
@@ -153,6 +170,7 @@ def draw_images(
                 float(sample(block["plasmons"]["background"], rng)),
             )
         dose = float(sample(block["dose_e_per_A2"], rng, index=repeat))
+        blur_A = float(sample(block["blur_A"], rng))
         # The noise-free image depends on the lens and the plasmon draw only: repeats of a focal
         # point share it unless their plasmon parameters differ.
         if (focal_point, plasmon) != noise_free_of:
@@ -169,10 +187,14 @@ def draw_images(
                     float(focal["extent_sigmas"]),
                     focal["method"],
                     plasmon,
+                    aperture,
+                    illumination,
                 )
             )
             noise_free = resample_to_pixel_size(noise_free, sampling_A, pixel_size_A)
-        counts = detector_counts(noise_free, dose, pixel_size_A, rng)
+        counts = detector_counts(
+            image_blur(noise_free, blur_A, pixel_size_A), dose, pixel_size_A, rng
+        )
         if mtf is not None:
             counts = apply_mtf(counts, float(mtf["c1"]), float(mtf["c2"]), float(mtf["c3"]))
         counts = gaussian_blur(counts, float(detector["blur_sigma_px"]))
@@ -199,6 +221,9 @@ def draw_images(
             "focal_spread_sigma_A": sigma,
             "focal_spread_samples": int(focal["samples"]),
             "focal_spread_extent_sigmas": float(focal["extent_sigmas"]),
+            "objective_aperture_mrad": aperture,  # null in the Parquet table: no aperture
+            "illumination_semiangle_mrad": illumination,
+            "blur_A": blur_A,
             "frozen_phonons": block["frozen_phonons"],
             "frozen_phonons_used": int(full.shape[0]),
             "plasmons": plasmon is not None,

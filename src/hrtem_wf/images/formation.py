@@ -5,13 +5,15 @@ Exit waves are complex arrays of shape (frozen_phonon, ny, nx) normalized as abT
 intensity (vacuum = 1), so mean counts per pixel = I * dose [e/A^2] * pixel area [A^2].
 
 The order follows the microscope (and DaCosta et al. 2024, methods and SI):
-  1. lens: Psi(k) = Psi0(k) exp(-i chi(k)) for each defocus of the focal-spread average;
+  1. lens: Psi(k) = Psi0(k) A(k) E_s(k) exp(-i chi(k)) for each defocus of the focal-spread
+     average, A the objective aperture (abTEM's soft edge) and E_s the spatial-coherence
+     envelope of the illumination semi-angle (quasi-coherent, per defocus), both optional;
   2. focal spread: intensities summed over the defocus samples with Gaussian weights
      (incoherent), or one wave damped by the temporal envelope (quasi-coherent);
   3. plasmon losses: I' = w I + (1 - w) renorm(I + b) for each phonon, renorm keeping the mean;
   4. frozen phonons: the mean of the phonons' intensities;
-  5. detector (on the noise-free image resampled to its pixels): Poisson counts, MTF, blur,
-     median filter.
+  5. image blur (vibration, drift: a Gaussian of blur_A) on the noise-free image resampled to
+     the detector pixels, then the detector: Poisson counts, MTF, blur, median filter.
 Steps 1-4 run on numpy or CuPy arrays alike (see backend.py); on the CPU the per-pixel work
 between the FFTs runs as fused numba kernels (kernels.py). The detector runs on the host.
 """
@@ -24,7 +26,12 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage
 
-from .aberrations import aberration_phase, spatial_frequencies, wavelength_A
+from .aberrations import (
+    aberration_gradient,
+    aberration_phase,
+    spatial_frequencies,
+    wavelength_A,
+)
 from .backend import array_module, fft2, ifft2
 
 FOCAL_SPREAD_METHODS = ("incoherent", "quasi_coherent")
@@ -77,6 +84,75 @@ def temporal_envelope(k2_per_A2, wavelength: float, focal_spread_sigma_A: float)
     return xp.exp(-0.5 * (np.pi * wavelength * float(focal_spread_sigma_A) * k2_per_A2) ** 2)
 
 
+def objective_aperture(
+    shape_yx: tuple[int, int],
+    sampling_A: tuple[float, float],
+    wavelength: float,
+    semiangle_mrad: float,
+    xp=np,
+) -> np.ndarray:
+    """Objective-aperture transmission A(k) (float64, ny, nx, FFT order), abTEM's soft edge.
+
+    A = clip((alpha_c - alpha) / d_alpha(phi) + 1/2, 0, 1) with alpha = lambda |k| and d_alpha(phi)
+    = sqrt((cos phi d_alpha_x)^2 + (sin phi d_alpha_y)^2) the grid's angular step along phi (as
+    abTEM 1.0's Aperture(soft=True)): a ramp one pixel wide centred on the cutoff, so the image
+    changes smoothly with the semi-angle; A(0) = 1. Zero beyond alpha_c + d_alpha / 2."""
+    if not semiangle_mrad > 0:
+        raise ValueError(f"objective aperture semi-angle must be > 0 mrad, got {semiangle_mrad}")
+    ny, nx = shape_yx
+    ky, kx = spatial_frequencies(shape_yx, sampling_A, xp)
+    alpha = wavelength * xp.sqrt(kx**2 + ky**2)
+    phi = xp.arctan2(ky, kx)
+    step_y, step_x = wavelength / (ny * sampling_A[0]), wavelength / (nx * sampling_A[1])
+    edge = xp.sqrt((xp.cos(phi) * step_x) ** 2 + (xp.sin(phi) * step_y) ** 2)
+    aperture = xp.clip((float(semiangle_mrad) * 1e-3 - alpha) / edge + 0.5, 0.0, 1.0)
+    aperture[0, 0] = 1.0  # phi is 0 there, but the direct beam always passes
+    return aperture
+
+
+def spatial_envelopes(
+    shape_yx: tuple[int, int],
+    sampling_A: tuple[float, float],
+    wavelength: float,
+    aberrations: Mapping[str, float] | None,
+    illumination_semiangle_mrad: float,
+    xp=np,
+):
+    """defocus_A -> the quasi-coherent spatial envelope E_s(k) (float64, ny, nx, FFT order).
+
+    E_s = exp(-(alpha_i / 2)^2 |grad_alpha chi|^2), alpha_i the illumination semi-angle [rad]:
+    abTEM's SpatialEnvelope with angular_spread = alpha_i, Kirkland's exp(-(pi alpha_i /
+    lambda)^2 (Cs lambda^3 k^3 - defocus lambda k)^2); pure defocus: exp(-(pi alpha_i defocus
+    k)^2). The gradient is linear in defocus, so the fixed aberrations' part is computed once."""
+    fixed = {} if aberrations is None else dict(aberrations)
+    ky, kx = spatial_frequencies(shape_yx, sampling_A, xp)
+    radial, azimuthal = aberration_gradient(kx, ky, wavelength, fixed)
+    # d chi / d alpha of C10 = -defocus: 2 pi / lambda C10 alpha = -2 pi k defocus
+    radial_per_defocus = -2 * np.pi * xp.sqrt(kx**2 + ky**2)
+    azimuthal2 = azimuthal**2
+    factor = -((0.5e-3 * float(illumination_semiangle_mrad)) ** 2)
+
+    def at(defocus_A: float):
+        return xp.exp(factor * ((radial + float(defocus_A) * radial_per_defocus) ** 2 + azimuthal2))
+
+    return at
+
+
+def spatial_envelope(
+    shape_yx: tuple[int, int],
+    sampling_A: tuple[float, float],
+    energy_eV: float,
+    defocus_A: float,
+    aberrations: Mapping[str, float] | None,
+    illumination_semiangle_mrad: float,
+    xp=np,
+) -> np.ndarray:
+    """The spatial envelope E_s(k) at one defocus (see spatial_envelopes)."""
+    return spatial_envelopes(
+        shape_yx, sampling_A, wavelength_A(energy_eV), aberrations, illumination_semiangle_mrad, xp
+    )(defocus_A)
+
+
 def lens_transfer(
     shape_yx: tuple[int, int],
     sampling_A: tuple[float, float],
@@ -85,13 +161,17 @@ def lens_transfer(
     aberrations: Mapping[str, float] | None = None,
     envelope_sigma_A: float = 0.0,
     xp=np,
+    objective_aperture_mrad: float | None = None,
+    illumination_semiangle_mrad: float = 0.0,
 ) -> np.ndarray:
     """exp(-i chi(k)) for each defocus, complex64 (n_defoci, ny, nx) in FFT order.
 
     `aberrations`: abTEM polar symbols other than C10 (Cs is C30) in A / rad. chi is linear in
     C10 = -defocus, so exp(-i chi_d) = exp(-i chi_fixed) exp(i d chi_1) with chi_1 = pi lambda
     k^2; for evenly spaced defoci the second factor is a running product (no sin/cos per
-    sample). envelope_sigma_A > 0 multiplies by the quasi-coherent temporal envelope."""
+    sample). envelope_sigma_A > 0 multiplies by the quasi-coherent temporal envelope,
+    objective_aperture_mrad by the aperture, illumination_semiangle_mrad > 0 by each defocus's
+    spatial envelope."""
     fixed = {} if aberrations is None else dict(aberrations)
     if "C10" in fixed:
         raise ValueError("defocus is a separate argument; do not repeat it as C10")
@@ -104,6 +184,9 @@ def lens_transfer(
     base = xp.exp(-1j * (chi_fixed - defoci[0] * chi_1))
     if envelope_sigma_A > 0:
         base = base * temporal_envelope(k2, wavelength, envelope_sigma_A)
+    if objective_aperture_mrad is not None:
+        aperture = objective_aperture(shape_yx, sampling_A, wavelength, objective_aperture_mrad, xp)
+        base = base * aperture
     transfer = xp.empty((len(defoci), *base.shape), dtype=xp.complex64)
     transfer[0] = base
     steps = np.diff(defoci)
@@ -115,6 +198,14 @@ def lens_transfer(
     else:
         for index in range(1, len(defoci)):
             transfer[index] = xp.exp(-1j * (chi_fixed - defoci[index] * chi_1))
+            if objective_aperture_mrad is not None:  # the temporal envelope has one defocus
+                transfer[index] *= aperture
+    if illumination_semiangle_mrad:
+        envelope_at = spatial_envelopes(
+            shape_yx, sampling_A, wavelength, fixed, illumination_semiangle_mrad, xp
+        )
+        for index, defocus in enumerate(defoci):
+            transfer[index] *= envelope_at(defocus)
     return transfer
 
 
@@ -191,12 +282,13 @@ def _use_kernels(xp, fused: bool | None) -> bool:
     return xp is np if fused is None else bool(fused)
 
 
-def _mean_intensities(spectrum, sampling_A, energy_eV, envelope_sigma_A):
+def _mean_intensities(spectrum, sampling_A, energy_eV, envelope_sigma_A, transmission=None):
     """Each phonon's mean image intensity, from its spectrum (Parseval): the lens is unitary,
-    so every defocus sample has this mean; the quasi-coherent envelope damps it by E(k)^2."""
+    so every defocus sample has this mean; the quasi-coherent envelope damps it by E(k)^2, and
+    the aperture and spatial envelope by `transmission` = sum_d w_d (A E_s,d)^2."""
     xp = array_module(spectrum)
     n_pixels = spectrum.shape[-2] * spectrum.shape[-1]
-    if xp is np and envelope_sigma_A == 0:  # a BLAS dot per phonon: no temporaries
+    if xp is np and envelope_sigma_A == 0 and transmission is None:  # a BLAS dot per phonon
         return np.array([np.vdot(s, s).real for s in spectrum], dtype=np.float64) / n_pixels**2
     power = spectrum.real.astype(xp.float64) ** 2 + spectrum.imag.astype(xp.float64) ** 2
     if envelope_sigma_A > 0:
@@ -204,6 +296,8 @@ def _mean_intensities(spectrum, sampling_A, energy_eV, envelope_sigma_A):
         power = (
             power * temporal_envelope(kx**2 + ky**2, wavelength_A(energy_eV), envelope_sigma_A) ** 2
         )
+    if transmission is not None:
+        power = power * transmission
     return power.sum(axis=(-2, -1)) / n_pixels**2
 
 
@@ -218,6 +312,8 @@ def intensity_from_spectrum(
     extent_sigmas: float = 3.0,
     focal_spread_method: str = "incoherent",
     plasmon: tuple[float, float] | None = None,
+    objective_aperture_mrad: float | None = None,
+    illumination_semiangle_mrad: float = 0.0,
     fused: bool | None = None,
 ) -> np.ndarray:
     """Noise-free image (float64, ny, nx) from exit-wave spectra (phonon, ny, nx).
@@ -225,17 +321,34 @@ def intensity_from_spectrum(
     mean_p [ scale_p sum_d w_d |IFFT(T_d Psi_p)|^2 + offset_p ]: the focal-spread sum with
     Gaussian weights w_d, the plasmon model per phonon (an affine map whose coefficients depend
     only on the phonon's mean intensity, known from its spectrum), then the phonon mean. Vacuum
-    gives exactly 1. The result lives where `spectrum` lives. fused: the numba kernels (default
-    for numpy arrays) or the array expressions (CuPy, and the reference the tests compare to)."""
+    gives exactly 1 (without an aperture or spatial envelope). objective_aperture_mrad (None:
+    none) and illumination_semiangle_mrad (0: coherent) multiply every lens T_d by A(k) and by
+    the spatial envelope at its own defocus d. The result lives where `spectrum` lives. fused:
+    the numba kernels (default for numpy arrays) or the array expressions (CuPy, and the
+    reference the tests compare to)."""
     xp = array_module(spectrum)
     n_phonons, ny, nx = spectrum.shape
     defoci, weights, envelope_sigma = _focal_samples(
         defocus_A, focal_spread_sigma_A, samples, extent_sigmas, focal_spread_method
     )
+    wavelength = wavelength_A(energy_eV)
+    aperture = None
+    if objective_aperture_mrad is not None:
+        aperture = objective_aperture((ny, nx), sampling_A, wavelength, objective_aperture_mrad, xp)
+    envelope_at = None
+    if illumination_semiangle_mrad:
+        envelope_at = spatial_envelopes(
+            (ny, nx), sampling_A, wavelength, aberrations, illumination_semiangle_mrad, xp
+        )
     scale = xp.ones(n_phonons, dtype=xp.float64)
     offset = 0.0
     if plasmon is not None:
-        means = _mean_intensities(spectrum, sampling_A, energy_eV, envelope_sigma)
+        transmission = None
+        if envelope_at is not None:
+            transmission = sum(w * envelope_at(d) ** 2 for w, d in zip(weights, defoci))
+        if aperture is not None:
+            transmission = aperture**2 if transmission is None else transmission * aperture**2
+        means = _mean_intensities(spectrum, sampling_A, energy_eV, envelope_sigma, transmission)
         scale, offsets = plasmon_affine(means, *plasmon)
         offset = float(offsets.sum())
     if _use_kernels(xp, fused):
@@ -246,28 +359,49 @@ def intensity_from_spectrum(
         phase, step_phase = kernels.lens_phase_and_step(
             ky,
             kx,
-            wavelength_A(energy_eV),
+            wavelength,
             *_lens_terms(aberrations),
             float(defoci[0]),
             step,
             float(envelope_sigma),
         )
+        if aperture is not None:
+            phase *= aperture  # the running product by the defocus step keeps it
         scale = np.asarray(scale, dtype=np.float64)
         buffer = np.empty_like(spectrum)
         acc = np.zeros((ny, nx), dtype=np.float64)
+
+        def envelope(index):  # the spatial envelope changes with defocus: one per sample
+            return None if envelope_at is None else envelope_at(defoci[index])
+
         # sqrt(w_d) goes into the lens, so |psi|^2 comes out weighted
-        kernels.apply_lens(spectrum, phase, step_phase, np.sqrt(weights[0]), buffer)
+        kernels.apply_lens(spectrum, phase, step_phase, np.sqrt(weights[0]), buffer, envelope(0))
         for index in range(len(weights)):
             buffer = ifft2(buffer, overwrite=True)  # in place
             if index + 1 < len(weights):
                 kernels.accumulate_and_apply(
-                    buffer, scale, acc, spectrum, phase, step_phase, np.sqrt(weights[index + 1])
+                    buffer,
+                    scale,
+                    acc,
+                    spectrum,
+                    phase,
+                    step_phase,
+                    np.sqrt(weights[index + 1]),
+                    envelope(index + 1),
                 )
             else:
                 kernels.accumulate_intensity(buffer, scale, acc)
     else:
         transfer = lens_transfer(
-            (ny, nx), sampling_A, energy_eV, defoci, aberrations, envelope_sigma, xp=xp
+            (ny, nx),
+            sampling_A,
+            energy_eV,
+            defoci,
+            aberrations,
+            envelope_sigma,
+            xp=xp,
+            objective_aperture_mrad=objective_aperture_mrad,
+            illumination_semiangle_mrad=illumination_semiangle_mrad,
         )
         acc = xp.zeros((ny, nx), dtype=xp.float64)
         for weight, lens in zip(weights, transfer):
@@ -283,21 +417,34 @@ def waves_at_defocus(
     defocus_A: float,
     aberrations: Mapping[str, float] | None = None,
     fused: bool | None = None,
+    objective_aperture_mrad: float | None = None,
 ) -> np.ndarray:
-    """Real-space waves (phonon, ny, nx) after a coherent lens (no focal spread)."""
+    """Real-space waves (phonon, ny, nx) after a coherent lens (no focal spread), through the
+    objective aperture when one is given."""
     xp = array_module(spectrum)
     ny, nx = spectrum.shape[-2:]
     if _use_kernels(xp, fused):
         from . import kernels
 
+        wavelength = wavelength_A(energy_eV)
         ky, kx = (f.ravel() for f in spatial_frequencies((ny, nx), sampling_A))
         phase, step = kernels.lens_phase_and_step(
-            ky, kx, wavelength_A(energy_eV), *_lens_terms(aberrations), float(defocus_A), 0.0, 0.0
+            ky, kx, wavelength, *_lens_terms(aberrations), float(defocus_A), 0.0, 0.0
         )
+        if objective_aperture_mrad is not None:
+            phase *= objective_aperture((ny, nx), sampling_A, wavelength, objective_aperture_mrad)
         buffer = np.empty_like(spectrum)
         kernels.apply_lens(spectrum, phase, step, 1.0, buffer)
         return ifft2(buffer, overwrite=True)
-    transfer = lens_transfer((ny, nx), sampling_A, energy_eV, [defocus_A], aberrations, xp=xp)
+    transfer = lens_transfer(
+        (ny, nx),
+        sampling_A,
+        energy_eV,
+        [defocus_A],
+        aberrations,
+        xp=xp,
+        objective_aperture_mrad=objective_aperture_mrad,
+    )
     return waves_after_lens(spectrum, transfer)[0]
 
 
@@ -312,12 +459,16 @@ def intensity(
     extent_sigmas: float = 3.0,
     focal_spread_method: str = "incoherent",
     plasmon: tuple[float, float] | None = None,
+    objective_aperture_mrad: float | None = None,
+    illumination_semiangle_mrad: float = 0.0,
     fused: bool | None = None,
 ) -> np.ndarray:
     """Noise-free HRTEM intensity (float64, ny, nx) of exit waves (phonon, ny, nx) or (ny, nx).
 
     defocus_A: abTEM sign (positive = underfocus, C10 = -defocus); aberrations: further abTEM
-    polar coefficients (C12, phi12, C30 = Cs, ...) in A / rad."""
+    polar coefficients (C12, phi12, C30 = Cs, ...) in A / rad; objective_aperture_mrad: the
+    aperture's semi-angle (None: none); illumination_semiangle_mrad: the spatial-coherence
+    envelope's semi-angle (0: coherent)."""
     return intensity_from_spectrum(
         wave_spectrum(waves),
         sampling_A,
@@ -329,6 +480,8 @@ def intensity(
         extent_sigmas,
         focal_spread_method,
         plasmon,
+        objective_aperture_mrad,
+        illumination_semiangle_mrad,
         fused,
     )
 
@@ -387,6 +540,14 @@ def apply_mtf(image: np.ndarray, c1: float, c2: float, c3: float) -> np.ndarray:
     spectrum = scipy.fft.rfft2(image.astype(np.float64), workers=-1)
     out = scipy.fft.irfft2(spectrum * mtf(q, c1, c2, c3), s=(ny, nx), workers=-1)
     return out.astype(np.float32)
+
+
+def image_blur(image: np.ndarray, blur_A: float, pixel_size_A: float) -> np.ndarray:
+    """The image's isotropic Gaussian blur of standard deviation blur_A [A] (vibration, drift),
+    on the noise-free image in detector pixels; periodic, as the cell. 0: none."""
+    if blur_A < 0:
+        raise ValueError(f"image blur must be >= 0 A, got {blur_A}")
+    return gaussian_blur(image, float(blur_A) / float(pixel_size_A))
 
 
 def gaussian_blur(image: np.ndarray, sigma_px: float) -> np.ndarray:

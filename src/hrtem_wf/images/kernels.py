@@ -77,22 +77,27 @@ def lens_phase_and_step(
 
 
 @nb.njit(inline="always")
-def _lens_row(phase, step, scale, y):
-    """Row y of the lens as complex64 (scale x phase), then the row's phase advanced by step."""
+def _lens_row(phase, step, scale, envelope, y):
+    """Row y of the lens as complex64 (scale x phase, times the envelope row unless it is None),
+    then the row's phase advanced by step."""
     nx = phase.shape[1]
     row = np.empty(nx, dtype=np.complex64)
     for x in range(nx):
-        row[x] = np.complex64(scale * phase[y, x])
+        if envelope is None:  # compiled away: None is a type of its own
+            row[x] = np.complex64(scale * phase[y, x])
+        else:
+            row[x] = np.complex64(scale * envelope[y, x] * phase[y, x])
         phase[y, x] = phase[y, x] * step[y, x]
     return row
 
 
 @nb.njit(parallel=True, cache=True)
-def apply_lens(spectrum, phase, step, scale, out):
-    """out[p] = spectrum[p] x complex64(scale x phase); then phase *= step (the next defocus)."""
+def apply_lens(spectrum, phase, step, scale, out, envelope=None):
+    """out[p] = spectrum[p] x complex64(scale x envelope x phase); then phase *= step (the next
+    defocus). envelope: a real (ny, nx) factor of this defocus only (the spatial envelope)."""
     n_phonons, ny, nx = spectrum.shape
     for y in nb.prange(ny):
-        row = _lens_row(phase, step, scale, y)
+        row = _lens_row(phase, step, scale, envelope, y)
         for p in range(n_phonons):
             for x in range(nx):
                 out[p, y, x] = spectrum[p, y, x] * row[x]
@@ -111,12 +116,13 @@ def accumulate_intensity(waves, weights, acc):
 
 
 @nb.njit(parallel=True, cache=True)
-def accumulate_and_apply(waves, weights, acc, spectrum, phase, step, scale):
+def accumulate_and_apply(waves, weights, acc, spectrum, phase, step, scale, envelope=None):
     """accumulate_intensity(waves, weights, acc), then apply_lens(spectrum, phase, step, scale,
-    waves) for the next defocus sample, in one pass over the buffer (the focal-spread loop)."""
+    waves, envelope) for the next defocus sample, in one pass over the buffer (the focal-spread
+    loop)."""
     n_phonons, ny, nx = waves.shape
     for y in nb.prange(ny):
-        row = _lens_row(phase, step, scale, y)
+        row = _lens_row(phase, step, scale, envelope, y)
         for p in range(n_phonons):
             weight = weights[p]
             for x in range(nx):

@@ -4,7 +4,8 @@ phase:     arg(psi_particle after the lens) > threshold [rad], per phonon; a pix
            when that holds in more than half of the phonons.
 intensity: |<|psi_particle after the lens|^2>_phonons - 1| > threshold (the Baseline datasets).
 Both are then smoothed: gaussian_filter(mask, sigma_px) > smoothing_threshold.
-The lens here is the image's central defocus and aberrations, without focal spread. Computed
+The lens here is the image's central defocus, aberrations and objective aperture, without focal
+spread or spatial envelope (coherence damps the image, not the particle's own wave). Computed
 where the spectrum lives (numpy or CuPy); the mask comes back to the host.
 """
 
@@ -32,15 +33,19 @@ def mask_from_spectrum(
     smoothing_sigma_px: float = 0.0,
     smoothing_threshold: float = 0.5,
     fused: bool | None = None,
+    objective_aperture_mrad: float | None = None,
 ) -> np.ndarray:
     """Boolean particle mask (ny, nx) from particle-only exit-wave spectra (phonon, ny, nx).
 
-    aberrations: abTEM polar symbols other than C10 (Cs is C30), A / rad."""
+    aberrations: abTEM polar symbols other than C10 (Cs is C30), A / rad; objective_aperture_mrad:
+    the image's aperture (None: none)."""
     if method not in LABEL_METHODS:
         raise ValueError(f"label method must be one of {LABEL_METHODS}, got {method!r}")
     xp = array_module(spectrum)
     n_phonons = spectrum.shape[0]
-    waves = waves_at_defocus(spectrum, sampling_A, energy_eV, defocus_A, aberrations, fused)
+    waves = waves_at_defocus(
+        spectrum, sampling_A, energy_eV, defocus_A, aberrations, fused, objective_aperture_mrad
+    )
     if method == "phase":
         # Vacuum has phase 0 (abTEM plane wave 1 + 0j), so the phase is the particle's own shift.
         if _use_kernels(xp, fused):
@@ -75,6 +80,7 @@ def particle_mask(
     smoothing_sigma_px: float = 0.0,
     smoothing_threshold: float = 0.5,
     fused: bool | None = None,
+    objective_aperture_mrad: float | None = None,
 ) -> np.ndarray:
     """Boolean particle mask (ny, nx) on the exit-wave grid from particle-only exit waves
     (phonon, ny, nx) or (ny, nx); defocus in abTEM's sign, aberrations as abTEM symbols."""
@@ -89,4 +95,5 @@ def particle_mask(
         smoothing_sigma_px,
         smoothing_threshold,
         fused,
+        objective_aperture_mrad,
     )
