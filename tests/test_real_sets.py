@@ -275,3 +275,37 @@ def test_a_new_real_set_scores_every_seed_without_retraining(tiny_run, tmp_path)
     assert score["n_images"] == 2 and score["warnings"] == [] and 0 <= score["f1"] <= 1
     assert "exp F1" in (flow.path / "results/report/summary.md").read_text()
     assert (flow.path / "results/report/real_set_examples.png").exists()
+
+
+REAL_AU = Path(__file__).parent / "data" / "real_au"  # 3 real tiles, CC-BY-4.0: see its README
+
+
+def test_real_micrographs_read_as_the_user_has_them(models):
+    """The repository's real bright-field tiles (8-bit RGBA PNG, R = G = B; RGBA masks, 255 =
+    particle) through the pairs reader, and scored by a network as the `scores` rule does."""
+    from PIL import Image
+
+    block = validate_block(
+        "real_sets",
+        {
+            "format": "pairs",
+            "micrographs": str(REAL_AU / "micrographs"),
+            "masks": str(REAL_AU / "masks"),
+            "pixel_size_A": 0.4,
+        },
+    )
+    items = read_real_set(block)
+    assert [item.name for item in items] == ["train00.png", "train07.png", "train13.png"]
+    for item in items:
+        rgba = np.asarray(Image.open(REAL_AU / "micrographs" / item.name))
+        assert rgba.shape == (512, 512, 4) and (rgba[..., 0] == rgba[..., 2]).all()
+        np.testing.assert_array_equal(item.image, rgba[..., 0])  # the grey channel, unscaled
+        assert set(np.unique(item.mask)) == {0, 1}
+        assert 0.1 < item.mask.mean() < 0.25  # about 15 particles of 2-4 nm per tile
+        # hand-labelled particles are darker than the carbon around them (bright-field)
+        assert item.image[item.mask == 1].mean() < 0.9 * item.image[item.mask == 0].mean()
+    _, _, dirs, _, _ = models
+    result = score_real_set(dirs[0], "real_au", block)
+    f1, per_image = _by_hand(dirs[0], [i.image for i in items], [i.mask for i in items])
+    assert result["n_images"] == 3 and result["f1"] == pytest.approx(f1, abs=1e-12)
+    assert [image["f1"] for image in result["per_image"]] == pytest.approx(per_image, abs=1e-12)

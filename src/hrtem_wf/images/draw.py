@@ -55,24 +55,6 @@ from .formation import (
 )
 from .labels import mask_from_spectrum
 
-FROZEN_PHONON_MODES = ("all", "single")
-BLOCK_KEYS = (
-    "draws_per_structure",
-    "device",
-    "defocus_A",
-    "aberrations",
-    "focal_spread",
-    "objective_aperture_mrad",
-    "illumination_semiangle_mrad",
-    "frozen_phonons",
-    "plasmons",
-    "blur_A",
-    "dose_e_per_A2",
-    "detector",
-    "crop_px",
-    "label",
-)
-
 
 def _sampling_pair(sampling_A: float | tuple[float, float]) -> tuple[float, float]:
     pair = tuple(float(s) for s in np.broadcast_to(np.asarray(sampling_A, dtype=float), (2,)))
