@@ -90,7 +90,8 @@ def tiny_config() -> dict:
 
 
 class WorkflowCopy:
-    """Snakefile, workflow/ and profiles/ copied into a temporary directory with a given config.
+    """Snakefile, workflow/, profiles/ and tests/data/ copied into a temporary directory with a
+    given config.
 
     `package=True` also copies src/hrtem_wf and puts it first on PYTHONPATH, so a test can edit
     the library that this copy (the Snakefile and the hrtem-wf jobs) runs."""
@@ -98,7 +99,8 @@ class WorkflowCopy:
     def __init__(self, path: Path, config: dict | None = None, package: bool = False):
         self.path = path
         if config is not None:
-            for name in ("Snakefile", "workflow", "profiles"):
+            # tests/data: the demo's real set (config/config.yaml names it by relative path)
+            for name in ("Snakefile", "workflow", "profiles", "tests/data"):
                 source = ROOT / name
                 if source.is_dir():
                     shutil.copytree(source, path / name)

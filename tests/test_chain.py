@@ -17,7 +17,7 @@ from hrtem_wf.structures import build_structure
 def demo_config():
     from conftest import load_config
 
-    return load_config("config/config.yaml")
+    return load_config("tests/configs/single_particle.yaml")
 
 
 @pytest.fixture(scope="module")

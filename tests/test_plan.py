@@ -284,10 +284,11 @@ def test_default_config_plan(default_flow):
         ("datasets", "au_small_demo", "datasets"): (1, 1, 1, 0, 0, 1, 0),
         ("models", "unet_demo", "models"): (2, 2, 2, 0, 0, 2, 0),
         ("models", "unet_demo", "evaluations"): (2, 2, 2, 0, 0, 2, 0),
+        ("real_sets", "real_au_tiles", "scores"): (2, 2, 2, 0, 0, 2, 0),
         ("report", "-", "report"): (1, 1, 1, 0, 0, 1, 0),
         ("report", "-", "all"): (1, 1, 0, 0, 0, 1, 0),
     }
-    assert total(rows)["would_run"] == 79
+    assert total(rows)["would_run"] == 81
 
 
 @pytest.mark.workflow
@@ -296,7 +297,7 @@ def test_cli_prints_table_and_draws_rulegraph(default_flow, tmp_path, capsys):
     assert cli.main(["plan", "--directory", str(default_flow.path), "--rulegraph", str(png)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:3] == ["stage", "block", "rule"]
-    assert any(line.split()[:2] == ["total", "79"] for line in out.splitlines())
+    assert any(line.split()[:2] == ["total", "81"] for line in out.splitlines())
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
@@ -318,6 +319,7 @@ def test_grown_config_via_configfile(default_flow, tmp_path):
         "datasets": (1, 1),
         "models": (2, 2),
         "evaluations": (2, 2),
+        "scores": (2, 2),
         "report": (1, 1),
         "all": (1, 1),
     }

@@ -26,9 +26,10 @@ def test_default_config_job_counts(default_config, workflow_copy):
         "datasets": 1,
         "models": 2,
         "evaluations": 2,
+        "scores": 2,
         "report": 1,
         "all": 1,
-        "total": 79,
+        "total": 81,
     }
 
 
