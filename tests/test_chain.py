@@ -110,6 +110,40 @@ def test_phase_label_is_stable_across_defocus(case, request):
     assert inten.min() < phase.min()
 
 
+@pytest.mark.parametrize("case", ["in_vacuum", "on_substrate"])
+def test_footprint_label_is_the_projected_particle(case, request):
+    """label.lens none on real structures: the particle wave's footprint at focus (pi/12, sigma
+    5 px > 0.1) matches the projected sphere (IoU >= 0.85, equivalent radius within 0.6 A), and
+    grow_A moves that radius by grow_A (to a pixel)."""
+    atoms, result = request.getfixturevalue("in_vacuum" if case == "in_vacuum" else "simulated")
+    sampling = tuple(result["attrs"]["sampling_A"])
+    footprint = projected_footprint(atoms, result["particle"].shape[1:], sampling)
+    radius_A = {}
+    for grow_A in (0.0, -0.6, 0.6):
+        mask = particle_mask(
+            result["particle"],
+            sampling,
+            300e3,
+            0.0,
+            None,
+            "phase",
+            np.pi / 12,
+            5.0,
+            0.1,
+            grow_A=grow_A,
+        )
+        radius_A[grow_A] = np.sqrt(mask.sum() * sampling[0] * sampling[1] / np.pi)
+        if grow_A == 0.0:
+            print(
+                f"\n{case}: IoU {iou(mask, footprint):.3f}, R {radius_A[0.0]:.2f} A vs "
+                f"{atoms.info['radius_A']:.2f} A"
+            )
+            assert iou(mask, footprint) >= 0.85
+    assert abs(radius_A[0.0] - atoms.info["radius_A"]) < 0.6
+    for grow_A in (-0.6, 0.6):
+        assert abs(radius_A[grow_A] - radius_A[0.0] - grow_A) < sampling[0]
+
+
 def test_image_contrast_is_where_the_label_is(simulated, demo_config):
     """Gold scatters more than carbon: at high dose the image varies more inside the label."""
     _, result = simulated

@@ -90,6 +90,8 @@ MALFORMED = [
         {"CdSe": 0.1},
         ["images.au_small_hrtem.label.threshold", "Au"],
     ),
+    ("images.au_small_hrtem.label.lens", "focus", ["images.au_small_hrtem.label.lens"]),
+    ("images.au_small_hrtem.label.grow_A", "1 A", ["images.au_small_hrtem.label.grow_A"]),
     ("structures.au_small.substrate", KeyError, ["structures.au_small", "substrate"]),
     ("structures.au_small.family", "flake", ["structures.au_small", "flake", "support"]),
     # these five passed validation once and failed only inside a job, or with a wrong message

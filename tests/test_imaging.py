@@ -24,6 +24,7 @@ from hrtem_wf.images import (
     wavelength_A,
 )
 from hrtem_wf.images.formation import detector_counts, focal_spread_defoci, median_filter
+from hrtem_wf.images.labels import grow_mask
 
 ENERGY_EV = 300e3
 SAMPLING_A = (0.2, 0.2)
@@ -348,14 +349,7 @@ def test_draw_masks_follow_the_crop():
     truth = disk(shape, 30, center=(70, 90))
     particle = np.stack([np.exp(1j * 0.5 * truth)] * 2).astype(np.complex64)
     full = particle * weak_phase_object(shape, phonons=2, seed=5)
-    block = block_with(
-        label={
-            "method": "phase",
-            "threshold": 0.2618,
-            "smoothing_sigma_px": 3.0,
-            "smoothing_threshold": 0.5,
-        }
-    )
+    block = block_with(label={**BLOCK["label"], "smoothing_threshold": 0.5})
     images, masks, records = draw_images(
         full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(11)
     )
@@ -365,6 +359,47 @@ def test_draw_masks_follow_the_crop():
         if window.sum() > 500:  # enough particle in view for a meaningful overlap
             assert iou(mask.astype(bool), window) >= 0.8
         assert np.isclose(record["particle_fraction"], mask.mean())
+
+
+@pytest.mark.parametrize("grow_A", [1.0, -1.0, 0.3])
+def test_grow_mask_moves_the_outline_by_grow_A(grow_A):
+    """A disc of radius r becomes a disc of radius r + grow_A (to half a pixel), wherever it
+    sits: across the periodic edge it is the same as in the middle."""
+    shape, radius_px = (200, 200), 30
+    truth = disk(shape, radius_px)
+    grown = grow_mask(truth, grow_A, SAMPLING_A)
+    radius_A = np.sqrt(grown.sum() / np.pi) * SAMPLING_A[0]
+    assert abs(radius_A - (radius_px * SAMPLING_A[0] + grow_A)) < 0.5 * SAMPLING_A[0]
+    assert (grown >= truth).all() if grow_A > 0 else (grown <= truth).all()
+    at_corner = grow_mask(np.roll(truth, (100, 100), axis=(0, 1)), grow_A, SAMPLING_A)
+    assert np.array_equal(np.roll(at_corner, (-100, -100), axis=(0, 1)), grown)
+    assert np.array_equal(grow_mask(truth, 0.0, SAMPLING_A), truth)
+
+
+def test_footprint_label_is_the_same_for_every_lens():
+    """label.lens none: every draw's mask is the particle wave's own footprint at focus, whatever
+    defocus and Cs the image got; with the image's lens the masks follow the draws."""
+    shape = (160, 160)
+    truth = disk(shape, 30)
+    particle = np.stack([np.exp(1j * 0.8 * truth)] * 2).astype(np.complex64)
+    full = particle * weak_phase_object(shape, phonons=2, seed=5)
+    label = {**BLOCK["label"], "smoothing_threshold": 0.5}
+    lenses = {
+        "defocus_A": {"distribution": "uniform", "low": -1500.0, "high": 1500.0},
+        "aberrations": {"preset": "none", "coefficients": {"C30": 1.2e7}},
+        "crop_px": None,
+    }
+    masks = {}
+    for lens in ("image", "none"):
+        block = validate_block("images", block_with(**lenses, label={**label, "lens": lens}))
+        _, masks[lens], records = draw_images(
+            full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(3)
+        )
+        assert {r["label_lens"] for r in records} == {lens}
+    at_focus = particle_mask(particle, SAMPLING_A, ENERGY_EV, 0.0, None, "phase", 0.2618, 3.0, 0.5)
+    assert all(np.array_equal(m, at_focus) for m in masks["none"])
+    assert iou(at_focus, truth) >= 0.9
+    assert not all(np.array_equal(m, masks["image"][0]) for m in masks["image"][1:])
 
 
 # --- draw_images: contract --------------------------------------------------------------------

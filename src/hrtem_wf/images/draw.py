@@ -23,7 +23,8 @@ The block's keys, each an effect that can be switched off (see config/config.yam
                                  median_filter_px
   crop_px                        [height, width] or null
   label                          method (phase | intensity), threshold (a number, or one per
-                                 material), smoothing_sigma_px, smoothing_threshold
+                                 material), smoothing_sigma_px, smoothing_threshold, lens (image:
+                                 after the image's lens | none: the footprint at focus), grow_A
   device                         cpu | gpu: where the FFTs run
 Every drawn value goes into the image's record (one row of the dataset's Parquet table).
 """
@@ -112,6 +113,26 @@ def draw_images(
     mtf = detector["mtf"]
     out_shape = detector_shape if crop_px is None else crop_px
 
+    def label_mask(defocus_A, aberrations, aperture_mrad):
+        mask = mask_from_spectrum(
+            particle_spectrum,
+            sampling_A,
+            energy_eV,
+            defocus_A,
+            aberrations,
+            label["method"],
+            threshold,
+            float(label["smoothing_sigma_px"]),
+            float(label["smoothing_threshold"]),
+            objective_aperture_mrad=aperture_mrad,
+            grow_A=float(label["grow_A"]),
+        )
+        # Same resampling as the image (linear), back to binary at one half.
+        return resample_to_pixel_size(mask.astype(np.float32), sampling_A, pixel_size_A) > 0.5
+
+    # lens none: the footprint at focus without aberrations or aperture, one for every lens.
+    footprint = label_mask(0.0, None, None) if label["lens"] == "none" else None
+
     focal_points = int(block["focal_points"] or k)
     per_focal_point = k // focal_points if k else 0
     images = np.empty((k, *out_shape), dtype=np.float32)
@@ -130,20 +151,10 @@ def draw_images(
             aperture = None if aperture is None else float(sample(aperture, rng))
             illumination = block["illumination_semiangle_mrad"]
             illumination = 0.0 if illumination is None else float(sample(illumination, rng))
-            mask = mask_from_spectrum(
-                particle_spectrum,
-                sampling_A,
-                energy_eV,
-                defocus,
-                aberrations,
-                label["method"],
-                threshold,
-                float(label["smoothing_sigma_px"]),
-                float(label["smoothing_threshold"]),
-                objective_aperture_mrad=aperture,
-            )
-            # Same resampling as the image (linear), back to binary at one half.
-            mask = resample_to_pixel_size(mask.astype(np.float32), sampling_A, pixel_size_A) > 0.5
+            if footprint is not None:
+                mask = footprint
+            else:
+                mask = label_mask(defocus, aberrations, aperture)
         # Per image: plasmons, dose, then the noise and the crop.
         plasmon = None
         if block["plasmons"] is not None:
@@ -233,6 +244,8 @@ def draw_images(
             "label_threshold": threshold,
             "label_smoothing_sigma_px": float(label["smoothing_sigma_px"]),
             "label_smoothing_threshold": float(label["smoothing_threshold"]),
+            "label_lens": label["lens"],
+            "label_grow_A": float(label["grow_A"]),
             "mean_counts": float(images[index].mean(dtype=np.float64)),
             "particle_fraction": float(masks[index].mean(dtype=np.float64)),
         }

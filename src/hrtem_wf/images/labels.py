@@ -3,10 +3,13 @@
 phase:     arg(psi_particle after the lens) > threshold [rad], per phonon; a pixel is particle
            when that holds in more than half of the phonons.
 intensity: |<|psi_particle after the lens|^2>_phonons - 1| > threshold (the Baseline datasets).
-Both are then smoothed: gaussian_filter(mask, sigma_px) > smoothing_threshold.
+Both are then smoothed: gaussian_filter(mask, sigma_px) > smoothing_threshold, and the outline
+moved by grow_A (> 0 grows, < 0 shrinks; Euclidean distance, periodic like the exit wave).
 The lens here is the image's central defocus, aberrations and objective aperture, without focal
-spread or spatial envelope (coherence damps the image, not the particle's own wave). Computed
-where the spectrum lives (numpy or CuPy); the mask comes back to the host.
+spread or spatial envelope (coherence damps the image, not the particle's own wave); with
+defocus 0 and no aberrations or aperture (the images block's `label.lens: none`) the mask is the
+particle's projected footprint, the same for every lens. Computed where the spectrum lives
+(numpy or CuPy); the mask comes back to the host.
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ def mask_from_spectrum(
     smoothing_threshold: float = 0.5,
     fused: bool | None = None,
     objective_aperture_mrad: float | None = None,
+    grow_A: float = 0.0,
 ) -> np.ndarray:
     """Boolean particle mask (ny, nx) from particle-only exit-wave spectra (phonon, ny, nx).
 
     aberrations: abTEM polar symbols other than C10 (Cs is C30), A / rad; objective_aperture_mrad:
-    the image's aperture (None: none)."""
+    the image's aperture (None: none); grow_A: the outline's signed margin."""
     if method not in LABEL_METHODS:
         raise ValueError(f"label method must be one of {LABEL_METHODS}, got {method!r}")
     xp = array_module(spectrum)
@@ -58,7 +62,8 @@ def mask_from_spectrum(
     else:
         mean_intensity = (waves.real**2 + waves.imag**2).mean(axis=0, dtype=xp.float64)
         mask = xp.abs(mean_intensity - 1.0) > threshold
-    return smooth_mask(to_host(mask), smoothing_sigma_px, smoothing_threshold)
+    mask = smooth_mask(to_host(mask), smoothing_sigma_px, smoothing_threshold)
+    return grow_mask(mask, grow_A, sampling_A)
 
 
 def smooth_mask(mask: np.ndarray, sigma_px: float, threshold: float) -> np.ndarray:
@@ -67,6 +72,28 @@ def smooth_mask(mask: np.ndarray, sigma_px: float, threshold: float) -> np.ndarr
         return mask.astype(bool)
     blurred = scipy.ndimage.gaussian_filter(mask.astype(np.float32), float(sigma_px), mode="wrap")
     return blurred > threshold
+
+
+def grow_mask(mask: np.ndarray, grow_A: float, sampling_A: tuple[float, float]) -> np.ndarray:
+    """The mask with its outline moved outward by grow_A [A] (inward when negative).
+
+    Growing adds the pixels whose centre lies within grow_A of a mask pixel's centre; shrinking
+    keeps the pixels farther than -grow_A from every background pixel. Distances are Euclidean
+    in A on the (sy, sx) grid and periodic (the exit wave's cell repeats)."""
+    grow_A = float(grow_A)
+    mask = np.asarray(mask, dtype=bool)
+    if grow_A == 0.0 or not mask.any() or mask.all():
+        return mask
+    reach_px = [int(np.ceil(abs(grow_A) / s)) + 1 for s in sampling_A]
+    pad = [(min(r, n), min(r, n)) for r, n in zip(reach_px, mask.shape, strict=True)]
+    padded = np.pad(mask, pad, mode="wrap")
+    if grow_A > 0:
+        distance_A = scipy.ndimage.distance_transform_edt(~padded, sampling=sampling_A)
+        grown = distance_A <= grow_A
+    else:
+        distance_A = scipy.ndimage.distance_transform_edt(padded, sampling=sampling_A)
+        grown = distance_A > -grow_A
+    return grown[pad[0][0] : pad[0][0] + mask.shape[0], pad[1][0] : pad[1][0] + mask.shape[1]]
 
 
 def particle_mask(
@@ -81,6 +108,7 @@ def particle_mask(
     smoothing_threshold: float = 0.5,
     fused: bool | None = None,
     objective_aperture_mrad: float | None = None,
+    grow_A: float = 0.0,
 ) -> np.ndarray:
     """Boolean particle mask (ny, nx) on the exit-wave grid from particle-only exit waves
     (phonon, ny, nx) or (ny, nx); defocus in abTEM's sign, aberrations as abTEM symbols."""
@@ -96,4 +124,5 @@ def particle_mask(
         smoothing_threshold,
         fused,
         objective_aperture_mrad,
+        grow_A,
     )
