@@ -1,0 +1,123 @@
+"""Where a mask's outline sits in its image: the edge profile, and the label width that matches.
+
+Hand-drawn masks and our labels can put a particle's outline at different places of the same
+intensity step (the dark core, the half-way level, the outer Fresnel fringe). The edge profile
+measures that place without knowing the microscope: the image's intensity against the signed
+distance from the mask's outline (> 0 inside), rescaled per image so that the carbon around the
+particles is 0 and the particles' inside is 1 (any affine rescaling of the counts, such as an
+8-bit export, gives the same profile).
+
+`label_offset_A` compares a simulated set's profile with a real set's: the shift of the
+simulated profile that best matches the real one is how far our label's outline lies outside
+(> 0) the hand-drawn outline; `label.grow_A = -offset` moves our labels there. Distances are in
+A at the pixel sizes given; a real set read at a guessed pixel size gives an offset in that
+guess's A.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.ndimage
+
+#: The profile's distances from the outline [A]: bin centres, 0.2 A apart.
+PROFILE_DISTANCES_A = np.round(np.arange(-4.0, 4.0001, 0.2), 6)
+
+#: Carbon reference: pixels this far outside every outline [A]; particle reference: this far
+#: inside. Both are local to the particles (the carbon ring, the particle's core).
+CARBON_BAND_A = (4.0, 8.0)
+CORE_DEPTH_A = 3.0
+
+
+def signed_distance_A(mask: np.ndarray, pixel_size_A: float) -> np.ndarray:
+    """Distance of each pixel centre to the outline [A]: > 0 inside the mask, < 0 outside."""
+    mask = np.asarray(mask, dtype=bool)
+    inside = scipy.ndimage.distance_transform_edt(mask) * pixel_size_A
+    outside = scipy.ndimage.distance_transform_edt(~mask) * pixel_size_A
+    # A pixel next to the outline is half a pixel from it, on either side.
+    return np.where(mask, inside - 0.5 * pixel_size_A, 0.5 * pixel_size_A - outside)
+
+
+def normalized_levels(
+    image: np.ndarray, mask: np.ndarray, pixel_size_A: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(image rescaled to carbon 0 / particle core 1, signed distance [A]); None when the image
+    has no carbon band or no particle core, or they do not differ."""
+    distance_A = signed_distance_A(mask, pixel_size_A)
+    image = np.asarray(image, dtype=np.float64)
+    carbon = (distance_A <= -CARBON_BAND_A[0]) & (distance_A >= -CARBON_BAND_A[1])
+    core = distance_A >= CORE_DEPTH_A
+    if carbon.sum() < 20 or core.sum() < 20:
+        return None
+    carbon_level, core_level = np.median(image[carbon]), np.median(image[core])
+    if core_level == carbon_level:
+        return None
+    return (image - carbon_level) / (core_level - carbon_level), distance_A
+
+
+@dataclass(frozen=True)
+class EdgeProfile:
+    """Median rescaled intensity per distance bin, over all pixels of all images used."""
+
+    distances_A: np.ndarray
+    levels: np.ndarray  # nan where a bin had no pixel
+    images_used: int
+
+    def level_at(self, distance_A: np.ndarray) -> np.ndarray:
+        good = np.isfinite(self.levels)
+        return np.interp(distance_A, self.distances_A[good], self.levels[good])
+
+
+def edge_profile(
+    images: Iterable[np.ndarray],
+    masks: Iterable[np.ndarray],
+    pixel_size_A: float | Iterable[float],
+) -> EdgeProfile:
+    """The edge profile of images with their masks (one pixel size, or one per image)."""
+    images, masks = list(images), list(masks)
+    if len(images) != len(masks):
+        raise ValueError(f"{len(images)} images but {len(masks)} masks")
+    sizes = np.broadcast_to(np.asarray(pixel_size_A, dtype=float), (len(images),))
+    half_bin = 0.5 * (PROFILE_DISTANCES_A[1] - PROFILE_DISTANCES_A[0])
+    edges = np.append(PROFILE_DISTANCES_A - half_bin, PROFILE_DISTANCES_A[-1] + half_bin)
+    per_bin: list[list[np.ndarray]] = [[] for _ in PROFILE_DISTANCES_A]
+    used = 0
+    for image, mask, size in zip(images, masks, sizes, strict=True):
+        if np.shape(image) != np.shape(mask):
+            raise ValueError(f"image {np.shape(image)} and mask {np.shape(mask)} differ in shape")
+        levels = normalized_levels(image, mask, float(size))
+        if levels is None:
+            continue
+        used += 1
+        level, distance_A = levels
+        index = np.digitize(distance_A.ravel(), edges) - 1
+        level = level.ravel()
+        for b in range(len(PROFILE_DISTANCES_A)):
+            per_bin[b].append(level[index == b])
+    medians = np.array(
+        [np.median(np.concatenate(v)) if v and sum(map(len, v)) else np.nan for v in per_bin]
+    )
+    if used == 0:
+        raise ValueError("no image has both a carbon band and a particle core to compare")
+    return EdgeProfile(PROFILE_DISTANCES_A.copy(), medians, used)
+
+
+def label_offset_A(
+    simulated: EdgeProfile,
+    real: EdgeProfile,
+    window_A: float = 2.0,
+    search_A: float = 2.0,
+    step_A: float = 0.05,
+) -> float:
+    """How far the simulated labels' outline lies outside the real masks' outline [A].
+
+    The shift s (|s| <= search_A) minimising the squared difference of sim(d + s) and real(d)
+    over |d| <= window_A: the real outline at d = 0 sits where the simulated profile is at
+    d = s, i.e. s A inside (s > 0) our labels' outline. label.grow_A = -s matches them."""
+    distances_A = real.distances_A[np.abs(real.distances_A) <= window_A + 1e-9]
+    target = real.level_at(distances_A)
+    shifts_A = np.arange(-search_A, search_A + step_A / 2, step_A)
+    costs = [np.mean((simulated.level_at(distances_A + s) - target) ** 2) for s in shifts_A]
+    return float(np.round(shifts_A[int(np.argmin(costs))], 6))
