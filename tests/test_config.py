@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 
 from conftest import SCHEMA
 from hrtem_wf.config import ConfigError, validate
+from hrtem_wf.sampling import nominal, sample, support
 
 
 def test_shipped_configs_are_valid(default_config, tiny_config):
@@ -176,6 +178,77 @@ MALFORMED = [
         ["real_sets.real.models", "nope"],
     ),
     ("real_sets", {"real": {"format": "hdf5"}}, ["real_sets.real", "path"]),
+    # the detector as distributions: the crop must fit at the largest pixel size
+    (
+        "images.au_small_hrtem.detector.pixel_size_A",
+        {"distribution": "uniform", "low": 0.3, "high": 0.5},
+        [
+            "images.au_small_hrtem.crop_px",
+            "larger than the detector image [205, 205]",
+            "at the largest pixel_size_A 0.5",
+        ],
+    ),
+    (
+        "images.au_small_hrtem.detector.pixel_size_A",
+        {"distribution": "normal", "mean": 0.4, "sd": 0.02, "min": 0.3},
+        ["images.au_small_hrtem.detector.pixel_size_A", "needs a largest value"],
+    ),
+    (
+        "images.au_small_hrtem.detector.pixel_size_A",
+        {"distribution": "sequence", "values": [0.3, 0.4]},
+        ["images.au_small_hrtem.detector.pixel_size_A", "`sequence`"],
+    ),
+    (
+        "images.au_small_hrtem.detector.mtf",
+        {"c1": {"distribution": "uniform", "low": 0.5, "high": 1.0}, "c2": 0.5, "c3": 2.0},
+        ["images.au_small_hrtem.detector.mtf.c1", "[0, 1)"],
+    ),
+    (
+        "images.au_small_hrtem.detector.mtf",
+        {"c1": 0.1, "c2": {"distribution": "uniform", "low": 0.0, "high": 0.5}, "c3": 2.0},
+        ["images.au_small_hrtem.detector.mtf.c2", "must be > 0"],
+    ),
+    (
+        "images.au_small_hrtem.detector.blur_sigma_px",
+        {"distribution": "normal", "mean": 0.5, "sd": 0.2},
+        ["images.au_small_hrtem.detector.blur_sigma_px", "must lie in [0.0, inf]"],
+    ),
+    # photometric augmentation
+    (
+        "models.unet_demo.augment_photometric",
+        {"contrast": 1.2},
+        ["models.unet_demo.augment_photometric", "unknown key", "'contrast'"],
+    ),
+    (
+        "models.unet_demo.augment_photometric",
+        "on",
+        ["models.unet_demo.augment_photometric", "not of type 'object', 'null'"],
+    ),
+    (
+        "models.unet_demo.augment_photometric",
+        {"gamma": {"distribution": "uniform", "low": -0.5, "high": 2.0}},
+        ["models.unet_demo.augment_photometric.gamma", "must be > 0"],
+    ),
+    (
+        "models.unet_demo.augment_photometric",
+        {"contrast_factor": 0.0},
+        ["models.unet_demo.augment_photometric.contrast_factor", "must be > 0"],
+    ),
+    (
+        "models.unet_demo.augment_photometric",
+        {"noise_relative_sd": {"distribution": "normal", "mean": 0.1, "sd": 0.1}},
+        ["models.unet_demo.augment_photometric.noise_relative_sd", "must lie in [0.0, inf]"],
+    ),
+    (
+        "models.unet_demo.augment_photometric",
+        {"brightness_offset": {"distribution": "sequence", "values": [-0.1, 0.1]}},
+        ["models.unet_demo.augment_photometric.brightness_offset", "`sequence`"],
+    ),
+    (
+        "models.unet_demo.augment_photometric",
+        {"gamma": {"distribution": "gamma", "k": 2}},
+        ["models.unet_demo.augment_photometric.gamma"],
+    ),
 ]
 # The kinds that once reached a job: through Snakemake, none may start one.
 ONCE_REACHED_A_JOB = MALFORMED[22:27]
@@ -204,3 +277,86 @@ def test_snakemake_stops_before_any_job(default_config, workflow_copy, path, val
     for word in words:
         assert word in result.stderr + result.stdout
     assert not (flow.path / "results").exists(), "a job ran although the config is invalid"
+
+
+def test_drawn_detector_and_photometric_augmentation_validate(default_config):
+    config = copy.deepcopy(default_config)
+    image_block, model_block = config["images"]["au_small_hrtem"], config["models"]["unet_demo"]
+    image_block["detector"] = {
+        "pixel_size_A": {"distribution": "uniform", "low": 0.36, "high": 0.44},  # 233 px: > 224
+        "mtf": {"c1": {"distribution": "uniform", "low": 0.0, "high": 0.2}, "c2": 0.5, "c3": 2.5},
+        "blur_sigma_px": {"distribution": "uniform", "low": 0.0, "high": 0.5},
+        "median_filter_px": 3,
+    }
+    model_block["augment_photometric"] = {
+        "gamma": {"distribution": "loguniform", "low": 0.7, "high": 1.4}
+    }
+    validate(config, SCHEMA)
+    assert model_block["augment_photometric"] == {
+        "gamma": {"distribution": "loguniform", "low": 0.7, "high": 1.4},
+        "contrast_factor": None,  # the schema's defaults: off
+        "brightness_offset": None,
+        "noise_relative_sd": None,
+    }
+    default = validate(copy.deepcopy(default_config), SCHEMA)
+    assert default["models"]["unet_demo"]["augment_photometric"] is None  # off by default
+
+
+@pytest.mark.parametrize(
+    "spec, median",
+    [
+        (0.2, 0.2),
+        ({"distribution": "fixed", "value": 0.3}, 0.3),
+        ({"distribution": "uniform", "low": 0.18, "high": 0.26}, 0.22),
+        ({"distribution": "loguniform", "low": 0.1, "high": 0.4}, 0.2),
+        ({"distribution": "normal", "mean": 0.2, "sd": 0.02, "min": 0.16, "max": 0.24}, 0.2),
+        ({"distribution": "choice", "values": [0.2, 0.4, 0.5]}, 0.4),
+        ({"distribution": "choice", "values": [0.2, 0.4]}, 0.3),  # numpy.median's midpoint
+        ({"distribution": "sequence", "values": [1.0, 2.0, 9.0], "jitter_sd": 0.0}, 2.0),
+        (  # CDF 1/2 between the components: the midpoint of the gap
+            {
+                "distribution": "mixture",
+                "weights": [1, 1],
+                "components": [
+                    {"distribution": "uniform", "low": 0.0, "high": 1.0},
+                    {"distribution": "uniform", "low": 2.0, "high": 3.0},
+                ],
+            },
+            1.5,
+        ),
+        (
+            {
+                "distribution": "mixture",
+                "weights": [3, 1],
+                "components": [0.2, {"distribution": "normal", "mean": 0.3, "sd": 0.05}],
+            },
+            0.2,
+        ),
+    ],
+)
+def test_nominal_is_the_median(spec, median):
+    assert nominal(spec) == pytest.approx(median, rel=1e-12)
+    low, high = support(spec)
+    assert low <= nominal(spec) <= high
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"distribution": "normal", "mean": 0.2, "sd": 0.05, "min": 0.17},  # skewed by the cut
+        {"distribution": "sequence", "values": [1.0, 2.0, 9.0], "jitter_sd": 1.0},
+        {
+            "distribution": "mixture",
+            "weights": [1, 2],
+            "components": [
+                {"distribution": "loguniform", "low": 0.1, "high": 0.3},
+                {"distribution": "normal", "mean": 0.3, "sd": 0.05},
+            ],
+        },
+    ],
+)
+def test_nominal_matches_the_median_of_draws(spec):
+    rng = np.random.default_rng(0)
+    draws = [sample(spec, rng, index=i) for i in range(20000)]
+    spread = np.subtract(*np.percentile(draws, [75, 25]))
+    assert abs(nominal(spec) - np.median(draws)) < 0.03 * spread

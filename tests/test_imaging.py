@@ -861,3 +861,171 @@ def test_repeats_of_a_focal_point_share_the_noise_free_image(monkeypatch):
     calls.clear()
     draw_images(full, particle, SAMPLING_A, ENERGY_EV, drawn, np.random.default_rng(0))
     assert len(calls) == 6
+
+
+# --- the detector as distributions (Madsen 2018: the sampling jittered per image) -------------
+
+# BLOCK drawn from _demo_waves with seed 7 by the code before the detector could be drawn
+# (commit 390fe0f): a detector of fixed numbers draws nothing, so the stream and the images
+# stay what they were. (defocus_A, dose_e_per_A2, crop_y0_px, crop_x0_px, mean_counts)
+BEFORE_DETECTOR_DRAWS = [
+    (25.019093320933393, 938.3282805817453, 26, 11, 37.46733940972222),
+    (81.77370291296455, 489.1204035267687, 23, 28, 19.39008246527778),
+    (-80.1367213010965, 582.7092645286994, 0, 5, 23.19184027777778),
+    (-54.76413261399007, 788.5316278493207, 15, 22, 31.3876953125),
+]
+
+JITTERED_DETECTOR = {
+    "pixel_size_A": {"distribution": "uniform", "low": 0.2, "high": 0.3},
+    "mtf": {
+        "c1": {"distribution": "uniform", "low": 0.05, "high": 0.2},
+        "c2": {"distribution": "choice", "values": [0.4, 0.6]},
+        "c3": {"distribution": "normal", "mean": 2.5, "sd": 0.3, "min": 2.0, "max": 3.0},
+    },
+    "blur_sigma_px": {"distribution": "uniform", "low": 0.0, "high": 1.0},
+    "median_filter_px": 3,
+}
+
+
+def test_fixed_detector_keeps_the_random_stream_and_the_images():
+    full, particle = _demo_waves()
+    _, _, records = draw_images(
+        full, particle, SAMPLING_A, ENERGY_EV, BLOCK, np.random.default_rng(7)
+    )
+    for record, (defocus, dose, y0, x0, mean_counts) in zip(records, BEFORE_DETECTOR_DRAWS):
+        assert (record["defocus_A"], record["dose_e_per_A2"]) == (defocus, dose)
+        assert (record["crop_y0_px"], record["crop_x0_px"]) == (y0, x0)
+        assert record["mean_counts"] == pytest.approx(mean_counts, rel=1e-6)
+        assert record["pixel_size_A"] == record["nominal_pixel_size_A"] == 0.2
+    # every detector value as a number or as {distribution: fixed}: the same bytes and stream
+    numbers = block_with(
+        pixel_size_A=0.3, crop_px=[64, 64], blur_sigma_px=0.7, mtf={"c1": 0.2, "c2": 0.4, "c3": 2.0}
+    )
+    fixed = copy.deepcopy(numbers)
+    for values in (fixed["detector"], fixed["detector"]["mtf"]):
+        for key in ("pixel_size_A", "blur_sigma_px", "c1", "c2", "c3"):
+            if key in values:
+                values[key] = {"distribution": "fixed", "value": values[key]}
+    rngs = np.random.default_rng(11), np.random.default_rng(11)
+    a = draw_images(full, particle, SAMPLING_A, ENERGY_EV, numbers, rngs[0])
+    b = draw_images(full, particle, SAMPLING_A, ENERGY_EV, validate_block("images", fixed), rngs[1])
+    assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes() and a[2] == b[2]
+    assert rngs[0].random() == rngs[1].random()
+    assert a[2][0]["pixel_size_A"] == 0.3 and a[2][0]["mtf_c1"] == 0.2
+
+
+def test_drawn_detector_values_lie_in_their_support_are_used_and_recorded(monkeypatch):
+    import hrtem_wf.images.draw as draw
+
+    used = {"mtf": [], "blur": [], "resampled_to": []}
+    real_mtf, real_blur, real_resample = (
+        draw.apply_mtf,
+        draw.gaussian_blur,
+        draw.resample_to_pixel_size,
+    )
+    monkeypatch.setattr(
+        draw, "apply_mtf", lambda image, *c: used["mtf"].append(c) or real_mtf(image, *c)
+    )
+    monkeypatch.setattr(
+        draw, "gaussian_blur", lambda image, s: used["blur"].append(s) or real_blur(image, s)
+    )
+    monkeypatch.setattr(
+        draw,
+        "resample_to_pixel_size",
+        lambda image, sampling, size: (
+            used["resampled_to"].append(size) or real_resample(image, sampling, size)
+        ),
+    )
+    full, particle = _demo_waves()  # 128 x 128 px at 0.2 A: 85 px at the largest pixel size
+    block = validate_block(
+        "images", block_with(draws_per_structure=8, detector=JITTERED_DETECTOR, crop_px=[80, 80])
+    )
+    images, masks, records = draw_images(
+        full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(4)
+    )
+    assert images.shape == masks.shape == (8, 80, 80)
+    json.dumps(records)
+    for key in ("pixel_size_A", "mtf_c1", "mtf_c2", "mtf_c3", "blur_sigma_px"):
+        assert len({r[key] for r in records}) > 1, f"{key} is drawn per image"
+    for record in records:
+        pixel_size_A = record["pixel_size_A"]
+        assert 0.2 <= pixel_size_A <= 0.3 and record["nominal_pixel_size_A"] == 0.25
+        assert record["detector_height_px"] == round(128 * 0.2 / pixel_size_A)
+        assert record["expected_counts_per_px"] == record["dose_e_per_A2"] * pixel_size_A**2
+        assert abs(record["mean_counts"] / record["expected_counts_per_px"] - 1) < 0.05
+        assert 0.05 <= record["mtf_c1"] <= 0.2 and record["mtf_c2"] in (0.4, 0.6)
+        assert 2.0 <= record["mtf_c3"] <= 3.0 and 0.0 <= record["blur_sigma_px"] <= 1.0
+    # the values recorded are the values used
+    assert used["mtf"] == [(r["mtf_c1"], r["mtf_c2"], r["mtf_c3"]) for r in records]
+    assert used["blur"] == [r["blur_sigma_px"] for r in records]
+    # each image: the noise-free image and the label mask resampled to its own pixel size
+    assert used["resampled_to"] == [r["pixel_size_A"] for r in records for _ in range(2)]
+
+
+def _absorbing_disk_waves(shape=(160, 160), radius_px=25):
+    """A centred disk that absorbs (|I - 1| = 0.75 inside) on vacuum, two phonons."""
+    particle = np.stack([1.0 - 0.5 * disk(shape, radius_px)] * 2).astype(np.complex64)
+    return particle.copy(), particle
+
+
+def test_drawn_pixel_size_resamples_image_and_mask_alike():
+    """The particle (radius 25 px x 0.2 A = 5 A) keeps its area in A^2 at every drawn pixel size,
+    and its mask covers its dark pixels in the image."""
+    full, particle = _absorbing_disk_waves()  # 32 A: 80 px at 0.4 A, the crop always holds it
+    block = validate_block(
+        "images",
+        block_with(
+            draws_per_structure=10,
+            defocus_A=0.0,
+            aberrations={"preset": "none"},
+            dose_e_per_A2=5000.0,
+            detector={
+                **BLOCK["detector"],
+                "pixel_size_A": {"distribution": "uniform", "low": 0.25, "high": 0.4},
+            },
+            crop_px=[80, 80],
+            label={
+                "method": "intensity",
+                "threshold": 0.3,
+                "smoothing_sigma_px": 1.0,
+                "smoothing_threshold": 0.5,
+            },
+        ),
+    )
+    images, masks, records = draw_images(
+        full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(2)
+    )
+    pixel_sizes = np.array([r["pixel_size_A"] for r in records])
+    assert pixel_sizes.min() < 0.3 and pixel_sizes.max() > 0.35  # the draws span the range
+    areas_A2 = masks.reshape(len(masks), -1).sum(axis=1) * pixel_sizes**2
+    assert np.allclose(areas_A2, np.pi * 5.0**2, rtol=0.05)
+    assert areas_A2.max() / areas_A2.min() < 1.06
+    for image, mask in zip(images, masks):
+        dark = image < 0.5 * np.median(image)  # 1/4 of the vacuum counts inside the disk
+        assert iou(dark, mask.astype(bool)) > 0.9
+
+
+def test_drawn_pixel_size_needs_a_crop_that_fits_the_largest():
+    full, particle = _demo_waves()  # 128 px at 0.2 A: 64 px at 0.4 A
+    drawn = {"distribution": "uniform", "low": 0.2, "high": 0.4}
+    too_large = block_with(pixel_size_A=drawn, crop_px=[72, 72])  # fits at 0.2 A to 0.35 A
+    with pytest.raises(ValueError, match=r"crop_px \[72, 72\] is larger than the detector image"):
+        draw_images(full, particle, SAMPLING_A, ENERGY_EV, too_large, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="images.block.detector.pixel_size_A: a drawn pixel size"):
+        validate_block("images", block_with(pixel_size_A=drawn, crop_px=None))
+    with pytest.raises(ValueError, match="images.block.detector.pixel_size_A: needs a largest"):
+        validate_block(
+            "images",
+            block_with(
+                pixel_size_A={"distribution": "normal", "mean": 0.3, "sd": 0.01, "min": 0.2}
+            ),
+        )
+    images, _, _ = draw_images(
+        full,
+        particle,
+        SAMPLING_A,
+        ENERGY_EV,
+        block_with(pixel_size_A=drawn, crop_px=[64, 64]),
+        np.random.default_rng(0),
+    )
+    assert images.shape == (4, 64, 64)

@@ -196,6 +196,35 @@ def test_pixel_size_mismatch_warns_and_resamples(models, tmp_path):
     assert "resampled" not in kept["warnings"][0] and kept["f1"] == pytest.approx(matched["f1"])
 
 
+def test_drawn_training_pixel_size_passes_its_range_and_resamples_to_its_nominal(monkeypatch):
+    """A model trained on pixel sizes drawn from 0.18-0.26 A (nominal 0.22 A): a micrograph in
+    that range (and 5 %) is used as it is; one outside is resampled to 0.22 A."""
+    import hrtem_wf.inference as inference
+    from hrtem_wf.evaluations.real_sets import RealImage, predict_real_image
+
+    seen_shapes = []
+
+    def fake_predict(model, image, **kwargs):
+        seen_shapes.append(image.shape)
+        return np.zeros(image.shape, np.float32)
+
+    monkeypatch.setattr(inference, "predict_micrograph", fake_predict)
+    block = {"median_filter_px": 3, "resample": True}
+    image, mask = np.zeros((100, 100), np.float32), np.zeros((100, 100), np.uint8)
+    for pixel_size_A, shape, resampled in [(0.25, (100, 100), False), (0.44, (200, 200), True)]:
+        probability, warning = predict_real_image(
+            None, RealImage("m", image, mask, pixel_size_A), [0.18, 0.26], 0.22, block
+        )
+        assert seen_shapes.pop() == shape and probability.shape == (100, 100)
+        assert (warning is not None) == resampled
+    assert "0.18 to 0.26 A" in warning and "(0.22 A)" in warning and "resampled x2" in warning
+    # no nominal (trained before it was recorded, on several pixel sizes): warn only
+    _, warning = predict_real_image(
+        None, RealImage("m", image, mask, 0.44), [0.18, 0.26], None, block
+    )
+    assert seen_shapes.pop() == (100, 100) and "resampled" not in warning
+
+
 def test_report_has_the_table_1_layout_and_every_figure(models, tmp_path):
     root, dataset, dirs, images, masks = models
     real_sets = _write_real_sets(tmp_path / "data", images, masks)

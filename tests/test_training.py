@@ -27,8 +27,14 @@ from hrtem_wf.models import (
     segmentation_loss,
     train_model,
 )
-from hrtem_wf.models.data import DatasetSplit
+from hrtem_wf.models.data import (
+    DatasetSplit,
+    normalize_min_max,
+    photometric_transform,
+    random_photometric,
+)
 from hrtem_wf.models.synthetic import write_synthetic_dataset
+from hrtem_wf.models.train import _nominal_pixel_size_A
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
@@ -283,3 +289,196 @@ def test_checkpoint_choice_keeps_that_epoch(checkpoint, pick, dataset, tmp_path)
     network = TrainedModel.read(tmp_path / "m").load_network()
     _, val_f1 = evaluate_loss(network, validation, torch.device("cpu"), STUDY_LOSS)
     assert val_f1 == pytest.approx(history["val_f1"][expected - 1], abs=1e-9)
+
+
+# --- photometric augmentation (models.<N>.augment_photometric) --------------------------------
+
+PHOTOMETRIC = validate_block(
+    "models",
+    {
+        **TINY_BLOCK,
+        "augment_photometric": {
+            "gamma": {"distribution": "loguniform", "low": 0.7, "high": 1.4},
+            "contrast_factor": {"distribution": "uniform", "low": 0.8, "high": 1.2},
+            "brightness_offset": {"distribution": "uniform", "low": -0.1, "high": 0.1},
+            "noise_relative_sd": {"distribution": "uniform", "low": 0.0, "high": 0.2},
+        },
+    },
+)["augment_photometric"]
+
+
+def _raw_split(n_images=4, shape=(16, 16), seed=5) -> DatasetSplit:
+    rng = np.random.default_rng(seed)
+    masks = (rng.random((n_images, *shape)) > 0.5).astype(np.uint8)
+    images = rng.uniform(50.0, 500.0, (n_images, *shape)).astype(np.float32)
+    return DatasetSplit(images, masks, np.arange(n_images), pd.DataFrame({"row": range(n_images)}))
+
+
+def test_photometric_augmentation_off_is_byte_identical_to_before():
+    """null (the default), or a block whose keys are all null, draws nothing: the items are the
+    ones the dataset gave before the option existed (normalize, then D4 from the same rng)."""
+    split = _raw_split()
+    all_null = validate_block("models", {**TINY_BLOCK, "augment_photometric": {}})
+    assert TINY_BLOCK["augment_photometric"] is None
+    for augment_d4 in (False, True):
+        before_rng = np.random.default_rng(0)
+        datasets = [
+            SegmentationDataset(split, augment_d4, np.random.default_rng(0), augment)
+            for augment in (None, all_null["augment_photometric"])
+        ]
+        for _epoch in range(2):
+            for index in range(len(split)):
+                image = normalize_min_max(split.images[index])
+                mask = np.asarray(split.masks[index], dtype=np.int64)
+                if augment_d4:
+                    image, mask = random_d4(image, mask, before_rng)
+                for dataset in datasets:
+                    item_image, item_mask = dataset[index]
+                    assert item_image.numpy().tobytes() == image[None].tobytes()
+                    assert item_mask.numpy().tobytes() == mask.tobytes()
+
+
+def test_photometric_augmentation_is_deterministic_and_leaves_masks_alone():
+    split = _raw_split()
+
+    def epoch(seed):
+        dataset = SegmentationDataset(split, False, np.random.default_rng(seed), PHOTOMETRIC)
+        return [dataset[index] for index in range(len(split))]
+
+    first, again, other = epoch(3), epoch(3), epoch(4)
+    for (image, mask), (image_again, mask_again), (image_other, _) in zip(first, again, other):
+        assert image.dtype == torch.float32 and image.shape == (1, 16, 16)
+        assert torch.equal(image, image_again) and torch.equal(mask, mask_again)
+        assert not torch.equal(image, image_other)
+    for index, (image, mask) in enumerate(first):
+        np.testing.assert_array_equal(mask.numpy(), split.masks[index])  # untouched
+        assert not np.array_equal(image[0].numpy(), normalize_min_max(split.images[index]))
+
+
+def test_each_photometric_transform_does_what_it_says():
+    rng = np.random.default_rng(0)
+    image = normalize_min_max(rng.uniform(0.0, 1.0, (256, 256)))
+    image[0, 0] = 0.25
+    gamma = photometric_transform(image, rng, gamma=1.7)
+    assert gamma[0, 0] == pytest.approx(0.25**1.7, rel=1e-6)
+    np.testing.assert_allclose(gamma, image**1.7, rtol=1e-5, atol=1e-7)
+    assert gamma.min() == 0.0 and gamma.max() == 1.0  # the ends of [0, 1] stay
+    contrast = photometric_transform(image, rng, contrast_factor=0.6)
+    assert contrast.mean() == pytest.approx(image.mean(), abs=1e-6)
+    np.testing.assert_allclose(
+        contrast - contrast.mean(), 0.6 * (image - image.mean()), rtol=0, atol=1e-6
+    )
+    brightness = photometric_transform(image, rng, brightness_offset=-0.15)
+    np.testing.assert_allclose(brightness, image - 0.15, rtol=0, atol=1e-7)
+    noisy = photometric_transform(image, rng, noise_relative_sd=0.2)
+    noise = noisy.astype(np.float64) - image
+    assert noise.std() == pytest.approx(0.2 * image.std(), rel=0.02)
+    assert abs(noise.mean()) < 0.01 * image.std()
+    assert noisy.dtype == np.float32
+    # all four in the documented order: gamma, contrast, brightness, noise
+    rngs = np.random.default_rng(9), np.random.default_rng(9)
+    values = {
+        "gamma": 0.8,
+        "contrast_factor": 1.1,
+        "brightness_offset": 0.05,
+        "noise_relative_sd": 0.1,
+    }
+    by_hand = image**0.8
+    by_hand = by_hand.mean() + 1.1 * (by_hand - by_hand.mean()) + 0.05
+    by_hand = by_hand + rngs[0].normal(0.0, 0.1 * by_hand.std(), by_hand.shape)
+    np.testing.assert_allclose(
+        photometric_transform(image, rngs[1], **values), by_hand, rtol=0, atol=1e-5
+    )
+
+
+def test_photometric_values_are_drawn_from_their_distributions():
+    rng = np.random.default_rng(1)
+    image = normalize_min_max(rng.uniform(0.0, 1.0, (8, 8)))
+    drawn = [random_photometric(image, PHOTOMETRIC, rng)[1] for _ in range(300)]
+    for key, (low, high) in {
+        "gamma": (0.7, 1.4),
+        "contrast_factor": (0.8, 1.2),
+        "brightness_offset": (-0.1, 0.1),
+        "noise_relative_sd": (0.0, 0.2),
+    }.items():
+        values = np.array([d[key] for d in drawn])
+        assert low <= values.min() and values.max() <= high
+        assert values.max() - values.min() > 0.8 * (high - low)  # spread over the range
+    # a fixed value is that value, and a null key is no transform
+    fixed = {**PHOTOMETRIC, "gamma": 2.0, "contrast_factor": None, "brightness_offset": None}
+    fixed["noise_relative_sd"] = None
+    out, values = random_photometric(image, fixed, rng)
+    assert values == {
+        "gamma": 2.0,
+        "contrast_factor": None,
+        "brightness_offset": None,
+        "noise_relative_sd": None,
+    }
+    np.testing.assert_allclose(out, image**2, rtol=1e-6)
+
+
+def test_photometric_augmentation_applies_to_the_training_split_only(
+    trained, dataset, tmp_path, monkeypatch
+):
+    import hrtem_wf.models.train as train
+
+    built = []
+
+    class Recording(SegmentationDataset):
+        def __init__(self, split, *args, **kwargs):
+            super().__init__(split, *args, **kwargs)
+            built.append((split, self.augment_photometric))
+
+    monkeypatch.setattr(train, "SegmentationDataset", Recording)
+    block = {**TINY_BLOCK, "epochs": 1, "augment_photometric": PHOTOMETRIC}
+    summary = train_model(block, *dataset, seed=0, out_dir=str(tmp_path / "m"), log=lambda _: None)
+    assert [augment for _, augment in built] == [PHOTOMETRIC, None, None]
+    # the training split (augmented; unaugmented for the BatchNorm statistics), then validation
+    assert built[1][0] is built[0][0] and built[2][0] is not built[0][0]
+    metadata = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert metadata["block"]["augment_photometric"] == PHOTOMETRIC
+    # the same seed without it (the module's training, TINY_BLOCK): another first epoch
+    plain_out_dir, plain, _ = trained
+    assert plain["block"]["augment_photometric"] is None
+    plain_history = pd.read_csv(plain_out_dir / "history.csv")
+    assert summary["final_train_loss"] != pytest.approx(plain_history["train_loss"][0], abs=1e-6)
+
+
+# --- the training pixel size: its range and its nominal value ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "columns, nominal",
+    [
+        ({"image.pixel_size_A": [0.2, 0.2, 0.2]}, 0.2),  # before nominal pixel sizes were recorded
+        ({"image.pixel_size_A": [0.2, 0.3, 0.25]}, None),  # varied, nominal unknown
+        ({}, None),
+        (
+            {"image.pixel_size_A": [0.21, 0.29, 0.23], "image.nominal_pixel_size_A": [0.25] * 3},
+            0.25,
+        ),
+        # two image blocks: the median over the training images of their block's nominal
+        (
+            {"image.pixel_size_A": [0.2, 0.4, 0.4], "image.nominal_pixel_size_A": [0.2, 0.4, 0.4]},
+            0.4,
+        ),
+    ],
+)
+def test_nominal_training_pixel_size(columns, nominal):
+    assert _nominal_pixel_size_A(pd.DataFrame({"row": [0, 1, 2], **columns})) == nominal
+
+
+@pytest.mark.parametrize(
+    "recorded, expected",
+    [
+        ({"pixel_size_A": 0.2}, 0.2),  # written before nominal_pixel_size_A: the one pixel size
+        ({"pixel_size_A": [0.2, 0.3]}, None),
+        ({"pixel_size_A": None}, None),
+        ({"pixel_size_A": [0.2, 0.3], "nominal_pixel_size_A": 0.25}, 0.25),
+        ({"pixel_size_A": 0.2, "nominal_pixel_size_A": 0.2}, 0.2),
+        ({"pixel_size_A": 0.2, "nominal_pixel_size_A": None}, 0.2),  # edited by hand
+    ],
+)
+def test_trained_model_nominal_pixel_size(recorded, expected, tmp_path):
+    metadata = {"model": "t", "seed": 0, "block": TINY_BLOCK, "dataset": "toy", "best_epoch": 1}
+    assert TrainedModel(tmp_path, {**metadata, **recorded}).nominal_pixel_size_A == expected

@@ -235,7 +235,9 @@ def _predict(args) -> None:
 
     for path in tqdm(paths, desc="micrographs", unit="file", disable=len(paths) < 2):
         image, pixel_size = read_micrograph(path)
-        mismatch = pixel_size_mismatch(pixel_size, trained.pixel_size_A)
+        mismatch = pixel_size_mismatch(
+            pixel_size, trained.pixel_size_A, nominal_pixel_size_A=trained.nominal_pixel_size_A
+        )
         if mismatch:
             log.warning("%s: %s", path, mismatch)
         probability = predict_micrograph(

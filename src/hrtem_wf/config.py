@@ -9,7 +9,8 @@ check of a config:
   `elements` is [material]; a real set is scored by every model) are filled by `_fill_derived`;
 - the schema checks keys, types and ranges;
 - `check_references` checks what a schema cannot: parents exist, splits sum to 1, distributions
-  are well formed, crops fit the detector image, the materials and defects each family builds.
+  are well formed (and a `sequence` only where draws are numbered), crops fit the detector image
+  at the largest pixel size, the materials and defects each family builds.
 Library functions take validated blocks and keep only invariants of their own arguments.
 Every message names the offending key as a dotted path.
 """
@@ -256,6 +257,13 @@ def _block_problems(section: str, name: str, block: dict) -> list[str]:
     problems = [
         p for path, spec in _distributions(block, key) for p in _distribution_problems(path, spec)
     ]
+    problems += [
+        f"{path}: a `sequence` distribution is a grid and needs numbered draws: only images' "
+        f"defocus_A (by focal point) and dose_e_per_A2 (by repeat) have them"
+        for path, spec in _distributions(block, key)
+        if spec["distribution"] == "sequence"
+        and path not in (f"images.{name}.defocus_A", f"images.{name}.dose_e_per_A2")
+    ]
     if section == "structures":
         problems += _structure_problems(key, block)
     elif section == "images":
@@ -349,6 +357,7 @@ def _image_problems(key: str, block: dict) -> list[str]:
             (0.0, math.inf),
         )
     problems += _within(f"{key}.blur_A", block["blur_A"], (0.0, math.inf))
+    problems += _detector_problems(f"{key}.detector", block["detector"], block["crop_px"])
     if block["plasmons"] is not None:
         problems += _within(f"{key}.plasmons.weight", block["plasmons"]["weight"], (0.0, 1.0))
         problems += _within(
@@ -364,8 +373,45 @@ def _image_problems(key: str, block: dict) -> list[str]:
     return problems
 
 
+def _detector_problems(key: str, detector: dict, crop_px) -> list[str]:
+    """The detector's values, each a number or a distribution drawn per image."""
+    pixel_size_A = detector["pixel_size_A"]
+    problems = _positive(f"{key}.pixel_size_A", pixel_size_A)
+    low, high = support(pixel_size_A)
+    if low != high and not math.isfinite(high):
+        problems.append(
+            f"{key}.pixel_size_A: needs a largest value (set max / high): the crop must fit the "
+            f"detector image at the largest pixel size"
+        )
+    if low != high and crop_px is None:
+        problems.append(
+            f"{key}.pixel_size_A: a drawn pixel size needs crop_px (the detector image's size "
+            f"changes with the pixel size; the images of a store share one shape)"
+        )
+    if detector["mtf"] is not None:
+        c1_low, c1_high = support(detector["mtf"]["c1"])
+        if c1_low < 0 or c1_high >= 1:
+            problems.append(
+                f"{key}.mtf.c1: values must lie in [0, 1) (the distribution allows "
+                f"[{c1_low}, {c1_high}])"
+            )
+        problems += _positive(f"{key}.mtf.c2", detector["mtf"]["c2"])
+        problems += _positive(f"{key}.mtf.c3", detector["mtf"]["c3"])
+    problems += _within(f"{key}.blur_sigma_px", detector["blur_sigma_px"], (0.0, math.inf))
+    return problems
+
+
 def _model_problems(key: str, block: dict) -> list[str]:
     problems = []
+    augment = block["augment_photometric"]
+    if augment is not None:
+        for name, check in (
+            ("gamma", _positive),
+            ("contrast_factor", _positive),
+            ("noise_relative_sd", lambda k, spec: _within(k, spec, (0.0, math.inf))),
+        ):
+            if augment[name] is not None:
+                problems += check(f"{key}.augment_photometric.{name}", augment[name])
     depth, architecture = block["encoder_depth"], block["architecture"]
     if architecture in PER_STAGE_DECODER_ARCHITECTURES:
         if "decoder_channels" not in block:
@@ -410,19 +456,20 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
                 f"{key}.label.threshold: no entry for the particles' material "
                 f"{structures['material']!r} (has {sorted(threshold)})"
             )
-        shape = detector_shape_px(
-            structures["cell_A"],
-            simulation["exit_wave_sampling_A"],
-            block["detector"]["pixel_size_A"],
-        )
+        # The largest pixel size gives the smallest detector image: the crop must fit that one.
+        low, largest_pixel_size_A = support(block["detector"]["pixel_size_A"])
         crop = block["crop_px"]
-        if crop is not None and (crop[0] > shape[0] or crop[1] > shape[1]):
-            problems.append(
-                f"{key}.crop_px: {crop} is larger than the detector image {list(shape)} "
-                f"px (structures.{simulation['structures']}.cell_A "
-                f"{structures['cell_A']} at pixel_size_A "
-                f"{block['detector']['pixel_size_A']})"
+        if crop is not None and 0 < low and math.isfinite(largest_pixel_size_A):
+            shape = detector_shape_px(
+                structures["cell_A"], simulation["exit_wave_sampling_A"], largest_pixel_size_A
             )
+            if crop[0] > shape[0] or crop[1] > shape[1]:
+                at = "" if low == largest_pixel_size_A else "the largest "
+                problems.append(
+                    f"{key}.crop_px: {crop} is larger than the detector image {list(shape)} "
+                    f"px (structures.{simulation['structures']}.cell_A "
+                    f"{structures['cell_A']} at {at}pixel_size_A {largest_pixel_size_A})"
+                )
     elif section == "datasets":
         crops = {tuple(config["images"][i]["crop_px"] or ()) for i in block["images"]}
         if len(crops) > 1:

@@ -217,10 +217,14 @@ def pixel_size_mismatch(
     pixel_size_A: float | None,
     training: float | list[float] | None,
     tolerance: float = PIXEL_SIZE_TOLERANCE,
+    nominal_pixel_size_A: float | None = None,
 ) -> str | None:
     """A warning text when ``pixel_size_A`` is off the training pixel size by > ``tolerance``.
 
-    None when it matches, or when either pixel size is unknown.
+    training: a number, or [low, high] when the training pixel size was drawn (off means
+    outside the range); nominal_pixel_size_A: the one to resample to (TrainedModel
+    .nominal_pixel_size_A), named in the text. None when it matches, or when either pixel size
+    is unknown.
     """
     if pixel_size_A is None or training is None:
         return None
@@ -235,4 +239,5 @@ def pixel_size_mismatch(
         f"from the training data's {trained} (more than {tolerance:.0%}); the network sees "
         f"features at a scale it was not trained on: resample the micrograph to the "
         f"training pixel size"
+        + ("" if nominal_pixel_size_A is None else f" ({nominal_pixel_size_A:.4g} A)")
     )

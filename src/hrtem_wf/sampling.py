@@ -17,6 +17,9 @@ A distribution in the config is a small mapping:
                                     # such as the study's focal series; needs an index
 
 A bare number is accepted as shorthand for ``fixed``.
+
+Where one value must stand for a distribution (the training pixel size a micrograph is resampled
+to), it is `nominal(spec)`, the median; where a check needs its range, `support(spec)`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import hashlib
 from typing import Any
 
 import numpy as np
-from scipy.stats import truncnorm
+from scipy.stats import norm, truncnorm
 
 
 def derive_seed(global_seed: int, block: str, index: int, stream: str = "") -> int:
@@ -97,6 +100,85 @@ def support(spec: Any) -> tuple[float, float]:
         ranges = [support(component) for component in spec["components"]]
         return min(r[0] for r in ranges), max(r[1] for r in ranges)
     raise ValueError(f"unknown distribution {kind!r}")
+
+
+def nominal(spec: Any) -> float:
+    """The median of a spec: the one value that stands for the distribution where one is needed
+    (a fixed number is itself). Where the CDF is 1/2 over an interval (a `choice` of an even
+    number of values), the interval's midpoint, as numpy.median. A `sequence` counts as its
+    grid's values drawn alike, each plus N(0, jitter_sd); a `mixture`, by bisection of `cdf`."""
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return float(spec)
+    kind = spec["distribution"]
+    if kind == "fixed":
+        return float(spec["value"])
+    if kind == "uniform":
+        return 0.5 * (float(spec["low"]) + float(spec["high"]))
+    if kind == "loguniform":
+        return float(np.sqrt(float(spec["low"]) * float(spec["high"])))
+    if kind == "normal":
+        mean, sd = float(spec["mean"]), float(spec["sd"])
+        lo, hi = spec.get("min", -np.inf), spec.get("max", np.inf)
+        if sd == 0:
+            return float(np.clip(mean, lo, hi))
+        return float(truncnorm.median((lo - mean) / sd, (hi - mean) / sd, loc=mean, scale=sd))
+    if kind == "choice" or (kind == "sequence" and float(spec.get("jitter_sd", 0.0)) == 0):
+        return float(np.median(spec["values"]))
+    if kind in ("sequence", "mixture"):
+        return _median_by_bisection(spec)
+    raise ValueError(f"unknown distribution {kind!r}")
+
+
+def cdf(spec: Any, x: float) -> float:
+    """P(value <= x) for a spec (a `sequence`: its index uniform over the grid)."""
+    x = float(x)
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return float(x >= spec)
+    kind = spec["distribution"]
+    if kind == "fixed":
+        return float(x >= spec["value"])
+    if kind in ("uniform", "loguniform"):
+        low, high = float(spec["low"]), float(spec["high"])
+        if low == high:
+            return float(x >= low)
+        if kind == "loguniform":
+            if x <= 0:
+                return 0.0
+            x, low, high = np.log(x), np.log(low), np.log(high)
+        return float(np.clip((x - low) / (high - low), 0.0, 1.0))
+    if kind == "normal":
+        mean, sd = float(spec["mean"]), float(spec["sd"])
+        lo, hi = spec.get("min", -np.inf), spec.get("max", np.inf)
+        if sd == 0:
+            return float(x >= np.clip(mean, lo, hi))
+        return float(truncnorm.cdf(x, (lo - mean) / sd, (hi - mean) / sd, loc=mean, scale=sd))
+    if kind in ("choice", "sequence"):
+        values = np.asarray(spec["values"], dtype=float)
+        jitter = float(spec.get("jitter_sd", 0.0))
+        if kind == "sequence" and jitter > 0:
+            return float(np.mean(norm.cdf(x, loc=values, scale=jitter)))
+        return float(np.mean(values <= x))
+    if kind == "mixture":
+        weights = np.asarray(spec["weights"], dtype=float)
+        values = [cdf(component, x) for component in spec["components"]]
+        return float(np.dot(weights, values) / weights.sum())
+    raise ValueError(f"unknown distribution {kind!r}")
+
+
+def _median_by_bisection(spec: Any) -> float:
+    """The midpoint of the interval where the CDF crosses 1/2 (found by bisection)."""
+
+    def first_x(reached) -> float:  # the smallest float x with reached(cdf(spec, x))
+        lo, hi = -1.0, 1.0
+        while reached(cdf(spec, lo)):
+            lo *= 2.0
+        while not reached(cdf(spec, hi)):
+            hi *= 2.0
+        while (middle := 0.5 * (lo + hi)) not in (lo, hi):
+            lo, hi = (lo, middle) if reached(cdf(spec, middle)) else (middle, hi)
+        return hi
+
+    return 0.5 * (first_x(lambda p: p >= 0.5) + first_x(lambda p: p > 0.5))
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:

@@ -29,6 +29,7 @@ DISTRIBUTION_COLUMNS = {
     "image.dose_e_per_A2": "dose (e/A^2)",
     "image.defocus_A": "defocus (A)",
     "image.focal_spread_sigma_A": "focal spread sigma (A)",
+    "image.pixel_size_A": "pixel size (A)",
     "structure.substrate_thickness_A": "substrate thickness (A)",
     "structure.radius_A": "particle radius (A)",
     "structure.n_defects": "planar defects",

@@ -13,8 +13,8 @@ A `real_sets.<R>` config block is one of
     masks: data/exp_masks        #   the pixel size comes from each file unless given
 
 plus `median_filter_px` (3), `resample` (true: bring micrographs whose pixel size differs from the
-training data's by > 5 % to it, and the prediction back; false: only warn) and optional `models`
-(default: every model).
+training data's (its range, when drawn) by > 5 % to the model's nominal pixel size, and the
+prediction back; false: only warn) and optional `models` (default: every model).
 """
 
 from __future__ import annotations
@@ -119,16 +119,27 @@ def _zoom_to(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarra
 
 
 def predict_real_image(
-    model, item: RealImage, training_pixel_size_A, block: dict, device="cpu"
+    model,
+    item: RealImage,
+    training_pixel_size_A,
+    nominal_pixel_size_A: float | None,
+    block: dict,
+    device="cpu",
 ) -> tuple[np.ndarray, str | None]:
-    """(particle probability at the micrograph's own pixels, the pixel-size warning if any)."""
+    """(particle probability at the micrograph's own pixels, the pixel-size warning if any).
+
+    training_pixel_size_A: the training images' pixel size, a number or [low, high] (the model's
+    `pixel_size_A`); a micrograph off it gets a warning and, with the block's `resample`, is
+    resampled to nominal_pixel_size_A (the model's `nominal_pixel_size_A`; None: not at all)."""
     from hrtem_wf.inference import pixel_size_mismatch, predict_micrograph
 
     median_px = block["median_filter_px"]
-    warning = pixel_size_mismatch(item.pixel_size_A, training_pixel_size_A)
-    if warning is None or not block["resample"] or isinstance(training_pixel_size_A, list):
+    warning = pixel_size_mismatch(
+        item.pixel_size_A, training_pixel_size_A, nominal_pixel_size_A=nominal_pixel_size_A
+    )
+    if warning is None or not block["resample"] or nominal_pixel_size_A is None:
         return predict_micrograph(model, item.image, median_px=median_px, device=device), warning
-    ratio = item.pixel_size_A / float(training_pixel_size_A)
+    ratio = item.pixel_size_A / float(nominal_pixel_size_A)
     shape = tuple(max(8, int(round(n * ratio))) for n in item.image.shape)
     probability = predict_micrograph(
         model, _zoom_to(item.image, shape, order=1), median_px=median_px, device=device
@@ -151,7 +162,7 @@ def score_real_set(
     pooled, per_image, warnings = SegmentationCounts(), [], []
     for item in read_real_set(block):
         probability, warning = predict_real_image(
-            model, item, training_pixel_size_A, block, torch_device
+            model, item, training_pixel_size_A, trained.nominal_pixel_size_A, block, torch_device
         )
         if warning:
             log.warning("real set %s, %s: %s", name, item.name, warning)
@@ -173,6 +184,7 @@ def score_real_set(
         "model_dir": str(model_dir),
         "training_dataset": trained.dataset,
         "training_pixel_size_A": training_pixel_size_A,
+        "training_nominal_pixel_size_A": trained.nominal_pixel_size_A,
         "threshold": threshold,
         "n_images": len(per_image),
         **metrics_from_counts(pooled),

@@ -249,7 +249,9 @@ def _plot_real_set_examples(trained: TrainedModel, label: str, real_sets: dict, 
     rows = []
     for name, block in real_sets.items():
         for item in read_real_set(block)[:N_REAL_SET_EXAMPLES]:
-            probability, _ = predict_real_image(model, item, training, block)
+            probability, _ = predict_real_image(
+                model, item, training, trained.nominal_pixel_size_A, block
+            )
             image = preprocess(item.image, block["median_filter_px"])
             rows.append(
                 (image, f"{name}: {item.name}", item.mask, "hand-labelled mask", probability)

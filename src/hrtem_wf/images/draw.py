@@ -19,14 +19,19 @@ The block's keys, each an effect that can be switched off (see config/config.yam
   blur_A                         distribution, 0 = none: Gaussian image blur (vibration, drift)
                                  of the noise-free image, sigma in A, drawn per image
   dose_e_per_A2                  distribution (`sequence`: indexed by the repeat of the lens)
-  detector                       pixel_size_A, mtf (null or c1, c2, c3), blur_sigma_px,
-                                 median_filter_px
+  detector                       pixel_size_A, mtf (null or c1, c2, c3), blur_sigma_px: each a
+                                 number or a distribution drawn per image (a drawn pixel size
+                                 resamples the noise-free image and the label mask alike, then
+                                 crop_px crops them); median_filter_px
   crop_px                        [height, width] or null
   label                          method (phase | intensity), threshold (a number, or one per
                                  material), smoothing_sigma_px, smoothing_threshold, lens (image:
                                  after the image's lens | none: the footprint at focus), grow_A
   device                         cpu | gpu: where the FFTs run
-Every drawn value goes into the image's record (one row of the dataset's Parquet table).
+Every drawn value goes into the image's record (one row of the dataset's Parquet table), and
+with it the block's nominal pixel size (the median of detector.pixel_size_A), which a model
+trained on the images resamples micrographs to. Fixed numbers draw nothing from the generator,
+so a block without a distribution keeps its random stream.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ..sampling import sample
+from ..sampling import nominal, sample, support
 from .aberrations import POLAR_SYMBOLS, draw_aberrations
 from .backend import to_device, to_host
 from .formation import (
@@ -101,17 +106,21 @@ def draw_images(
         )
     k = int(block["draws_per_structure"])
     focal, detector, label = block["focal_spread"], block["detector"], block["label"]
-    pixel_size_A = float(detector["pixel_size_A"])
+    smallest_pixel_size_A, largest_pixel_size_A = support(detector["pixel_size_A"])
+    nominal_pixel_size_A = nominal(detector["pixel_size_A"])
     crop_px = None if block["crop_px"] is None else tuple(int(c) for c in block["crop_px"])
     threshold = label_threshold(label, material)
-    detector_shape = resampled_shape(full.shape[1:], sampling_A, pixel_size_A)
-    check_crop(detector_shape, crop_px)  # fail before any FFT
+    if crop_px is None and smallest_pixel_size_A != largest_pixel_size_A:
+        raise ValueError("a drawn detector.pixel_size_A needs crop_px: images of one shape")
+    # The largest pixel size gives the smallest detector image: fail before any FFT.
+    smallest_detector_shape = resampled_shape(full.shape[1:], sampling_A, largest_pixel_size_A)
+    check_crop(smallest_detector_shape, crop_px)
     if block["frozen_phonons"] == "single":
         full, particle = full[:1], particle[:1]
     full_spectrum = wave_spectrum(to_device(full, block["device"]))
     particle_spectrum = wave_spectrum(to_device(particle, block["device"]))
     mtf = detector["mtf"]
-    out_shape = detector_shape if crop_px is None else crop_px
+    out_shape = smallest_detector_shape if crop_px is None else crop_px  # one pixel size if None
 
     def label_mask(defocus_A, aberrations, aperture_mrad):
         mask = mask_from_spectrum(
@@ -127,8 +136,8 @@ def draw_images(
             objective_aperture_mrad=aperture_mrad,
             grow_A=float(label["grow_A"]),
         )
-        # Same resampling as the image (linear), back to binary at one half.
-        return resample_to_pixel_size(mask.astype(np.float32), sampling_A, pixel_size_A) > 0.5
+        # Resampled as the image (linear) per image, back to binary at one half.
+        return mask.astype(np.float32)
 
     # lens none: the footprint at focus without aberrations or aperture, one for every lens.
     footprint = label_mask(0.0, None, None) if label["lens"] == "none" else None
@@ -138,7 +147,7 @@ def draw_images(
     images = np.empty((k, *out_shape), dtype=np.float32)
     masks = np.empty((k, *out_shape), dtype=np.uint8)
     records: list[dict[str, Any]] = []
-    noise_free_of = None
+    noise_free_of = resampled_of = mask_of = None
     for index in range(k):
         focal_point, repeat = divmod(index, per_focal_point)
         if repeat == 0:
@@ -151,11 +160,11 @@ def draw_images(
             aperture = None if aperture is None else float(sample(aperture, rng))
             illumination = block["illumination_semiangle_mrad"]
             illumination = 0.0 if illumination is None else float(sample(illumination, rng))
-            if footprint is not None:
-                mask = footprint
-            else:
-                mask = label_mask(defocus, aberrations, aperture)
-        # Per image: plasmons, dose, then the noise and the crop.
+            # On the wave grid; resampled with the image to its pixel size below.
+            label_on_wave_grid = (
+                footprint if footprint is not None else label_mask(defocus, aberrations, aperture)
+            )
+        # Per image: plasmons, dose, blur, the detector, then the noise and the crop.
         plasmon = None
         if block["plasmons"] is not None:
             plasmon = (
@@ -164,11 +173,16 @@ def draw_images(
             )
         dose = float(sample(block["dose_e_per_A2"], rng, index=repeat))
         blur_A = float(sample(block["blur_A"], rng))
+        # The detector, per image (Madsen 2018 jitters the sampling of every image).
+        pixel_size_A = float(sample(detector["pixel_size_A"], rng))
+        mtf_c = None if mtf is None else [float(sample(mtf[c], rng)) for c in ("c1", "c2", "c3")]
+        blur_sigma_px = float(sample(detector["blur_sigma_px"], rng))
+        detector_shape = resampled_shape(full.shape[1:], sampling_A, pixel_size_A)
         # The noise-free image depends on the lens and the plasmon draw only: repeats of a focal
-        # point share it unless their plasmon parameters differ.
+        # point share it unless their plasmon parameters differ (or their pixel sizes).
         if (focal_point, plasmon) != noise_free_of:
-            noise_free_of = (focal_point, plasmon)
-            noise_free = to_host(
+            noise_free_of, resampled_of = (focal_point, plasmon), None
+            noise_free_on_wave_grid = to_host(
                 intensity_from_spectrum(
                     full_spectrum,
                     sampling_A,
@@ -184,13 +198,18 @@ def draw_images(
                     illumination,
                 )
             )
-            noise_free = resample_to_pixel_size(noise_free, sampling_A, pixel_size_A)
+        if pixel_size_A != resampled_of:
+            resampled_of = pixel_size_A
+            noise_free = resample_to_pixel_size(noise_free_on_wave_grid, sampling_A, pixel_size_A)
+        if (focal_point, pixel_size_A) != mask_of:
+            mask_of = (focal_point, pixel_size_A)
+            mask = resample_to_pixel_size(label_on_wave_grid, sampling_A, pixel_size_A) > 0.5
         counts = detector_counts(
             image_blur(noise_free, blur_A, pixel_size_A), dose, pixel_size_A, rng
         )
-        if mtf is not None:
-            counts = apply_mtf(counts, float(mtf["c1"]), float(mtf["c2"]), float(mtf["c3"]))
-        counts = gaussian_blur(counts, float(detector["blur_sigma_px"]))
+        if mtf_c is not None:
+            counts = apply_mtf(counts, *mtf_c)
+        counts = gaussian_blur(counts, blur_sigma_px)
         counts = median_filter(counts, int(detector["median_filter_px"]))
 
         origin = crop_origin(detector_shape, crop_px, rng)
@@ -228,13 +247,14 @@ def draw_images(
             "wave_sampling_y_A": sampling_A[0],
             "wave_sampling_x_A": sampling_A[1],
             "pixel_size_A": pixel_size_A,
+            "nominal_pixel_size_A": nominal_pixel_size_A,
             "detector_height_px": int(detector_shape[0]),
             "detector_width_px": int(detector_shape[1]),
             "detector_mtf": mtf is not None,
-            "mtf_c1": None if mtf is None else float(mtf["c1"]),  # null in the Parquet table
-            "mtf_c2": None if mtf is None else float(mtf["c2"]),
-            "mtf_c3": None if mtf is None else float(mtf["c3"]),
-            "blur_sigma_px": float(detector["blur_sigma_px"]),
+            "mtf_c1": None if mtf_c is None else mtf_c[0],  # null in the Parquet table
+            "mtf_c2": None if mtf_c is None else mtf_c[1],
+            "mtf_c3": None if mtf_c is None else mtf_c[2],
+            "blur_sigma_px": blur_sigma_px,
             "median_filter_px": int(detector["median_filter_px"]),
             "crop_y0_px": origin[0],
             "crop_x0_px": origin[1],

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from hrtem_wf.io import open_arrays
+from hrtem_wf.sampling import sample
 
 SPLITS = ("train", "validation", "test")
 
@@ -40,6 +41,49 @@ def d4_transform(image: np.ndarray, mask: np.ndarray, quarter_turns: int, flip: 
 def random_d4(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
     """A uniformly drawn D4 element: 4 rotations x (flip or not) gives all 8 symmetries once."""
     return d4_transform(image, mask, int(rng.integers(4)), bool(rng.integers(2)))
+
+
+#: The photometric transforms of a models block's `augment_photometric`, in the order applied.
+PHOTOMETRIC_KEYS = ("gamma", "contrast_factor", "brightness_offset", "noise_relative_sd")
+
+
+def photometric_transform(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    gamma: float | None = None,
+    contrast_factor: float | None = None,
+    brightness_offset: float | None = None,
+    noise_relative_sd: float | None = None,
+) -> np.ndarray:
+    """A min-max normalized image (float32, values in [0, 1]) with its gray levels changed, in
+    this order, each None = off: x -> x^gamma; deviations from the image's mean x
+    contrast_factor; + brightness_offset; + Gaussian noise of standard deviation
+    noise_relative_sd x the image's (as it is then; drawn from rng). The result may leave
+    [0, 1]."""
+    image = np.asarray(image, dtype=np.float32)
+    if gamma is not None:
+        image = np.power(image, np.float32(gamma))
+    if contrast_factor is not None:
+        mean = np.float32(image.mean(dtype=np.float64))
+        image = mean + np.float32(contrast_factor) * (image - mean)
+    if brightness_offset is not None:
+        image = image + np.float32(brightness_offset)
+    if noise_relative_sd is not None:
+        sd = float(noise_relative_sd) * float(image.std(dtype=np.float64))
+        image = image + rng.normal(0.0, sd, image.shape).astype(np.float32)
+    return image.astype(np.float32, copy=False)
+
+
+def random_photometric(
+    image: np.ndarray, augment: dict, rng: np.random.Generator
+) -> tuple[np.ndarray, dict]:
+    """The image through `photometric_transform` with values drawn from a validated
+    `augment_photometric` block (null keys draw nothing), and the values drawn."""
+    values = {
+        key: None if augment[key] is None else float(sample(augment[key], rng))
+        for key in PHOTOMETRIC_KEYS
+    }
+    return photometric_transform(image, rng, **values), values
 
 
 @dataclass
@@ -93,13 +137,22 @@ def read_split(dataset_zarr: str | Path, dataset_parquet: str | Path, split: str
 
 
 class SegmentationDataset(torch.utils.data.Dataset):
-    """(normalized image (1, H, W) float32, particle mask (H, W) int64) pairs of one split."""
+    """(normalized image (1, H, W) float32, particle mask (H, W) int64) pairs of one split.
+
+    augment_d4: a random D4 symmetry of image and mask; augment_photometric: a models block's
+    `augment_photometric` (None: off), gray-level changes of the image after its min-max
+    normalization (`random_photometric`), the mask untouched. Both draw from ``rng``."""
 
     def __init__(
-        self, split: DatasetSplit, augment_d4: bool = False, rng: np.random.Generator | None = None
+        self,
+        split: DatasetSplit,
+        augment_d4: bool = False,
+        rng: np.random.Generator | None = None,
+        augment_photometric: dict | None = None,
     ):
         self.split = split
         self.augment_d4 = augment_d4
+        self.augment_photometric = augment_photometric
         # Drawn in the main process (num_workers=0): a seeded generator makes epochs reproducible.
         self.rng = rng if rng is not None else np.random.default_rng(0)
 
@@ -112,4 +165,6 @@ class SegmentationDataset(torch.utils.data.Dataset):
         mask = np.asarray(self.split.masks[row], dtype=np.int64)
         if self.augment_d4:
             image, mask = random_d4(image, mask, self.rng)
+        if self.augment_photometric is not None:
+            image, _ = random_photometric(image, self.augment_photometric, self.rng)
         return torch.from_numpy(image)[None], torch.from_numpy(mask)

@@ -160,7 +160,8 @@ class TrainedModel:
     @property
     def pixel_size_A(self) -> float | list[float] | None:
         """The training images' pixel size in Angstrom: a number, or [low, high] when it varied
-        (a number when low == high); None when the images recorded none."""
+        (a number when low == high); None when the images recorded none. Micrographs within it
+        (and a 5 % tolerance) pass as they are; see `nominal_pixel_size_A` for the others."""
         value = self.metadata["pixel_size_A"]
         if value is None:
             return None
@@ -171,6 +172,18 @@ class TrainedModel:
             low, high = min(values), max(values)
             return low if low == high else [low, high]
         return float(value)
+
+    @property
+    def nominal_pixel_size_A(self) -> float | None:
+        """The pixel size in Angstrom that micrographs off `pixel_size_A` are resampled to: the
+        median of the distribution the training images' pixel sizes were drawn from (see
+        hrtem_wf.models.train), the one pixel size when it did not vary; None when unknown."""
+        # Absent from models trained before it was recorded; null where no image recorded one.
+        recorded = self.metadata.get("nominal_pixel_size_A")
+        if recorded is not None:
+            return float(recorded)
+        single = self.pixel_size_A  # else a single training pixel size is its own nominal
+        return single if isinstance(single, float) else None
 
     @property
     def weights_path(self) -> Path:

@@ -105,6 +105,19 @@ def _pixel_size_A(table) -> float | list[float] | None:
     return low if low == high else [low, high]
 
 
+def _nominal_pixel_size_A(table) -> float | None:
+    """The pixel size (A) micrographs are resampled to for this model: the median over the
+    training images of their image block's nominal pixel size (the median of its
+    detector.pixel_size_A, hrtem_wf.sampling.nominal): one block, that block's nominal. Tables
+    written before images recorded it give the median of the recorded pixel sizes when they are
+    all one, else None; None when none are recorded."""
+    column = "image.nominal_pixel_size_A"
+    if column in table and not table[column].isna().any():
+        return float(np.median(table[column].to_numpy(dtype=float)))
+    recorded = _pixel_size_A(table)
+    return recorded if isinstance(recorded, float) else None
+
+
 def _model_name(block: dict, out_dir: Path) -> str:
     """The block's name: given as block['name'], else read from results/models/<N>/seed<k>."""
     if block.get("name"):
@@ -156,7 +169,10 @@ def train_model(
 
         train_loader = torch.utils.data.DataLoader(
             SegmentationDataset(
-                train_split, augment_d4=bool(block["augment_d4"]), rng=augmentation_rng
+                train_split,
+                augment_d4=bool(block["augment_d4"]),
+                rng=augmentation_rng,
+                augment_photometric=block["augment_photometric"],
             ),
             batch_size=batch_size,
             shuffle=True,
@@ -249,8 +265,10 @@ def train_model(
         "dataset_zarr": str(dataset_zarr),
         "dataset_parquet": str(dataset_parquet),
         "image_shape": list(train_split.image_shape),
-        # what `hrtem-wf predict` and the benchmark scores compare micrographs against
+        # what `hrtem-wf predict` and the real-set scores compare micrographs against (the
+        # range of the training images' pixel sizes), and resample them to (the nominal one)
         "pixel_size_A": _pixel_size_A(train_split.table),
+        "nominal_pixel_size_A": _nominal_pixel_size_A(train_split.table),
         "n_train": len(train_split),
         "n_val": len(validation_split),
         "device": str(device),
