@@ -163,7 +163,14 @@ def match_micrographs(
             record["particles"] = particle_statistics(m.image, m.mask, pixel, noise_std=sigma)
         per_image.append(record)
 
-    defoci = [r["defocus_A"] for r in per_image]
+    # The sign: where Cs tells it (sign_determined), a micrograph keeps its own and votes; the
+    # others get their fit of the majority's sign (a session rarely crosses focus).
+    votes = [np.sign(r["defocus_A"]) for r in per_image if r["sign_determined"]]
+    consensus = int(np.sign(np.sum(votes))) if votes and np.sum(votes) else 0
+    for r in per_image:
+        same = r["sign_determined"] or consensus == 0 or np.sign(r["defocus_A"]) == consensus
+        r["defocus_consensus_A"] = r["defocus_A"] if same else r["mirror_defocus_A"]
+    defoci = [r["defocus_consensus_A"] for r in per_image]
     with_masks = [r["particles"] for r in per_image if "particles" in r]
     q_report = np.asarray(MTF_REPORT_Q_PER_PX)
     from hrtem_wf.images.formation import mtf
@@ -175,6 +182,15 @@ def match_micrographs(
         "defocus_A": {
             **_summary(defoci),
             "sign_determined_fraction": float(np.mean([r["sign_determined"] for r in per_image])),
+            "consensus_sign": consensus,
+            "sign_votes": {
+                "under": int(sum(v > 0 for v in votes)),
+                "over": int(sum(v < 0 for v in votes)),
+            },
+            "note": (
+                "per micrograph its best fit where Cs determines the sign, else its fit of the "
+                "consensus sign (the majority of those); 0: none determined, best fits pooled"
+            ),
             "convention": "abTEM: positive = underfocus (C10 = -defocus)",
         },
         "cs_A": {**_summary([r["cs_A"] for r in per_image]), "fitted": bool(fit_cs)},

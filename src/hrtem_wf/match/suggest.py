@@ -35,7 +35,7 @@ def _template(path: Path = TEMPLATE) -> dict:
 
 def _defocus_distribution(report: dict) -> dict:
     per_image = report["per_image"]
-    ambiguous = report["defocus_A"]["sign_determined_fraction"] < 0.5
+    ambiguous = report["defocus_A"]["consensus_sign"] == 0
 
     def around(values):
         low, high = min(values), max(values)
@@ -46,10 +46,10 @@ def _defocus_distribution(report: dict) -> dict:
             "high": round(high + margin, 1),
         }
 
-    best = around([r["defocus_A"] for r in per_image])
+    best = around([r["defocus_consensus_A"] for r in per_image])
     if not ambiguous:
         return best
-    # the sign is not determined: both signs' best fits, half each
+    # no micrograph tells the sign: both signs' best fits, half each
     mirror = around([r["mirror_defocus_A"] for r in per_image])
     return {"distribution": "mixture", "weights": [0.5, 0.5], "components": [best, mirror]}
 
@@ -132,7 +132,8 @@ def blocks_yaml(blocks: dict, report: dict) -> str:
         f"{report['n_micrographs']} micrographs at {report['energy_eV'] / 1000:g} kV.",
         f"# pixel size {pixel['value_A']:.4g} A ({pixel['source']});",
         f"# defocus {defocus['min']:.0f}..{defocus['max']:.0f} A (median {defocus['median']:.0f};"
-        f" sign determined in {100 * defocus['sign_determined_fraction']:.0f} % of micrographs);",
+        f" sign by Cs in {100 * defocus['sign_determined_fraction']:.0f} % of micrographs,"
+        f" votes {defocus['sign_votes']});",
         f"# dose {dose['dose_e_per_A2']['median']:.4g} e/A^2 ({dose['kind']});"
         f" MTF ({report['mtf']['noise_mode']}).",
         "# Not estimated, kept from config/recipes/conventional_au.yaml: film thickness, focal",
