@@ -268,6 +268,72 @@ def _predict(args) -> None:
         )
 
 
+def _match(args) -> None:
+    """Estimates from real micrographs, suggested config blocks, and (with --simulated) the gaps
+    between simulated and real micrographs."""
+    from pathlib import Path
+
+    from hrtem_wf.io import write_json
+    from hrtem_wf.match import (
+        blocks_yaml,
+        image_statistics,
+        match_micrographs,
+        plot_match,
+        plot_realism,
+        read_micrographs,
+        read_simulated,
+        realism_report,
+        suggest_blocks,
+    )
+
+    try:
+        micrographs = read_micrographs(args.micrographs, args.masks)
+        report, diagnostics = match_micrographs(
+            micrographs,
+            energy_eV=args.voltage_kV * 1e3,
+            pixel_size_A=args.pixel_size_A,
+            material=args.material,
+            lattice_constant_A=args.lattice_constant_A,
+            cs_A=args.cs_mm * 1e7,
+            fit_cs=args.fit_cs,
+            counts=args.counts,
+            mtf_c=args.mtf,
+        )
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"hrtem-wf match: {error}") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "match.json", report)
+    plot_match(report, diagnostics, out / "match.png")
+    blocks = suggest_blocks(report, name=args.name, cell_A=args.cell_A)
+    (out / "suggested.yaml").write_text(blocks_yaml(blocks, report))
+    log.info(
+        "match: pixel size %.4g A (%s), defocus %.0f..%.0f A, dose %.4g e/A^2 (%s) -> %s",
+        report["pixel_size"]["value_A"],
+        report["pixel_size"]["source"],
+        report["defocus_A"]["min"],
+        report["defocus_A"]["max"],
+        report["dose"]["dose_e_per_A2"]["median"],
+        report["dose"]["kind"],
+        out,
+    )
+    if args.simulated:
+        images, masks, sim_pixel = read_simulated(
+            args.simulated, args.max_simulated, args.simulated_pixel_size_A
+        )
+        sim = [image_statistics(i, m, sim_pixel, median_px=0) for i, m in zip(images, masks)]
+        real = [
+            image_statistics(m.image, m.mask, report["pixel_size"]["value_A"], args.median_px)
+            for m in micrographs
+        ]
+        realism = realism_report(sim, real)
+        plot_realism(realism, out / "realism.png")
+        realism.pop("_pooled")
+        write_json(out / "realism.json", realism)
+        for name, entry in realism["statistics"].items():
+            log.info("realism gap %s: %s", name, entry["gap"])
+
+
 def _plan(args) -> None:
     from hrtem_wf.plan import run
 
@@ -406,6 +472,45 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: 4)")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser(
+        "match",
+        help="estimate pixel size, defocus, MTF, dose, particles from real micrographs; "
+        "suggest config blocks; compare simulated micrographs with them",
+    )
+    p.add_argument(
+        "micrographs", nargs="+", metavar="MICROGRAPH", help="files or folders (.dm3 ... .png)"
+    )
+    p.add_argument("--masks", help="folder with a <stem>.png particle mask per micrograph")
+    p.add_argument("--voltage-kV", type=float, default=200.0, help="beam energy (default: 200)")
+    p.add_argument("--pixel-size-A", type=float, help="default: the files', else lattice fringes")
+    p.add_argument("--material", default="Au", help="FCC element of the particles (default: Au)")
+    p.add_argument("--lattice-constant-A", type=float, help="default: ASE's for --material")
+    p.add_argument("--cs-mm", type=float, default=1.0, help="spherical aberration (default: 1)")
+    p.add_argument("--fit-cs", action="store_true", help="fit Cs too (0-3 mm)")
+    p.add_argument(
+        "--counts",
+        action="store_true",
+        help="gray values are electron counts (gain 1, no offset): the dose is the mean count",
+    )
+    p.add_argument(
+        "--mtf", type=float, nargs=3, metavar=("C1", "C2", "C3"), help="the camera's MTF if known"
+    )
+    p.add_argument(
+        "--cell-A", type=float, nargs=2, help="cell of the suggested structures (default: 102.4 A)"
+    )
+    p.add_argument("--name", default="matched", help="name of the suggested blocks")
+    p.add_argument("--simulated", help="images store or dataset (Zarr) to compare with")
+    p.add_argument("--simulated-pixel-size-A", type=float, help="default: from the store")
+    p.add_argument("--max-simulated", type=int, default=32, help="simulated images read (32)")
+    p.add_argument(
+        "--median-px",
+        type=int,
+        default=median_px,
+        help=f"median filter of the real micrographs before the histogram (default: {median_px})",
+    )
+    p.add_argument("--out", required=True, help="writes match.json, match.png, suggested.yaml, ...")
+    p.set_defaults(func=_match)
 
     p = sub.add_parser("plan", help="what a run would do: jobs per stage and block, and why")
     p.add_argument("--directory", default=".", help="the workflow directory (default: .)")

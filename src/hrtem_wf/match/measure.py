@@ -1,0 +1,283 @@
+"""Run the estimators over a set of real micrographs and pool them: what `hrtem-wf match`
+reports (match.json) and what the suggested config blocks are drawn from."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .estimate import (
+    bragg_peaks,
+    dose_from_noise,
+    fcc_d_spacings_A,
+    fit_mtf,
+    fit_thon_rings,
+    noise_power_spectrum,
+    noise_std,
+    particle_statistics,
+    pixel_size_from_bragg,
+    reference_lattice_constant_A,
+    white_noise_variance,
+)
+from .spectra import radial_spectrum
+
+log = logging.getLogger("hrtem_wf")
+
+#: The MTF curve is reported at these q (cycles per pixel).
+MTF_REPORT_Q_PER_PX = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+@dataclass
+class Micrograph:
+    name: str
+    image: np.ndarray  # (H, W) float32, gray values as read
+    mask: np.ndarray | None  # (H, W) uint8 particle mask, or None
+    pixel_size_A: float | None  # from the file's metadata, or None
+
+
+def read_micrographs(
+    sources: list[str | Path], masks: str | Path | None = None
+) -> list[Micrograph]:
+    """Micrograph files (or every micrograph in a folder), each with masks/<stem>.png if given."""
+    from hrtem_wf.micrographs import MICROGRAPH_EXTENSIONS, read_mask_png, read_micrograph
+
+    paths: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            paths += sorted(
+                p for p in source.iterdir() if p.suffix.lower() in MICROGRAPH_EXTENSIONS
+            )
+        else:
+            paths.append(source)
+    if not paths:
+        raise ValueError(f"no micrographs in {[str(s) for s in sources]}")
+    result = []
+    for path in paths:
+        image, pixel_size = read_micrograph(path)
+        mask = None
+        if masks is not None:
+            mask_path = Path(masks) / f"{path.stem}.png"
+            if not mask_path.is_file():
+                raise ValueError(f"micrograph {path} has no mask {mask_path}")
+            mask = read_mask_png(mask_path)
+            if mask.shape != image.shape:
+                raise ValueError(f"{path}: mask {mask.shape} and image {image.shape} differ")
+        result.append(Micrograph(path.name, image, mask, pixel_size))
+    return result
+
+
+def _summary(values) -> dict:
+    values = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if not len(values):
+        return {"n": 0, "median": None, "min": None, "max": None, "q10": None, "q90": None}
+    return {
+        "n": int(len(values)),
+        "median": float(np.median(values)),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "q10": float(np.quantile(values, 0.1)),
+        "q90": float(np.quantile(values, 0.9)),
+    }
+
+
+def match_micrographs(
+    micrographs: list[Micrograph],
+    energy_eV: float,
+    pixel_size_A: float | None = None,
+    material: str = "Au",
+    lattice_constant_A: float | None = None,
+    cs_A: float = 1.0e7,
+    fit_cs: bool = False,
+    counts: bool = False,
+    mtf_c: tuple[float, float, float] | None = None,
+    defocus_range_A: tuple[float, float] = (-30000.0, 30000.0),
+) -> tuple[dict, dict]:
+    """(report, diagnostics): every estimate per micrograph and pooled (JSON-able), and the
+    spectra and fits for the figure.
+
+    Pixel size: the user's, else the files' (when they all state one), else from Bragg spots.
+    Noise: counts=True says the gray values are electron counts (gain 1, no offset: a counting
+    camera, or our own simulation), so N0 = mean and the MTF's shape is fitted; mtf_c gives the
+    MTF (e.g. from the camera's data sheet), so N0 is measured; with neither, both are fitted,
+    degenerate, and the dose is only an effective one."""
+    lattice_constant_A = lattice_constant_A or reference_lattice_constant_A(material)
+    spacings = fcc_d_spacings_A(lattice_constant_A)
+    peaks = {m.name: bragg_peaks(m.image) for m in micrographs}
+    bragg = pixel_size_from_bragg([p.q_per_px for ps in peaks.values() for p in ps], spacings)
+    bragg["material"], bragg["lattice_constant_A"] = material, lattice_constant_A
+    file_sizes = {m.pixel_size_A for m in micrographs}
+    if pixel_size_A is not None:
+        pixel, source = float(pixel_size_A), "user"
+    elif None not in file_sizes and len(file_sizes) == 1:
+        pixel, source = float(file_sizes.pop()), "file metadata"
+    elif bragg["pixel_size_A"] is not None:
+        pixel, source = float(bragg["pixel_size_A"]), f"Bragg spots ({material} {{111}})"
+    else:
+        raise ValueError(
+            "no pixel size: the files state none and no lattice fringes were found; "
+            "give --pixel-size-A"
+        )
+
+    per_image, spectra, fits, nps = [], [], [], []
+    for m in micrographs:
+        spectrum = radial_spectrum(m.image, m.mask)
+        fit = fit_thon_rings(spectrum, pixel, energy_eV, cs_A, fit_cs=fit_cs)
+        spectra.append(spectrum)
+        fits.append(fit)
+        nps.append(noise_power_spectrum(spectrum, fit))
+    means = [s.mean for s in spectra]
+    if mtf_c is not None:
+        c = tuple(float(v) for v in mtf_c)
+        levels = [white_noise_variance(q, n, *c) for q, n in nps]
+        noise_mode = "MTF given: N0 = median NPS / MTF^2"
+    else:
+        fitted = fit_mtf(nps, means if counts else None)
+        c, levels = (fitted.c1, fitted.c2, fitted.c3), fitted.white_noise_variances
+        noise_mode = (
+            "counts: N0 = mean (Poisson), MTF shape fitted"
+            if counts
+            else "N0 and MTF both fitted (degenerate): effective dose only"
+        )
+    for m, spectrum, fit, level in zip(micrographs, spectra, fits, levels):
+        dose = dose_from_noise(spectrum.mean, level, pixel)
+        sigma = noise_std(m.image.shape, level, *c)
+        record = {
+            "name": m.name,
+            "shape": list(m.image.shape),
+            "defocus_A": fit.defocus_A,
+            "mirror_defocus_A": fit.mirror_defocus_A,
+            "sign_determined": fit.sign_determined,
+            "rss_ratio_mirror_to_best": fit.mirror_rss / fit.rss,
+            "cs_A": fit.cs_A,
+            "ring_to_background_power": fit.ring_to_background_power,
+            "mean_gray": spectrum.mean,
+            "white_noise_variance_gray2": level,
+            "noise_std_gray": sigma,
+            **dose,
+            "bragg_spots_q_per_px": [p.q_per_px for p in peaks[m.name]],
+        }
+        if m.mask is not None:
+            record["particles"] = particle_statistics(m.image, m.mask, pixel, noise_std=sigma)
+        per_image.append(record)
+
+    # The sign: where Cs tells it (sign_determined), a micrograph keeps its own and votes; the
+    # others get their fit of the majority's sign (a session rarely crosses focus).
+    votes = [np.sign(r["defocus_A"]) for r in per_image if r["sign_determined"]]
+    consensus = int(np.sign(np.sum(votes))) if votes and np.sum(votes) else 0
+    for r in per_image:
+        same = r["sign_determined"] or consensus == 0 or np.sign(r["defocus_A"]) == consensus
+        r["defocus_consensus_A"] = r["defocus_A"] if same else r["mirror_defocus_A"]
+    defoci = [r["defocus_consensus_A"] for r in per_image]
+    with_masks = [r["particles"] for r in per_image if "particles" in r]
+    q_report = np.asarray(MTF_REPORT_Q_PER_PX)
+    from hrtem_wf.images.formation import mtf
+
+    report = {
+        "energy_eV": float(energy_eV),
+        "n_micrographs": len(micrographs),
+        "pixel_size": {"value_A": pixel, "source": source, "bragg": bragg},
+        "defocus_A": {
+            **_summary(defoci),
+            "sign_determined_fraction": float(np.mean([r["sign_determined"] for r in per_image])),
+            "consensus_sign": consensus,
+            "sign_votes": {
+                "under": int(sum(v > 0 for v in votes)),
+                "over": int(sum(v < 0 for v in votes)),
+            },
+            "note": (
+                "per micrograph its best fit where Cs determines the sign, else its fit of the "
+                "consensus sign (the majority of those); 0: none determined, best fits pooled"
+            ),
+            "convention": "abTEM: positive = underfocus (C10 = -defocus)",
+        },
+        "cs_A": {**_summary([r["cs_A"] for r in per_image]), "fitted": bool(fit_cs)},
+        "mtf": {
+            "c1": c[0],
+            "c2": c[1],
+            "c3": c[2],
+            "q_per_px": list(q_report),
+            "curve": [float(v) for v in mtf(q_report, *c)],
+            "noise_mode": noise_mode,
+        },
+        "dose": {
+            "dose_e_per_A2": _summary([r["dose_e_per_A2"] for r in per_image]),
+            "expected_counts_per_px": _summary([r["expected_counts_per_px"] for r in per_image]),
+            "kind": "dose" if (counts or mtf_c is not None) else "effective",
+            "note": (
+                "Poisson: counts = mean^2 / N0. Valid for raw frames without offset; for 8-bit "
+                "exports (contrast-stretched, offset unknown) or denoised images it is only an "
+                "effective dose (an effective SNR)."
+            ),
+        },
+        "snr": {
+            "ring_to_background_power": _summary(
+                [r["ring_to_background_power"] for r in per_image]
+            ),
+            "relative_noise_std": _summary(
+                [r["noise_std_gray"] / r["mean_gray"] for r in per_image]
+            ),
+        },
+        "per_image": per_image,
+    }
+    if with_masks:
+        report["particles"] = {
+            "diameter_A": _summary([d for p in with_masks for d in p["diameters_A"]]),
+            "particles_per_nm2": _summary([p["particles_per_nm2"] for p in with_masks]),
+            "contrast": _summary([c for p in with_masks for c in p["contrasts"]]),
+            "contrast_to_noise": _summary([p["contrast_to_noise_median"] for p in with_masks]),
+            "area_fraction": _summary([p["particle_area_fraction"] for p in with_masks]),
+        }
+    diagnostics = {"spectra": spectra, "fits": fits, "nps": nps, "micrographs": micrographs}
+    return report, diagnostics
+
+
+def plot_match(report: dict, diagnostics: dict, path: str | Path, max_images: int = 4) -> None:
+    """Thon-ring fits of the first micrographs (spectrum, fit, background, zeros), the noise
+    power spectra with the MTF fit, and the particle diameters."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hrtem_wf.images.formation import mtf
+
+    n = min(max_images, len(diagnostics["fits"]))
+    fig, axes = plt.subplots(2, max(n, 2), figsize=(4.5 * max(n, 2), 8), squeeze=False)
+    for ax, fit, record in zip(axes[0], diagnostics["fits"], report["per_image"]):
+        ax.semilogy(fit.q_per_px, fit.power, lw=0.6, label="carbon spectrum")
+        ax.semilogy(fit.q_per_px, fit.model, lw=0.8, label="fit")
+        ax.semilogy(fit.q_per_px, fit.background, lw=1.2, label="background")
+        for zero in fit.zeros_q_per_px:
+            ax.axvline(zero, color="0.8", lw=0.4, zorder=0)
+        sign = "" if fit.sign_determined else f" (or {fit.mirror_defocus_A:.0f}?)"
+        ax.set(
+            title=f"{record['name']}: defocus {fit.defocus_A:.0f} A{sign}", xlabel="q [cycles/px]"
+        )
+        ax.legend(fontsize=7)
+    ax = axes[1, 0]
+    c = report["mtf"]
+    for (q, nps), level in zip(
+        diagnostics["nps"], [r["white_noise_variance_gray2"] for r in report["per_image"]]
+    ):
+        ax.semilogy(q, nps / level, lw=0.5, color="0.5")
+    q = np.linspace(0, 0.5, 101)
+    ax.semilogy(q, mtf(q, c["c1"], c["c2"], c["c3"]) ** 2, "r", label="MTF^2 fit")
+    ax.set(xlabel="q [cycles/px]", ylabel="NPS / N0", title=f"noise power ({c['noise_mode']})")
+    ax.title.set_fontsize(8)
+    ax.legend()
+    ax = axes[1, 1]
+    diameters = [
+        d for r in report["per_image"] for d in r.get("particles", {}).get("diameters_A", [])
+    ]
+    if diameters:
+        ax.hist(diameters, bins=20)
+    ax.set(xlabel="equivalent diameter [A]", title="particles (whole ones)")
+    for ax in axes[1, 2:]:
+        ax.axis("off")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

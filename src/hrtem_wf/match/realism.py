@@ -1,0 +1,229 @@
+"""How far simulated micrographs are from real ones: the same statistics of both, one gap each.
+
+Statistics (per micrograph, pooled per set):
+  psd_shape            radial power spectrum of the carbon (particles masked), divided by its mean
+                       over q 0.03-0.45 cycles/px, on k [1/A] (cycles/px when a pixel size is
+                       missing); gap: RMS over the common k range of log10(sim / real) of the
+                       two sets' median spectra [decades]
+  nps_slope            d log P / d log q of the carbon's spectrum over q 0.25-0.5 cycles/px (the
+                       detector's roll-off: MTF, median filter); gap: |median sim - median real|
+  contrast             per particle (carbon - particle) / carbon (estimate.particle_statistics);
+                       gap: |median sim - median real| / |median real|
+  particle_diameter_A  equivalent diameters of whole particles; gap: 1-D Wasserstein distance
+                       of the two sets' diameters / median real diameter
+  intensity            pixel values after the network's preprocessing (real: 3 x 3 median, then
+                       min-max to [0, 1]; simulated: min-max, their median filter is the
+                       detector's); gap: 1-D Wasserstein distance of the pooled values
+A gap of 0 means the statistic matches; each is dimensionless.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.stats
+
+from .estimate import particle_statistics
+from .spectra import radial_spectrum
+
+PSD_NORMALIZATION_Q_PER_PX = (0.03, 0.45)
+NPS_SLOPE_Q_PER_PX = (0.25, 0.5)
+#: Pixels kept per micrograph for the intensity histogram (every n-th, for speed).
+INTENSITY_STRIDE_PX = 4
+
+
+def image_statistics(
+    image: np.ndarray, mask: np.ndarray | None, pixel_size_A: float | None, median_px: int
+) -> dict:
+    """The realism statistics of one micrograph (see the module docstring)."""
+    from hrtem_wf.inference import preprocess
+
+    spectrum = radial_spectrum(image, mask)
+    q, power = spectrum.q_per_px, spectrum.power
+    band = (q >= PSD_NORMALIZATION_Q_PER_PX[0]) & (q <= PSD_NORMALIZATION_Q_PER_PX[1])
+    high = (q >= NPS_SLOPE_Q_PER_PX[0]) & (q <= NPS_SLOPE_Q_PER_PX[1])
+    slope = float(np.polyfit(np.log(q[high]), np.log(power[high]), 1)[0])
+    stats = {
+        "q_per_px": q[band],
+        "psd_shape": power[band] / power[band].mean(),
+        "pixel_size_A": pixel_size_A,
+        "nps_slope": slope,
+        "intensity": preprocess(image, median_px)[
+            ::INTENSITY_STRIDE_PX, ::INTENSITY_STRIDE_PX
+        ].ravel(),
+        "contrasts": [],
+        "diameters_A": [],
+    }
+    if mask is not None and np.any(mask):
+        particles = particle_statistics(image, mask, pixel_size_A or 1.0)
+        stats["contrasts"] = particles["contrasts"]
+        stats["diameters_A"] = particles["diameters_A"] if pixel_size_A else []
+    return stats
+
+
+def _median_psd(stats: list[dict], k_grid: np.ndarray, physical: bool) -> np.ndarray:
+    curves = []
+    for s in stats:
+        x = s["q_per_px"] / s["pixel_size_A"] if physical else s["q_per_px"]
+        curves.append(np.interp(k_grid, x, s["psd_shape"], left=np.nan, right=np.nan))
+    return np.nanmedian(np.asarray(curves), axis=0)
+
+
+def realism_report(sim: list[dict], real: list[dict]) -> dict:
+    """Gaps between two sets of image_statistics (simulated, real), JSON-able, plus the curves."""
+    physical = all(s["pixel_size_A"] for s in sim + real)
+    scales = [s["pixel_size_A"] if physical else 1.0 for s in sim + real]
+    span = [(s["q_per_px"][0] / a, s["q_per_px"][-1] / a) for s, a in zip(sim + real, scales)]
+    k_grid = np.linspace(max(a for a, _ in span), min(b for _, b in span), 200)
+    psd_sim, psd_real = _median_psd(sim, k_grid, physical), _median_psd(real, k_grid, physical)
+    both = np.isfinite(psd_sim) & np.isfinite(psd_real) & (psd_sim > 0) & (psd_real > 0)
+    psd_gap = float(np.sqrt(np.mean(np.log10(psd_sim[both] / psd_real[both]) ** 2)))
+
+    def pooled(key):
+        return [v for s in sim for v in s[key]], [v for s in real for v in s[key]]
+
+    slopes = [s["nps_slope"] for s in sim], [s["nps_slope"] for s in real]
+    contrasts, diameters = pooled("contrasts"), pooled("diameters_A")
+    intensity = (
+        np.concatenate([s["intensity"] for s in sim]),
+        np.concatenate([s["intensity"] for s in real]),
+    )
+
+    def median(values):
+        return float(np.median(values)) if len(values) else None
+
+    def entry(sim_value, real_value, gap, definition):
+        finite = gap is not None and np.isfinite(gap)
+        return {
+            "sim": sim_value,
+            "real": real_value,
+            "gap": float(gap) if finite else None,
+            "definition": definition,
+        }
+
+    c_sim, c_real = median(contrasts[0]), median(contrasts[1])
+    d_sim, d_real = median(diameters[0]), median(diameters[1])
+    statistics = {
+        "psd_shape": entry(
+            None, None, psd_gap, "RMS of log10(sim / real) of the median normalized carbon spectra"
+        ),
+        "nps_slope": entry(
+            median(slopes[0]),
+            median(slopes[1]),
+            abs(median(slopes[0]) - median(slopes[1])),
+            f"|difference of median d log P / d log q| over q {NPS_SLOPE_Q_PER_PX} cycles/px",
+        ),
+        "contrast": entry(
+            c_sim,
+            c_real,
+            abs(c_sim - c_real) / abs(c_real) if c_sim is not None and c_real else None,
+            "|difference of median particle contrasts| / |real median|",
+        ),
+        "particle_diameter_A": entry(
+            d_sim,
+            d_real,
+            scipy.stats.wasserstein_distance(*diameters) / d_real
+            if d_sim is not None and d_real
+            else None,
+            "1-D Wasserstein distance of the diameters / real median diameter",
+        ),
+        "intensity": entry(
+            float(np.median(intensity[0])),
+            float(np.median(intensity[1])),
+            scipy.stats.wasserstein_distance(*intensity),
+            "1-D Wasserstein distance of min-max normalized pixel values",
+        ),
+    }
+    return {
+        "n_simulated": len(sim),
+        "n_real": len(real),
+        "frequency_axis": "k [1/A]" if physical else "q [cycles/px]",
+        "statistics": statistics,
+        "curves": {
+            "k": k_grid.tolist(),
+            "psd_shape_sim": psd_sim.tolist(),
+            "psd_shape_real": psd_real.tolist(),
+        },
+        "_pooled": {
+            "contrasts": contrasts,
+            "diameters": diameters,
+            "intensity": intensity,
+            "slopes": slopes,
+        },
+    }
+
+
+def read_simulated(
+    path: str | Path, max_images: int = 32, pixel_size_A: float | None = None
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """(images, masks, pixel size [A]) of an images store or a dataset (Zarr: `images`,
+    `masks`), the first max_images. The pixel size: given, else the images store's
+    detector config, else the dataset's Parquet table beside it (<name>.parquet)."""
+    from hrtem_wf.io import open_arrays
+
+    arrays, attrs = open_arrays(path, {"images": np.float32, "masks": np.uint8})
+    count = min(len(arrays["images"]), int(max_images))
+    items = list(range(count))
+    images, masks = arrays["images"].read(items), arrays["masks"].read(items)
+    if pixel_size_A is None:
+        detector = (attrs.get("config") or {}).get("detector") or {}
+        pixel_size_A = detector.get("pixel_size_A")
+    table = Path(path).with_suffix(".parquet")
+    if pixel_size_A is None and table.is_file():
+        import pandas as pd
+
+        sizes = pd.read_parquet(table, columns=["image.pixel_size_A"])["image.pixel_size_A"]
+        pixel_size_A = float(sizes.iloc[:count].median())
+    return images, masks, None if pixel_size_A is None else float(pixel_size_A)
+
+
+def plot_realism(report: dict, path: str | Path) -> None:
+    """A 2 x 3 figure: spectra, detector roll-off, intensities, diameters, contrasts, gaps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pooled, curves, stats = report["_pooled"], report["curves"], report["statistics"]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    ax = axes[0, 0]
+    ax.semilogy(curves["k"], curves["psd_shape_real"], label="real (median)")
+    ax.semilogy(curves["k"], curves["psd_shape_sim"], label="simulated (median)")
+    ax.set(
+        xlabel=report["frequency_axis"], ylabel="carbon power / mean", title="power spectrum shape"
+    )
+    ax.legend()
+    ax = axes[0, 1]
+    ax.hist([pooled["slopes"][1], pooled["slopes"][0]], bins=15, label=["real", "simulated"])
+    ax.set(xlabel="d log P / d log q, q 0.25-0.5 cycles/px", title="detector roll-off (NPS slope)")
+    ax.legend()
+    ax = axes[0, 2]
+    bins = np.linspace(0, 1, 51)
+    ax.hist(pooled["intensity"][1], bins, density=True, histtype="step", label="real")
+    ax.hist(pooled["intensity"][0], bins, density=True, histtype="step", label="simulated")
+    ax.set(xlabel="normalized intensity", title="intensity histogram")
+    ax.legend()
+    ax = axes[1, 0]
+    if pooled["diameters"][0] or pooled["diameters"][1]:
+        ax.hist(
+            [pooled["diameters"][1], pooled["diameters"][0]], bins=15, label=["real", "simulated"]
+        )
+        ax.legend()
+    ax.set(xlabel="equivalent diameter [A]", title="particle size")
+    ax = axes[1, 1]
+    if pooled["contrasts"][0] or pooled["contrasts"][1]:
+        ax.hist(
+            [pooled["contrasts"][1], pooled["contrasts"][0]], bins=15, label=["real", "simulated"]
+        )
+        ax.legend()
+    ax.set(xlabel="(carbon - particle) / carbon", title="particle contrast")
+    ax = axes[1, 2]
+    names = [n for n, s in stats.items() if s["gap"] is not None]
+    ax.barh(names, [stats[n]["gap"] for n in names])
+    ax.set(xlabel="gap (0 = match; see realism.json for definitions)", title="gaps")
+    fig.suptitle(f"simulated ({report['n_simulated']}) vs real ({report['n_real']}) micrographs")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

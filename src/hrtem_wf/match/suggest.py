@@ -1,0 +1,142 @@
+"""Suggested `structures`, `simulations` and `images` blocks from a match report.
+
+What was estimated replaces the template's values (config/recipes/conventional_au.yaml, the
+one home of everything else: plasmons, focal spread, label, film, ...), as distributions around
+the estimates; what was not (film thickness, focal spread, plasmons) stays the template's.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import yaml
+
+from hrtem_wf.config import SCHEMA, detector_shape_px
+
+TEMPLATE = SCHEMA.parents[2] / "config" / "recipes" / "conventional_au.yaml"
+#: The defocus range is widened by this fraction of its width, and by at least DEFOCUS_MARGIN_A.
+DEFOCUS_WIDEN = 0.1
+DEFOCUS_MARGIN_A = 100.0
+#: Doses are drawn log-uniformly over [estimate / DOSE_FACTOR, estimate x DOSE_FACTOR].
+DOSE_FACTOR = 2.0
+#: Crops are multiples of this (the network's poolings).
+CROP_MULTIPLE_PX = 32
+
+
+def _template(path: Path = TEMPLATE) -> dict:
+    config = yaml.safe_load(Path(path).read_text())
+    return {
+        section: next(iter(config[section].values()))
+        for section in ("structures", "simulations", "images")
+    }
+
+
+def _defocus_distribution(report: dict) -> dict:
+    per_image = report["per_image"]
+    ambiguous = report["defocus_A"]["consensus_sign"] == 0
+
+    def around(values):
+        low, high = min(values), max(values)
+        margin = max(DEFOCUS_WIDEN * (high - low), DEFOCUS_MARGIN_A)
+        return {
+            "distribution": "uniform",
+            "low": round(low - margin, 1),
+            "high": round(high + margin, 1),
+        }
+
+    best = around([r["defocus_consensus_A"] for r in per_image])
+    if not ambiguous:
+        return best
+    # no micrograph tells the sign: both signs' best fits, half each
+    mirror = around([r["mirror_defocus_A"] for r in per_image])
+    return {"distribution": "mixture", "weights": [0.5, 0.5], "components": [best, mirror]}
+
+
+def suggest_blocks(
+    report: dict,
+    name: str = "matched",
+    cell_A: tuple[float, float] | None = None,
+    template: Path = TEMPLATE,
+) -> dict:
+    """{structures: {name: ...}, simulations: {name_fp: ...}, images: {name_hrtem: ...}}."""
+    base = _template(template)
+    structures = copy.deepcopy(base["structures"])
+    simulations = copy.deepcopy(base["simulations"])
+    images = copy.deepcopy(base["images"])
+    pixel_size_A = float(report["pixel_size"]["value_A"])
+    cell_A = [float(c) for c in (cell_A or structures["cell_A"])]
+
+    structures["material"] = report["pixel_size"]["bragg"]["material"]
+    structures["lattice_constant_A"] = float(report["pixel_size"]["bragg"]["lattice_constant_A"])
+    structures["cell_A"] = cell_A
+    particles = report.get("particles")
+    if particles and particles["diameter_A"]["n"]:
+        low, high = particles["diameter_A"]["q10"] / 2, particles["diameter_A"]["q90"] / 2
+        structures["radius_A"] = {
+            "distribution": "uniform",
+            "low": round(low, 2),
+            "high": round(high, 2),
+        }
+        per_cell = particles["particles_per_nm2"]["median"] * cell_A[0] * cell_A[1] / 100.0
+        counts = list(
+            range(max(1, math.floor(0.5 * per_cell)), max(1, math.ceil(1.5 * per_cell)) + 1)
+        )
+        structures["particles"]["count"] = {"distribution": "choice", "values": counts}
+
+    simulations["structures"] = name
+    simulations["energy_eV"] = float(report["energy_eV"])
+    sampling = min(float(simulations["exit_wave_sampling_A"]), pixel_size_A / 2)
+    simulations["exit_wave_sampling_A"] = simulations["potential_sampling_A"] = round(sampling, 4)
+
+    images["simulations"] = f"{name}_fp"
+    images["defocus_A"] = _defocus_distribution(report)
+    cs = report["cs_A"]
+    if cs["fitted"]:
+        images["aberrations"]["coefficients"]["C30"] = {
+            "distribution": "uniform",
+            "low": round(0.8 * cs["min"], -3),
+            "high": round(1.2 * cs["max"], -3),
+        }
+    else:
+        images["aberrations"]["coefficients"]["C30"] = float(cs["median"])
+    dose = report["dose"]["dose_e_per_A2"]["median"]
+    images["dose_e_per_A2"] = {
+        "distribution": "loguniform",
+        "low": round(max(dose / DOSE_FACTOR, 1.0), 1),
+        "high": round(max(dose * DOSE_FACTOR, 2.0), 1),
+    }
+    mtf = report["mtf"]
+    images["detector"]["pixel_size_A"] = round(pixel_size_A, 4)
+    images["detector"]["mtf"] = {k: round(float(mtf[k]), 4) for k in ("c1", "c2", "c3")}
+    images["detector"]["mtf"]["c1"] = min(images["detector"]["mtf"]["c1"], 0.95)
+    detector = detector_shape_px(cell_A, simulations["exit_wave_sampling_A"], pixel_size_A)
+    side = min(detector)
+    crop = side // CROP_MULTIPLE_PX * CROP_MULTIPLE_PX or side
+    images["crop_px"] = [min(crop, c) for c in (images["crop_px"] or [crop, crop])]
+    return {
+        "structures": {name: structures},
+        "simulations": {f"{name}_fp": simulations},
+        "images": {f"{name}_hrtem": images},
+    }
+
+
+def blocks_yaml(blocks: dict, report: dict) -> str:
+    """The blocks as YAML, headed by comments that say what was estimated and how."""
+    pixel = report["pixel_size"]
+    defocus = report["defocus_A"]
+    dose = report["dose"]
+    lines = [
+        "# Suggested by `hrtem-wf match` from "
+        f"{report['n_micrographs']} micrographs at {report['energy_eV'] / 1000:g} kV.",
+        f"# pixel size {pixel['value_A']:.4g} A ({pixel['source']});",
+        f"# defocus {defocus['min']:.0f}..{defocus['max']:.0f} A (median {defocus['median']:.0f};"
+        f" sign by Cs in {100 * defocus['sign_determined_fraction']:.0f} % of micrographs,"
+        f" votes {defocus['sign_votes']});",
+        f"# dose {dose['dose_e_per_A2']['median']:.4g} e/A^2 ({dose['kind']});"
+        f" MTF ({report['mtf']['noise_mode']}).",
+        "# Not estimated, kept from config/recipes/conventional_au.yaml: film thickness, focal",
+        "# spread, plasmons, label. Merge into a config and check it with `hrtem-wf plan`.",
+    ]
+    return "\n".join(lines) + "\n" + yaml.safe_dump(blocks, sort_keys=False, width=100)

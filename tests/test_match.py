@@ -1,0 +1,230 @@
+"""`hrtem-wf match`: the estimators recover what made an "experimental" set simulated with the
+project's own image formation (defocus and its sign, pixel size, dose, MTF), and the command
+runs on real tiles (tests/data/real_au), writing blocks that validate and finite statistics."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.ndimage
+import yaml
+
+from hrtem_wf.cli import main
+from hrtem_wf.config import validate_block
+from hrtem_wf.images.formation import apply_mtf, detector_counts, intensity, mtf
+from hrtem_wf.io import write_arrays
+from hrtem_wf.match import (
+    Micrograph,
+    image_statistics,
+    match_micrographs,
+    read_micrographs,
+    realism_report,
+    suggest_blocks,
+)
+from hrtem_wf.match.estimate import fit_thon_rings
+from hrtem_wf.match.spectra import radial_spectrum
+
+REAL = Path(__file__).parent / "data" / "real_au"
+ENERGY_EV = 200e3
+CS_A = 1.0e7  # 1 mm
+PIXEL_A = 0.6
+DOSE = 300.0  # e/A^2: 108 counts per pixel
+MTF_C = (0.1, 0.5, 2.5)  # the conventional recipe's camera
+FOCAL_SPREAD_A = 40.0
+D111_AU_A = 4.08 / math.sqrt(3.0)  # ASE's Au lattice constant, as match uses
+
+
+def carbon_intensity(defocus_A: float, rng, n_px: int = 512, pixel_A: float = PIXEL_A):
+    """Noise-free image of amorphous-carbon-like random phase (0.1 rad rms, 0.3 A grains)
+    through formation.intensity: 200 kV, Cs 1 mm, quasi-coherent focal spread."""
+    phase = scipy.ndimage.gaussian_filter(rng.standard_normal((n_px, n_px)), 0.3 / pixel_A)
+    wave = np.exp(1j * 0.1 * phase / phase.std()).astype(np.complex64)
+    return intensity(
+        wave,
+        (pixel_A, pixel_A),
+        ENERGY_EV,
+        defocus_A,
+        {"C30": CS_A},
+        focal_spread_sigma_A=FOCAL_SPREAD_A,
+        focal_spread_method="quasi_coherent",
+        fused=False,
+    )
+
+
+def detector(image, rng, pixel_A: float = PIXEL_A, dose: float = DOSE):
+    """Poisson counts at dose x pixel area, then the MTF: the images stage's detector."""
+    return apply_mtf(detector_counts(image, dose, pixel_A, rng), *MTF_C)
+
+
+def carbon_micrograph(defocus_A: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return detector(carbon_intensity(defocus_A, rng), rng)
+
+
+def lattice_micrograph(pixel_A: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(image, mask): carbon at 600 A underfocus with two Au-like particles showing {111}
+    (2.355 A) and {200} (2.04 A) lattice fringes."""
+    rng = np.random.default_rng(seed)
+    image = carbon_intensity(600.0, rng, pixel_A=pixel_A)
+    mask = np.zeros(image.shape, np.uint8)
+    yy, xx = np.indices(image.shape) * pixel_A
+    for (cy, cx), d_A, angle in (((190, 200), D111_AU_A, 0.5), ((320, 310), 4.08 / 2, 2.0)):
+        disc = np.hypot(yy - cy * pixel_A, xx - cx * pixel_A) < 40 * pixel_A
+        phase = 2 * np.pi / d_A * (np.cos(angle) * xx + np.sin(angle) * yy)
+        image = np.where(disc, 0.7 * image + 0.25 * np.cos(phase), image)  # lattice fringes
+        mask[disc] = 1
+    return detector(image, rng, pixel_A), mask
+
+
+@pytest.fixture(scope="module")
+def simulated_set():
+    """Three 'experimental' micrographs of known lens and detector (raw counts)."""
+    defoci = (800.0, -500.0, 1500.0)
+    return defoci, [
+        Micrograph(f"sim{i}", carbon_micrograph(d, seed=i), None, PIXEL_A)
+        for i, d in enumerate(defoci)
+    ]
+
+
+def test_thon_rings_recover_defocus_and_its_sign(simulated_set):
+    defoci, micrographs = simulated_set
+    for true, micrograph in zip(defoci, micrographs):
+        fit = fit_thon_rings(radial_spectrum(micrograph.image), PIXEL_A, ENERGY_EV, CS_A)
+        # measured: 0.6-0.9 A off; the sign told by Cs (mirror residual 10-20x the best)
+        assert abs(fit.defocus_A - true) < max(0.05 * abs(true), 20.0), (true, fit)
+        assert fit.sign_determined and np.sign(fit.defocus_A) == np.sign(true)
+
+
+def test_counts_recover_dose_and_mtf(simulated_set):
+    defoci, micrographs = simulated_set
+    report, _ = match_micrographs(micrographs, ENERGY_EV, counts=True)
+    assert report["pixel_size"]["source"] == "file metadata"
+    doses = [r["dose_e_per_A2"] for r in report["per_image"]]
+    assert np.allclose(doses, DOSE, rtol=0.15), doses  # the mean count: ~0.5 % (the lens' loss)
+    q = np.linspace(0.0, 0.5, 26)
+    fitted = mtf(q, report["mtf"]["c1"], report["mtf"]["c2"], report["mtf"]["c3"])
+    true = mtf(q, *MTF_C)
+    assert np.max(np.abs(fitted / true - 1)) < 0.10, (report["mtf"], fitted / true)
+    defocus = report["defocus_A"]
+    assert defocus["min"] == pytest.approx(min(defoci), abs=20)
+    assert defocus["max"] == pytest.approx(max(defoci), abs=20)
+
+
+def test_known_mtf_recovers_dose_of_gray_values(simulated_set):
+    """A camera writing 2.5 gray per count: with the MTF given, dose = mean^2 / N0 still holds."""
+    _, micrographs = simulated_set
+    scaled = [Micrograph(m.name, 2.5 * m.image, None, PIXEL_A) for m in micrographs]
+    report, _ = match_micrographs(scaled, ENERGY_EV, mtf_c=MTF_C)
+    doses = [r["dose_e_per_A2"] for r in report["per_image"]]
+    assert np.allclose(doses, DOSE, rtol=0.15), doses
+    gains = [r["gain_gray_per_count"] for r in report["per_image"]]
+    assert np.allclose(gains, 2.5, rtol=0.15), gains
+
+
+def test_pixel_size_from_lattice_fringes():
+    pixel_A = 0.45
+    micrograph = Micrograph("lattice", *lattice_micrograph(pixel_A, seed=7), None)
+    report, _ = match_micrographs([micrograph], ENERGY_EV)
+    pixel = report["pixel_size"]
+    assert pixel["source"].startswith("Bragg")
+    assert pixel["value_A"] == pytest.approx(pixel_A, rel=0.02)  # measured: +0.9 %
+    assert pixel["bragg"]["confirmed_by"] == ["200"]  # the second particle's fringes
+    # the particles masked out, the carbon's rings give the defocus at the Bragg pixel size
+    assert report["per_image"][0]["defocus_A"] == pytest.approx(600.0, rel=0.05)
+
+
+def _finite_numbers(node) -> bool:
+    if isinstance(node, dict):
+        return all(_finite_numbers(v) for v in node.values())
+    if isinstance(node, list):
+        return all(_finite_numbers(v) for v in node)
+    if isinstance(node, float):
+        return math.isfinite(node)
+    return True
+
+
+def test_real_tiles_match_and_suggested_blocks_validate():
+    micrographs = read_micrographs(
+        [REAL / "micrographs" / "train00.png", REAL / "micrographs" / "train07.png"],
+        REAL / "masks",
+    )
+    report, _ = match_micrographs(micrographs, ENERGY_EV)
+    for key in ("pixel_size", "defocus_A", "cs_A", "mtf", "dose", "snr", "particles"):
+        assert key in report
+    assert report["pixel_size"]["source"].startswith("Bragg")
+    assert 0.3 < report["pixel_size"]["value_A"] < 1.0
+    assert report["dose"]["kind"] == "effective"  # 8-bit PNGs: no absolute dose
+    particles = report["particles"]
+    assert particles["diameter_A"]["n"] > 5 and 0 < particles["contrast"]["median"] < 1
+    assert _finite_numbers({k: v for k, v in report.items() if k != "per_image"})
+    blocks = suggest_blocks(report)
+    for section, named in blocks.items():
+        for block in named.values():
+            validate_block(section, block)
+    images = next(iter(blocks["images"].values()))
+    assert images["detector"]["pixel_size_A"] == pytest.approx(
+        report["pixel_size"]["value_A"], 1e-3
+    )
+
+
+def test_realism_gaps_are_zero_for_the_same_set():
+    image, mask = np.asarray(carbon_micrograph(400.0, seed=3)), np.zeros((512, 512), np.uint8)
+    mask[200:260, 100:160] = 1
+    stats = [image_statistics(image * (1 - 0.3 * mask), mask, PIXEL_A, median_px=0)]
+    report = realism_report(stats, stats)
+    for name, entry in report["statistics"].items():
+        assert entry["gap"] == pytest.approx(0.0, abs=1e-12), name
+
+
+def test_cli_end_to_end_on_real_tiles(tmp_path):
+    rng = np.random.default_rng(11)
+    images, masks = [], []
+    for defocus in (300.0, 900.0):
+        image = carbon_intensity(defocus, rng, n_px=256, pixel_A=0.5)
+        mask = np.zeros(image.shape, np.uint8)
+        mask[np.hypot(*(np.indices(image.shape) - 128)) < 25] = 1
+        images.append(detector(image * (1 - 0.35 * mask), rng, pixel_A=0.5))
+        masks.append(mask)
+    store = tmp_path / "sim.zarr"
+    write_arrays(
+        store,
+        {"images": np.stack(images).astype(np.float32), "masks": np.stack(masks)},
+        {"config": {"detector": {"pixel_size_A": 0.5}}},
+    )
+    out = tmp_path / "match"
+    main(
+        [
+            "match",
+            str(REAL / "micrographs"),
+            "--masks",
+            str(REAL / "masks"),
+            "--voltage-kV",
+            "200",
+            "--simulated",
+            str(store),
+            "--out",
+            str(out),
+        ]
+    )
+    for name in ("match.json", "match.png", "suggested.yaml", "realism.json", "realism.png"):
+        assert (out / name).stat().st_size > 0, name
+    report = json.loads((out / "match.json").read_text())
+    assert report["n_micrographs"] == 3
+    suggested = yaml.safe_load((out / "suggested.yaml").read_text())
+    for section, named in suggested.items():
+        for block in named.values():
+            validate_block(section, block)
+    realism = json.loads((out / "realism.json").read_text())
+    assert set(realism["statistics"]) == {
+        "psd_shape",
+        "nps_slope",
+        "contrast",
+        "particle_diameter_A",
+        "intensity",
+    }
+    for entry in realism["statistics"].values():
+        assert entry["gap"] is not None and math.isfinite(entry["gap"]) and entry["definition"]
