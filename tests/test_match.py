@@ -14,7 +14,7 @@ import scipy.ndimage
 import yaml
 
 from hrtem_wf.cli import main
-from hrtem_wf.config import validate_block
+from hrtem_wf.config import validate, validate_block
 from hrtem_wf.images.formation import apply_mtf, detector_counts, intensity, mtf
 from hrtem_wf.io import write_arrays
 from hrtem_wf.match import (
@@ -210,7 +210,8 @@ def test_cli_end_to_end_on_real_tiles(tmp_path):
             str(out),
         ]
     )
-    for name in ("match.json", "match.png", "suggested.yaml", "realism.json", "realism.png"):
+    names = ("match.json", "match.png", "suggested.yaml", "config.yaml")
+    for name in (*names, "realism.json", "realism.png"):
         assert (out / name).stat().st_size > 0, name
     report = json.loads((out / "match.json").read_text())
     assert report["n_micrographs"] == 3
@@ -225,6 +226,17 @@ def test_cli_end_to_end_on_real_tiles(tmp_path):
         "contrast",
         "particle_diameter_A",
         "intensity",
+        "edge_profile",
     }
     for entry in realism["statistics"].values():
         assert entry["gap"] is not None and math.isfinite(entry["gap"]) and entry["definition"]
+    # the label width measured against the masks goes into the suggestion
+    (images,) = suggested["images"].values()
+    assert images["label"]["grow_A"] == pytest.approx(-realism["label_offset_A"], abs=0.01)
+    # config.yaml: a whole config that runs the suggestion and scores it on the micrographs
+    config = validate(yaml.safe_load((out / "config.yaml").read_text()))
+    (real_set,) = config["real_sets"].values()
+    assert Path(real_set["micrographs"]) == (REAL / "micrographs").resolve()
+    assert real_set["pixel_size_A"] == pytest.approx(report["pixel_size"]["value_A"], abs=1e-4)
+    assert set(config["images"]) == set(suggested["images"])
+    assert config["models"]["unet_matched"]["dataset"] == "matched"

@@ -273,6 +273,8 @@ def _match(args) -> None:
     between simulated and real micrographs."""
     from pathlib import Path
 
+    import yaml
+
     from hrtem_wf.io import write_json
     from hrtem_wf.match import (
         blocks_yaml,
@@ -284,6 +286,7 @@ def _match(args) -> None:
         read_simulated,
         realism_report,
         suggest_blocks,
+        suggested_config,
     )
 
     try:
@@ -305,18 +308,7 @@ def _match(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "match.json", report)
     plot_match(report, diagnostics, out / "match.png")
-    blocks = suggest_blocks(report, name=args.name, cell_A=args.cell_A)
-    (out / "suggested.yaml").write_text(blocks_yaml(blocks, report))
-    log.info(
-        "match: pixel size %.4g A (%s), defocus %.0f..%.0f A, dose %.4g e/A^2 (%s) -> %s",
-        report["pixel_size"]["value_A"],
-        report["pixel_size"]["source"],
-        report["defocus_A"]["min"],
-        report["defocus_A"]["max"],
-        report["dose"]["dose_e_per_A2"]["median"],
-        report["dose"]["kind"],
-        out,
-    )
+    realism = None
     if args.simulated:
         images, masks, sim_pixel = read_simulated(
             args.simulated, args.max_simulated, args.simulated_pixel_size_A
@@ -332,6 +324,34 @@ def _match(args) -> None:
         write_json(out / "realism.json", realism)
         for name, entry in realism["statistics"].items():
             log.info("realism gap %s: %s", name, entry["gap"])
+        log.info("realism: labels %s A outside the masks", realism["label_offset_A"])
+    grow_A = None if realism is None else realism["suggested_label_grow_A"]
+    blocks = suggest_blocks(report, name=args.name, cell_A=args.cell_A, label_grow_A=grow_A)
+    (out / "suggested.yaml").write_text(blocks_yaml(blocks, report))
+    real_set = None
+    if args.masks and len(args.micrographs) == 1 and Path(args.micrographs[0]).is_dir():
+        real_set = {
+            "format": "pairs",
+            "micrographs": str(Path(args.micrographs[0]).resolve()),
+            "masks": str(Path(args.masks).resolve()),
+            "pixel_size_A": round(float(report["pixel_size"]["value_A"]), 4),
+        }
+    config = suggested_config(blocks, args.name, real_set)
+    (out / "config.yaml").write_text(
+        f"# A whole config from `hrtem-wf match` (see suggested.yaml beside it). Run it:\n"
+        f"#   snakemake --profile profiles/local --configfile {out / 'config.yaml'} "
+        f"--replace-workflow-config\n" + yaml.safe_dump(config, sort_keys=False, width=100)
+    )
+    log.info(
+        "match: pixel size %.4g A (%s), defocus %.0f..%.0f A, dose %.4g e/A^2 (%s) -> %s",
+        report["pixel_size"]["value_A"],
+        report["pixel_size"]["source"],
+        report["defocus_A"]["min"],
+        report["defocus_A"]["max"],
+        report["dose"]["dose_e_per_A2"]["median"],
+        report["dose"]["kind"],
+        out,
+    )
 
 
 def _plan(args) -> None:
@@ -509,7 +529,11 @@ def _parser() -> argparse.ArgumentParser:
         default=median_px,
         help=f"median filter of the real micrographs before the histogram (default: {median_px})",
     )
-    p.add_argument("--out", required=True, help="writes match.json, match.png, suggested.yaml, ...")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="writes match.json, match.png, suggested.yaml, config.yaml (+ realism.json/png)",
+    )
     p.set_defaults(func=_match)
 
     p = sub.add_parser("plan", help="what a run would do: jobs per stage and block, and why")

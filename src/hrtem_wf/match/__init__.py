@@ -12,7 +12,7 @@ those estimates, and measure how far simulated micrographs are from the real one
 
 from .measure import Micrograph, match_micrographs, plot_match, read_micrographs
 from .realism import image_statistics, plot_realism, read_simulated, realism_report
-from .suggest import blocks_yaml, suggest_blocks
+from .suggest import blocks_yaml, suggest_blocks, suggested_config
 
 __all__ = [
     "Micrograph",
@@ -25,4 +25,5 @@ __all__ = [
     "read_simulated",
     "realism_report",
     "suggest_blocks",
+    "suggested_config",
 ]

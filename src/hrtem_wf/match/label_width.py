@@ -70,6 +70,31 @@ class EdgeProfile:
         return np.interp(distance_A, self.distances_A[good], self.levels[good])
 
 
+def edge_bins(image: np.ndarray, mask: np.ndarray, pixel_size_A: float) -> list[np.ndarray] | None:
+    """One micrograph's rescaled levels, one array per bin of PROFILE_DISTANCES_A (None when it
+    has no carbon band or no particle core)."""
+    if np.shape(image) != np.shape(mask):
+        raise ValueError(f"image {np.shape(image)} and mask {np.shape(mask)} differ in shape")
+    levels = normalized_levels(image, mask, float(pixel_size_A))
+    if levels is None:
+        return None
+    level, distance_A = levels
+    half_bin = 0.5 * (PROFILE_DISTANCES_A[1] - PROFILE_DISTANCES_A[0])
+    index = np.rint((distance_A.ravel() - PROFILE_DISTANCES_A[0]) / (2 * half_bin)).astype(int)
+    level = level.ravel()
+    return [level[index == b] for b in range(len(PROFILE_DISTANCES_A))]
+
+
+def profile_of_bins(per_image: Iterable[list[np.ndarray] | None]) -> EdgeProfile:
+    """The median level per bin over the micrographs' edge_bins (None entries skipped)."""
+    used = [bins for bins in per_image if bins is not None]
+    if not used:
+        raise ValueError("no image has both a carbon band and a particle core to compare")
+    pooled = [np.concatenate([bins[b] for bins in used]) for b in range(len(PROFILE_DISTANCES_A))]
+    levels = np.array([np.median(v) if len(v) else np.nan for v in pooled])
+    return EdgeProfile(PROFILE_DISTANCES_A.copy(), levels, len(used))
+
+
 def edge_profile(
     images: Iterable[np.ndarray],
     masks: Iterable[np.ndarray],
@@ -80,28 +105,16 @@ def edge_profile(
     if len(images) != len(masks):
         raise ValueError(f"{len(images)} images but {len(masks)} masks")
     sizes = np.broadcast_to(np.asarray(pixel_size_A, dtype=float), (len(images),))
-    half_bin = 0.5 * (PROFILE_DISTANCES_A[1] - PROFILE_DISTANCES_A[0])
-    edges = np.append(PROFILE_DISTANCES_A - half_bin, PROFILE_DISTANCES_A[-1] + half_bin)
-    per_bin: list[list[np.ndarray]] = [[] for _ in PROFILE_DISTANCES_A]
-    used = 0
-    for image, mask, size in zip(images, masks, sizes, strict=True):
-        if np.shape(image) != np.shape(mask):
-            raise ValueError(f"image {np.shape(image)} and mask {np.shape(mask)} differ in shape")
-        levels = normalized_levels(image, mask, float(size))
-        if levels is None:
-            continue
-        used += 1
-        level, distance_A = levels
-        index = np.digitize(distance_A.ravel(), edges) - 1
-        level = level.ravel()
-        for b in range(len(PROFILE_DISTANCES_A)):
-            per_bin[b].append(level[index == b])
-    medians = np.array(
-        [np.median(np.concatenate(v)) if v and sum(map(len, v)) else np.nan for v in per_bin]
+    return profile_of_bins(
+        edge_bins(image, mask, size) for image, mask, size in zip(images, masks, sizes, strict=True)
     )
-    if used == 0:
-        raise ValueError("no image has both a carbon band and a particle core to compare")
-    return EdgeProfile(PROFILE_DISTANCES_A.copy(), medians, used)
+
+
+def profile_gap(simulated: EdgeProfile, real: EdgeProfile, window_A: float = 3.0) -> float:
+    """RMS difference of the two profiles over |d| <= window_A (levels: carbon 0, core 1)."""
+    distances_A = real.distances_A[np.abs(real.distances_A) <= window_A + 1e-9]
+    difference = simulated.level_at(distances_A) - real.level_at(distances_A)
+    return float(np.sqrt(np.mean(difference**2)))
 
 
 def label_offset_A(

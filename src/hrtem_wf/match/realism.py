@@ -14,7 +14,12 @@ Statistics (per micrograph, pooled per set):
   intensity            pixel values after the network's preprocessing (real: 3 x 3 median, then
                        min-max to [0, 1]; simulated: min-max, their median filter is the
                        detector's); gap: 1-D Wasserstein distance of the pooled values
-A gap of 0 means the statistic matches; each is dimensionless.
+  edge_profile         the intensity across the masks' outlines, carbon 0 and particle core 1
+                       (label_width.py; needs masks and pixel sizes on both sides); gap: RMS
+                       difference of the two median profiles over +-3 A
+A gap of 0 means the statistic matches; each is dimensionless. With edge profiles the report
+also gives `label_offset_A`: how far the simulated labels' outline lies outside the real masks'
+(`images.<I>.label.grow_A` = -offset moves it there).
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ from pathlib import Path
 import numpy as np
 import scipy.stats
 
+from hrtem_wf.sampling import nominal
+
 from .estimate import particle_statistics
+from .label_width import edge_bins, label_offset_A, profile_gap, profile_of_bins
 from .spectra import radial_spectrum
 
 PSD_NORMALIZATION_Q_PER_PX = (0.03, 0.45)
@@ -54,7 +62,10 @@ def image_statistics(
         ].ravel(),
         "contrasts": [],
         "diameters_A": [],
+        "edge_bins": None,
     }
+    if mask is not None and np.any(mask) and pixel_size_A:
+        stats["edge_bins"] = edge_bins(image, mask, pixel_size_A)
     if mask is not None and np.any(mask):
         particles = particle_statistics(image, mask, pixel_size_A or 1.0)
         stats["contrasts"] = particles["contrasts"]
@@ -135,7 +146,24 @@ def realism_report(sim: list[dict], real: list[dict]) -> dict:
             "1-D Wasserstein distance of min-max normalized pixel values",
         ),
     }
+    edges = None
+    if any(s["edge_bins"] is not None for s in sim) and any(
+        s["edge_bins"] is not None for s in real
+    ):
+        edges = (
+            profile_of_bins(s["edge_bins"] for s in sim),
+            profile_of_bins(s["edge_bins"] for s in real),
+        )
+    statistics["edge_profile"] = entry(
+        None,
+        None,
+        None if edges is None else profile_gap(*edges),
+        "RMS difference of the median edge profiles (carbon 0, core 1) over +-3 A",
+    )
+    offset_A = None if edges is None else label_offset_A(*edges)
     return {
+        "label_offset_A": offset_A,
+        "suggested_label_grow_A": None if offset_A is None else -offset_A,
         "n_simulated": len(sim),
         "n_real": len(real),
         "frequency_axis": "k [1/A]" if physical else "q [cycles/px]",
@@ -144,6 +172,9 @@ def realism_report(sim: list[dict], real: list[dict]) -> dict:
             "k": k_grid.tolist(),
             "psd_shape_sim": psd_sim.tolist(),
             "psd_shape_real": psd_real.tolist(),
+            "edge_distance_A": None if edges is None else edges[1].distances_A.tolist(),
+            "edge_profile_sim": None if edges is None else _finite(edges[0].levels),
+            "edge_profile_real": None if edges is None else _finite(edges[1].levels),
         },
         "_pooled": {
             "contrasts": contrasts,
@@ -152,6 +183,11 @@ def realism_report(sim: list[dict], real: list[dict]) -> dict:
             "slopes": slopes,
         },
     }
+
+
+def _finite(values: np.ndarray) -> list[float | None]:
+    """JSON-able: nan (a bin without pixels) as null."""
+    return [float(v) if np.isfinite(v) else None for v in values]
 
 
 def read_simulated(
@@ -168,7 +204,8 @@ def read_simulated(
     images, masks = arrays["images"].read(items), arrays["masks"].read(items)
     if pixel_size_A is None:
         detector = (attrs.get("config") or {}).get("detector") or {}
-        pixel_size_A = detector.get("pixel_size_A")
+        if detector.get("pixel_size_A") is not None:
+            pixel_size_A = nominal(detector["pixel_size_A"])
     table = Path(path).with_suffix(".parquet")
     if pixel_size_A is None and table.is_file():
         import pandas as pd
@@ -186,7 +223,7 @@ def plot_realism(report: dict, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     pooled, curves, stats = report["_pooled"], report["curves"], report["statistics"]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    fig, axes = plt.subplots(2, 4, figsize=(20, 8.5))
     ax = axes[0, 0]
     ax.semilogy(curves["k"], curves["psd_shape_real"], label="real (median)")
     ax.semilogy(curves["k"], curves["psd_shape_sim"], label="simulated (median)")
@@ -218,6 +255,20 @@ def plot_realism(report: dict, path: str | Path) -> None:
         )
         ax.legend()
     ax.set(xlabel="(carbon - particle) / carbon", title="particle contrast")
+    ax = axes[0, 3]
+    if curves["edge_distance_A"] is not None:
+        for key, label in (("edge_profile_real", "real"), ("edge_profile_sim", "simulated")):
+            levels = np.array([np.nan if v is None else v for v in curves[key]], dtype=float)
+            good = np.isfinite(levels)
+            ax.plot(np.asarray(curves["edge_distance_A"])[good], levels[good], label=label)
+        ax.axvline(0.0, color="grey", lw=0.5)
+        ax.legend()
+        offset = report["label_offset_A"]
+        ax.set_title(f"across the outline (labels {offset:+.2f} A outside the masks)")
+    else:
+        ax.set_title("across the outline (needs masks and pixel sizes)")
+    ax.set(xlabel="distance from the outline [A] (> 0 inside)", ylabel="carbon 0, core 1")
+    axes[1, 3].axis("off")
     ax = axes[1, 2]
     names = [n for n, s in stats.items() if s["gap"] is not None]
     ax.barh(names, [stats[n]["gap"] for n in names])

@@ -59,8 +59,13 @@ def suggest_blocks(
     name: str = "matched",
     cell_A: tuple[float, float] | None = None,
     template: Path = TEMPLATE,
+    label_grow_A: float | None = None,
 ) -> dict:
-    """{structures: {name: ...}, simulations: {name_fp: ...}, images: {name_hrtem: ...}}."""
+    """{structures: {name: ...}, simulations: {name_fp: ...}, images: {name_hrtem: ...}}.
+
+    label_grow_A: the label width measured against real masks (realism's
+    suggested_label_grow_A); None keeps the outline where the label puts it (grow_A 0): the
+    template's own calibration belongs to its real set."""
     base = _template(template)
     structures = copy.deepcopy(base["structures"])
     simulations = copy.deepcopy(base["simulations"])
@@ -91,6 +96,7 @@ def suggest_blocks(
     simulations["exit_wave_sampling_A"] = simulations["potential_sampling_A"] = round(sampling, 4)
 
     images["simulations"] = f"{name}_fp"
+    images["label"]["grow_A"] = 0.0 if label_grow_A is None else round(float(label_grow_A), 2)
     images["defocus_A"] = _defocus_distribution(report)
     cs = report["cs_A"]
     if cs["fitted"]:
@@ -122,6 +128,28 @@ def suggest_blocks(
     }
 
 
+def suggested_config(
+    blocks: dict,
+    name: str = "matched",
+    real_set: dict | None = None,
+    template: Path = TEMPLATE,
+) -> dict:
+    """A whole runnable config: the template recipe with the suggested blocks in place of its
+    own, its datasets and models blocks renamed to them, and the micrographs as the real set
+    (a `pairs` block: micrographs, masks, pixel_size_A) when they came with masks."""
+    config = yaml.safe_load(Path(template).read_text())
+    (images_name,) = blocks["images"]
+    dataset = copy.deepcopy(next(iter(config["datasets"].values())))
+    dataset["images"] = [images_name]
+    model = copy.deepcopy(next(iter(config["models"].values())))
+    model["dataset"] = name
+    config.update(copy.deepcopy(blocks))
+    config["datasets"] = {name: dataset}
+    config["models"] = {f"unet_{name}": model}
+    config["real_sets"] = {} if real_set is None else {f"{name}_real": real_set}
+    return config
+
+
 def blocks_yaml(blocks: dict, report: dict) -> str:
     """The blocks as YAML, headed by comments that say what was estimated and how."""
     pixel = report["pixel_size"]
@@ -137,6 +165,8 @@ def blocks_yaml(blocks: dict, report: dict) -> str:
         f"# dose {dose['dose_e_per_A2']['median']:.4g} e/A^2 ({dose['kind']});"
         f" MTF ({report['mtf']['noise_mode']}).",
         "# Not estimated, kept from config/recipes/conventional_au.yaml: film thickness, focal",
-        "# spread, plasmons, label. Merge into a config and check it with `hrtem-wf plan`.",
+        "# spread, plasmons, image blur, the label method. label.grow_A: measured against the",
+        "# masks when `--simulated` images were given (realism.json), else 0. config.yaml beside",
+        "# this file is a whole config with these blocks; check it with `hrtem-wf plan`.",
     ]
     return "\n".join(lines) + "\n" + yaml.safe_dump(blocks, sort_keys=False, width=100)
