@@ -285,10 +285,11 @@ def test_default_config_plan(default_flow):
         ("models", "unet_demo", "models"): (2, 2, 2, 0, 0, 2, 0),
         ("models", "unet_demo", "evaluations"): (2, 2, 2, 0, 0, 2, 0),
         ("real_sets", "real_au_tiles", "scores"): (2, 2, 2, 0, 0, 2, 0),
+        ("real_sets", "real_au_tiles", "realism"): (1, 1, 1, 0, 0, 1, 0),
         ("report", "-", "report"): (1, 1, 1, 0, 0, 1, 0),
         ("report", "-", "all"): (1, 1, 0, 0, 0, 1, 0),
     }
-    assert total(rows)["would_run"] == 81
+    assert total(rows)["would_run"] == 82
 
 
 @pytest.mark.workflow
@@ -297,7 +298,7 @@ def test_cli_prints_table_and_draws_rulegraph(default_flow, tmp_path, capsys):
     assert cli.main(["plan", "--directory", str(default_flow.path), "--rulegraph", str(png)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:3] == ["stage", "block", "rule"]
-    assert any(line.split()[:2] == ["total", "81"] for line in out.splitlines())
+    assert any(line.split()[:2] == ["total", "82"] for line in out.splitlines())
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
@@ -320,6 +321,7 @@ def test_grown_config_via_configfile(default_flow, tmp_path):
         "models": (2, 2),
         "evaluations": (2, 2),
         "scores": (2, 2),
+        "realism": (1, 1),
         "report": (1, 1),
         "all": (1, 1),
     }
@@ -348,3 +350,6 @@ def test_real_set_scores_are_planned_per_model_seed():
     rows = {(r["stage"], r["block"], r["rule"]): r["targets"] for r in targets(config)}
     assert rows[("real_sets", "all_models", "scores")] == 2 + 3
     assert rows[("real_sets", "one_model", "scores")] == 3
+    # realism: one comparison per real set and dataset its models trained on (both: one)
+    assert rows[("real_sets", "all_models", "realism")] == 1
+    assert rows[("real_sets", "one_model", "realism")] == 1

@@ -296,14 +296,20 @@ def test_a_new_real_set_scores_every_seed_without_retraining(tiny_run, tmp_path)
     result = flow.snakemake()
     assert job_counts(result.stdout + result.stderr) == {
         "scores": len(seeds),
+        "realism": 1,
         "report": 1,
         "all": 1,
-        "total": len(seeds) + 2,
+        "total": len(seeds) + 3,
     }
     score = json.loads((flow.path / f"results/scores/exp/{model}/seed{seeds[0]}.json").read_text())
     assert score["n_images"] == 2 and score["warnings"] == [] and 0 <= score["f1"] <= 1
     assert "exp F1" in (flow.path / "results/report/summary.md").read_text()
     assert (flow.path / "results/report/real_set_examples.png").exists()
+    # the dataset's own images as the real set: every gap that can be measured is small
+    realism = json.loads((flow.path / f"results/realism/exp/{dataset.name}.json").read_text())
+    assert realism["n_real"] == 2 and realism["real_set"] == "exp"
+    assert realism["statistics"]["intensity"]["gap"] < 0.1
+    assert "## Realism" in (flow.path / "results/report/summary.md").read_text()
 
 
 REAL_AU = Path(__file__).parent / "data" / "real_au"  # 3 real tiles, CC-BY-4.0: see its README

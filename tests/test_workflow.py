@@ -27,9 +27,10 @@ def test_default_config_job_counts(default_config, workflow_copy):
         "models": 2,
         "evaluations": 2,
         "scores": 2,
+        "realism": 1,
         "report": 1,
         "all": 1,
-        "total": 81,
+        "total": 82,
     }
 
 

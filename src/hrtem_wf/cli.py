@@ -175,6 +175,34 @@ def _scores(args) -> None:
     )
 
 
+def _realism(args) -> None:
+    """The realism gaps of a dataset's images against a real set's micrographs and masks."""
+    from pathlib import Path
+
+    from hrtem_wf.evaluations.real_sets import read_real_set
+    from hrtem_wf.io import write_json
+    from hrtem_wf.match import image_statistics, plot_realism, read_simulated, realism_report
+
+    real = [
+        image_statistics(r.image, r.mask, r.pixel_size_A, int(args.spec["median_filter_px"]))
+        for r in read_real_set(args.spec)
+    ]
+    images, masks, pixel_size_A = read_simulated(args.dataset_zarr, args.max_simulated)
+    sim = [image_statistics(i, m, pixel_size_A, median_px=0) for i, m in zip(images, masks)]
+    report = realism_report(sim, real)
+    plot_realism(report, Path(args.output).with_suffix(".png"))
+    report.pop("_pooled")
+    report.update(real_set=args.real_set, dataset=Path(args.dataset_zarr).stem)
+    write_json(args.output, report)
+    log.info(
+        "realism %s vs %s: %s; labels %s A outside the masks",
+        report["dataset"],
+        args.real_set,
+        ", ".join(f"{k} {v['gap']:.3g}" for k, v in report["statistics"].items() if v["gap"]),
+        report["label_offset_A"],
+    )
+
+
 def _report(args) -> None:
     from hrtem_wf.evaluations import write_report
 
@@ -187,6 +215,7 @@ def _report(args) -> None:
         score_jsons=args.scores,
         dataset_parquets=args.dataset_parquets,
         real_sets=args.real_sets_spec,
+        realism_jsons=args.realism,
     )
     log.info("report written to %s", args.out_dir)
 
@@ -441,9 +470,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True)
     p.set_defaults(func=_scores)
 
+    p = sub.add_parser(
+        "realism", help="gaps between a dataset's images and a real set's micrographs (JSON, PNG)"
+    )
+    p.add_argument("--real-set", required=True, help="the real set's name")
+    p.add_argument("--spec", type=json.loads, required=True, help="the real_sets block as JSON")
+    p.add_argument("--dataset-zarr", required=True, help="its Parquet table lies beside it")
+    p.add_argument("--max-simulated", type=int, default=32, help="simulated images read (32)")
+    p.add_argument("--output", required=True, help="JSON; the figure beside it (.png)")
+    p.set_defaults(func=_realism)
+
     p = sub.add_parser("report", help="summary table and figures for all models")
     p.add_argument("--evaluations", nargs="+", required=True)
     p.add_argument("--scores", nargs="*", default=[], help="real-set score JSONs")
+    p.add_argument("--realism", nargs="*", default=[], help="realism JSONs (real set, dataset)")
     p.add_argument("--model-dirs", nargs="+", required=True)
     p.add_argument("--dataset-zarr", required=True)
     p.add_argument("--dataset-parquet", required=True)

@@ -42,6 +42,7 @@ RULE_STAGE = {
     "models": ("models", "models"),
     "evaluations": ("models", "models"),
     "scores": ("real_sets", "real_set"),
+    "realism": ("real_sets", "real_set"),
     "report": ("report", None),
     "all": ("report", None),
 }
@@ -236,6 +237,12 @@ def targets(config: dict) -> list[dict]:
             name,
             "scores",
             sum(len(config["models"][m]["seeds"]) for m in block["models"]),
+        )
+        add(
+            "real_sets",
+            name,
+            "realism",
+            len({config["models"][m]["dataset"] for m in block["models"]}),
         )
     add("report", NO_BLOCK, "report", 1)
     add("report", NO_BLOCK, "all", 1)

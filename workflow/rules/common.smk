@@ -54,6 +54,16 @@ def score_runs():
     ]
 
 
+def realism_runs():
+    """(real set, dataset) of every realism comparison: each real set against the datasets its
+    models were trained on."""
+    return [
+        (r, d)
+        for r, block in REAL_SETS.items()
+        for d in dict.fromkeys(config["models"][m]["dataset"] for m in block["models"])
+    ]
+
+
 def real_set_files(wc):
     """The real set's files (hdf5) or folders (pairs) as named in the config."""
     block = REAL_SETS[wc.real_set]

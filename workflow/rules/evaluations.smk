@@ -52,11 +52,37 @@ rule scores:
         " --real-set {wildcards.real_set} --spec {params.spec:q} --output {output}"
 
 
+rule realism:
+    """A dataset's images against a real set's micrographs: the gaps of `hrtem-wf match`."""
+    input:
+        files=real_set_files,
+        zarr=f"{RESULTS}/datasets/{{datasets}}.zarr",
+        parquet=f"{RESULTS}/datasets/{{datasets}}.parquet",
+    output:
+        json=f"{RESULTS}/realism/{{real_set}}/{{datasets}}.json",
+        png=f"{RESULTS}/realism/{{real_set}}/{{datasets}}.png",
+    log:
+        f"{RESULTS}/logs/realism/{{real_set}}/{{datasets}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/realism/{{real_set}}/{{datasets}}.tsv"
+    conda:
+        "../envs/models.yaml"
+    resources:
+        constraint="cpu",
+    params:
+        spec=lambda wc: block_spec("real_sets", wc.real_set),
+        code=code_version("hrtem_wf.cli:_realism"),
+    shell:
+        "hrtem-wf --log {log} realism --real-set {wildcards.real_set} --spec {params.spec:q}"
+        " --dataset-zarr {input.zarr} --output {output.json}"
+
+
 rule report:
     input:
         unpack(lambda wc: first_dataset()),
         evaluations=[f"{RESULTS}/evaluations/{m}/seed{s}.json" for m, s in model_runs()],
         scores=[f"{RESULTS}/scores/{b}/{m}/seed{s}.json" for b, m, s in score_runs()],
+        realism=[f"{RESULTS}/realism/{r}/{d}.json" for r, d in realism_runs()],
         parquets=dataset_parquets(),
         weights=[f"{RESULTS}/models/{m}/seed{s}/weights.pt" for m, s in model_runs()],
     output:
@@ -82,7 +108,7 @@ rule report:
         code=code_version("hrtem_wf.cli:_report"),
     shell:
         "hrtem-wf --log {log} report --evaluations {input.evaluations}"
-        " --scores {input.scores} --dataset-parquets {input.parquets}"
+        " --scores {input.scores} --realism {input.realism} --dataset-parquets {input.parquets}"
         " --model-dirs {params.model_dirs} --dataset-zarr {input.zarr}"
         " --dataset-parquet {input.parquet} --real-sets-spec {params.real_sets:q}"
         " --out-dir $(dirname {output.summary})"

@@ -69,6 +69,39 @@ def _match_models(evaluations: list[dict], model_dirs: list[str]) -> list[Traine
     return matched
 
 
+def _realism_markdown(realism: list[dict]) -> str:
+    """The realism gaps of each (real set, dataset), one column per statistic (0 = match)."""
+    if not realism:
+        return ""
+    names = list(realism[0]["statistics"])
+    header = ["real set", "dataset", *names, "labels outside masks [A]"]
+
+    def cell(value):
+        return "-" if value is None else f"{value:.3g}"
+
+    rows = [
+        [
+            r["real_set"],
+            r["dataset"],
+            *(cell(r["statistics"][n]["gap"]) for n in names),
+            cell(r["label_offset_A"]),
+        ]
+        for r in realism
+    ]
+    definitions = "\n".join(f"- {n}: {realism[0]['statistics'][n]['definition']}" for n in names)
+    return (
+        "\n\n## Realism: simulated vs real micrographs\n\n"
+        "The same statistics of each dataset's images and each real set's micrographs, one gap "
+        "each (0 = they match; `hrtem-wf match` explains them); figures in "
+        "`results/realism/<real set>/<dataset>.png`. A positive label offset means our labels "
+        "draw particles wider than the real masks: `label.grow_A` = -offset moves them there.\n\n"
+        + _markdown_table(header, rows)
+        + "\n\n"
+        + definitions
+        + "\n"
+    )
+
+
 def _summary_markdown(
     evaluations: list[dict],
     models: list[TrainedModel],
@@ -312,6 +345,7 @@ def write_report(
     score_jsons: list[str] = (),
     dataset_parquets: list[str] = (),
     real_sets: dict | None = None,
+    realism_jsons: list[str] = (),
 ) -> list[Path]:
     """Write the report to ``out_dir``: summary.md, training_curves.png, examples.png (simulated
     test split of the first model's dataset), data_distributions.png and, with real sets,
@@ -328,7 +362,10 @@ def write_report(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.md").write_text(_summary_markdown(evaluations, matched, scores, histories))
+    realism = [json.loads(Path(path).read_text()) for path in realism_jsons]
+    (out_dir / "summary.md").write_text(
+        _summary_markdown(evaluations, matched, scores, histories) + _realism_markdown(realism)
+    )
     written = [
         out_dir / "summary.md",
         out_dir / "training_curves.png",

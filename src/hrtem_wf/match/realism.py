@@ -264,7 +264,7 @@ def plot_realism(report: dict, path: str | Path) -> None:
         ax.axvline(0.0, color="grey", lw=0.5)
         ax.legend()
         offset = report["label_offset_A"]
-        ax.set_title(f"across the outline (labels {offset:+.2f} A outside the masks)")
+        ax.set_title(f"across the outline (labels {offset:+.2f} A out)")
     else:
         ax.set_title("across the outline (needs masks and pixel sizes)")
     ax.set(xlabel="distance from the outline [A] (> 0 inside)", ylabel="carbon 0, core 1")
