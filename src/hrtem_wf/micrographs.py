@@ -92,7 +92,10 @@ def read_micrograph(path: str | Path) -> tuple[np.ndarray, float | None]:
         from rsciio.tia import file_reader
 
         return _from_signals(file_reader(str(path)), path)
-    from rsciio.emd import file_reader  # .emd: Velox or NCEM
+    ncem = _read_ncem_emd(path)  # NCEM EMD whose dims name x and y
+    if ncem is not None:
+        return ncem
+    from rsciio.emd import file_reader  # .emd: Velox, or NCEM without x/y dim names
 
     try:
         # Velox: the images only; its EDS spectrum images are no micrographs, and reading them
@@ -102,6 +105,119 @@ def read_micrograph(path: str | Path) -> tuple[np.ndarray, float | None]:
         log.info("%s: reading its images alone failed (%s); reading all signals", path, error)
         signals = file_reader(str(path))
     return _from_signals(signals, path)
+
+
+#: NCEM EMD dim names (lower case) of the image's x (columns) and y (rows) axes.
+_NCEM_X_NAMES = ("x", "r_x", "rx")
+_NCEM_Y_NAMES = ("y", "r_y", "ry")
+
+
+def _read_ncem_emd(path: Path) -> tuple[np.ndarray, float | None] | None:
+    """The image of a Berkeley (NCEM) EMD file whose dims name the x and y axes, else None.
+
+    NCEM EMD: an HDF5 group with attribute emd_group_type = 1 holds a ``data`` dataset and,
+    for its axis i, a dataset ``dim{i+1}`` of coordinates with attributes ``name`` and
+    ``units``. Writers differ in axis order: ncempy stores images as (y, x) and stacks as
+    (n, y, x) with dims named 'y' and 'x'; rosettasciio stores the transpose, (x, y, n), also
+    naming its dims. The dim names decide the orientation here. Files whose dims name no x
+    and y (ncempy's emdWriter names them 'dim1', 'dim2', ...), Prismatic files (their arrays
+    are not called ``data``) and Velox files return None: rosettasciio reads them as before
+    (it transposes every NCEM array).
+    """
+    import h5py
+
+    try:
+        file = h5py.File(path, "r")
+    except OSError:
+        return None  # not HDF5: let rosettasciio report it
+    with file:
+        groups = []
+
+        def collect(name: str, item: object) -> None:
+            if isinstance(item, h5py.Group) and _ncem_axes(item) is not None:
+                groups.append(item)
+
+        file.visititems(collect)
+        if not groups:
+            return None
+        group = groups[0]
+        if len(groups) > 1:
+            log.warning(
+                "%s: holds %d NCEM EMD data groups; using %r",
+                path,
+                len(groups),
+                group.name,
+            )
+        dataset = group["data"]
+        axes = _ncem_axes(group)
+        x_axis = next(i for i, axis in enumerate(axes) if axis["name"].lower() in _NCEM_X_NAMES)
+        y_axis = next(i for i, axis in enumerate(axes) if axis["name"].lower() in _NCEM_Y_NAMES)
+        if dataset.ndim > 2:
+            log.warning(
+                "%s: %r has shape %s; using its first 2-D image (axes %s)",
+                path,
+                group.name,
+                dataset.shape,
+                [axes[y_axis]["name"], axes[x_axis]["name"]],
+            )
+        if min(dataset.shape) < 1:
+            raise ValueError(f"{path}: {group.name!r} holds an empty array {dataset.shape}")
+        index = tuple(slice(None) if i in (x_axis, y_axis) else 0 for i in range(dataset.ndim))
+        data = _real_gray(np.asarray(dataset[index]), path)
+    if x_axis < y_axis:  # stored x first: rows must be y
+        data = data.T
+    pixel_size = _pixel_size_from_axes([axes[y_axis], axes[x_axis]], path)
+    return np.ascontiguousarray(data, dtype=np.float32), pixel_size
+
+
+def _ncem_axes(group: object) -> list[dict] | None:
+    """Name, units and scale of each axis of an NCEM EMD data group that names an x and a y
+    dim; None for any other group."""
+    import h5py
+
+    if _attribute_text(group.attrs.get("emd_group_type")) != "1":
+        return None
+    dataset = group.get("data")
+    if not isinstance(dataset, h5py.Dataset) or dataset.ndim < 2:
+        return None
+    axes = []
+    for number in range(1, dataset.ndim + 1):
+        dim = group.get(f"dim{number}")
+        if not isinstance(dim, h5py.Dataset):
+            return None
+        axes.append(
+            {
+                "name": _attribute_text(dim.attrs.get("name")).strip(),
+                "units": _ncem_units(dim.attrs.get("units")),
+                "scale": _coordinate_step(dim),
+            }
+        )
+    names = [axis["name"].lower() for axis in axes]
+    if not any(n in _NCEM_X_NAMES for n in names) or not any(n in _NCEM_Y_NAMES for n in names):
+        return None
+    return axes
+
+
+def _attribute_text(value: object) -> str:
+    """An HDF5 attribute (str, bytes, a number or a one-element array of those) as text."""
+    if isinstance(value, np.ndarray):
+        value = value.ravel()[0] if value.size else ""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return "" if value is None else str(value)
+
+
+def _ncem_units(units: object) -> str:
+    """NCEM EMD units without their brackets and underscores: '[n_m]' -> 'nm', '[m]' -> 'm'."""
+    return _attribute_text(units).replace("[", "").replace("]", "").replace("_", "").strip()
+
+
+def _coordinate_step(dim: object) -> float | None:
+    """Mean step of a dim's coordinates; None when they are not numbers or fewer than two."""
+    if dim.ndim != 1 or dim.shape[0] < 2 or not np.issubdtype(dim.dtype, np.number):
+        return None
+    values = np.asarray(dim[()], dtype=np.float64)
+    return float((values[-1] - values[0]) / (values.size - 1))
 
 
 def _image_2d(data: np.ndarray, path: Path) -> np.ndarray:
