@@ -180,8 +180,7 @@ def _realism(args) -> None:
     from pathlib import Path
 
     from hrtem_wf.evaluations.real_sets import read_real_set
-    from hrtem_wf.io import write_json
-    from hrtem_wf.match import image_statistics, plot_realism, read_simulated, realism_report
+    from hrtem_wf.match import image_statistics, read_simulated, write_realism
 
     real = [
         image_statistics(r.image, r.mask, r.pixel_size_A, int(args.spec["median_filter_px"]))
@@ -189,11 +188,9 @@ def _realism(args) -> None:
     ]
     images, masks, pixel_size_A = read_simulated(args.dataset_zarr, args.max_simulated)
     sim = [image_statistics(i, m, pixel_size_A, median_px=0) for i, m in zip(images, masks)]
-    report = realism_report(sim, real)
-    plot_realism(report, Path(args.output).with_suffix(".png"))
-    report.pop("_pooled")
-    report.update(real_set=args.real_set, dataset=Path(args.dataset_zarr).stem)
-    write_json(args.output, report)
+    report = write_realism(
+        sim, real, args.output, real_set=args.real_set, dataset=Path(args.dataset_zarr).stem
+    )
     log.info(
         "realism %s vs %s: %s; labels %s A outside the masks",
         report["dataset"],
@@ -310,12 +307,11 @@ def _match(args) -> None:
         image_statistics,
         match_micrographs,
         plot_match,
-        plot_realism,
         read_micrographs,
         read_simulated,
-        realism_report,
         suggest_blocks,
         suggested_config,
+        write_realism,
     )
 
     try:
@@ -347,10 +343,7 @@ def _match(args) -> None:
             image_statistics(m.image, m.mask, report["pixel_size"]["value_A"], args.median_px)
             for m in micrographs
         ]
-        realism = realism_report(sim, real)
-        plot_realism(realism, out / "realism.png")
-        realism.pop("_pooled")
-        write_json(out / "realism.json", realism)
+        realism = write_realism(sim, real, out / "realism.json")
         for name, entry in realism["statistics"].items():
             log.info("realism gap %s: %s", name, entry["gap"])
         log.info("realism: labels %s A outside the masks", realism["label_offset_A"])

@@ -11,7 +11,13 @@ those estimates, and measure how far simulated micrographs are from the real one
 """
 
 from .measure import Micrograph, match_micrographs, plot_match, read_micrographs
-from .realism import image_statistics, plot_realism, read_simulated, realism_report
+from .realism import (
+    image_statistics,
+    plot_realism,
+    read_simulated,
+    realism_report,
+    write_realism,
+)
 from .suggest import blocks_yaml, suggest_blocks, suggested_config
 
 __all__ = [
@@ -26,4 +32,5 @@ __all__ = [
     "realism_report",
     "suggest_blocks",
     "suggested_config",
+    "write_realism",
 ]

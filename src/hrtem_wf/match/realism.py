@@ -241,20 +241,15 @@ def plot_realism(report: dict, path: str | Path) -> None:
     ax.hist(pooled["intensity"][0], bins, density=True, histtype="step", label="simulated")
     ax.set(xlabel="normalized intensity", title="intensity histogram")
     ax.legend()
-    ax = axes[1, 0]
-    if pooled["diameters"][0] or pooled["diameters"][1]:
-        ax.hist(
-            [pooled["diameters"][1], pooled["diameters"][0]], bins=15, label=["real", "simulated"]
-        )
-        ax.legend()
-    ax.set(xlabel="equivalent diameter [A]", title="particle size")
-    ax = axes[1, 1]
-    if pooled["contrasts"][0] or pooled["contrasts"][1]:
-        ax.hist(
-            [pooled["contrasts"][1], pooled["contrasts"][0]], bins=15, label=["real", "simulated"]
-        )
-        ax.legend()
-    ax.set(xlabel="(carbon - particle) / carbon", title="particle contrast")
+    for ax, key, xlabel, title in (
+        (axes[1, 0], "diameters", "equivalent diameter [A]", "particle size"),
+        (axes[1, 1], "contrasts", "(carbon - particle) / carbon", "particle contrast"),
+    ):
+        simulated, real = pooled[key]
+        if simulated or real:
+            ax.hist([real, simulated], bins=15, label=["real", "simulated"])
+            ax.legend()
+        ax.set(xlabel=xlabel, title=title)
     ax = axes[0, 3]
     if curves["edge_distance_A"] is not None:
         for key, label in (("edge_profile_real", "real"), ("edge_profile_sim", "simulated")):
@@ -278,3 +273,16 @@ def plot_realism(report: dict, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def write_realism(sim: list[dict], real: list[dict], json_path: str | Path, **extra) -> dict:
+    """realism_report of two sets of image_statistics, its figure beside json_path (.png) and
+    the JSON (without the pooled values, plus `extra` keys); returns what was written."""
+    from hrtem_wf.io import write_json
+
+    report = realism_report(sim, real)
+    plot_realism(report, Path(json_path).with_suffix(".png"))
+    report.pop("_pooled")
+    report.update(extra)
+    write_json(json_path, report)
+    return report
