@@ -191,3 +191,35 @@ def test_other_families_build(tmp_path):
     for name, block in recipe["structures"].items():
         atoms = build_structure(block, 1)
         assert (atoms.arrays["particle"] == 1).sum() > 50, name
+
+
+@pytest.mark.workflow
+def test_on_the_fly_overlay_trains_two_networks_on_one_simulation_budget(workflow_copy):
+    """config/recipes/on_the_fly_au.yaml on top of conventional_au.yaml, merged as Snakemake
+    merges two --configfile: one network on the frozen dataset, one drawing on the fly, alike
+    but for `on_the_fly`, from one set of structures and exit waves."""
+    import yaml
+    from snakemake.utils import update_config
+
+    from conftest import ROOT
+
+    merged = yaml.safe_load((ROOT / "config/recipes/conventional_au.yaml").read_text())
+    update_config(merged, yaml.safe_load((ROOT / "config/recipes/on_the_fly_au.yaml").read_text()))
+    recipe = validate(merged, SCHEMA)
+    frozen, fly = recipe["models"]["unet_conventional"], recipe["models"]["unet_conventional_fly"]
+    assert fly["on_the_fly"]["images"] in recipe["datasets"][fly["dataset"]]["images"]
+    assert {**fly, "on_the_fly": None} == frozen and frozen["seeds"] == [0]
+    recipe["real_sets"] = {}  # the real micrographs live in ../shared, beside the checkout
+    flow = workflow_copy(copy.deepcopy(recipe))
+    counts = job_counts(flow.snakemake("-n", "--quiet", "rules").stdout)
+    assert counts == {
+        "structures": 64,
+        "simulations": 64,
+        "images": 64,
+        "datasets": 1,
+        "models": 2,
+        "evaluations": 2,
+        "report": 1,
+        "all": 1,
+        "total": 199,
+    }

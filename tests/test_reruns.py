@@ -8,6 +8,7 @@ import copy
 import hashlib
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from conftest import job_counts
@@ -130,3 +131,36 @@ def test_library_code_change_reruns_its_stage_but_comments_do_not(tiny_run, tmp_
     plan = flow.snakemake("--dry-run")
     assert job_counts(plan.stdout) == {"images": 3, **DOWNSTREAM_OF_IMAGES, "total": 8}
     run_and_check_done(flow)
+
+
+def test_on_the_fly_training_retrains_on_its_images_spec_without_writing_images(tiny_run, tmp_path):
+    """A model that draws its training images on the fly with an images block of its own: adding
+    it, then changing that block's dose range, retrains the model and nothing upstream."""
+    retrain_only = {"models": 1, "evaluations": 1, "report": 1, "all": 1, "total": 4}
+
+    def draw_on_the_fly(config):
+        config["images"]["tiny_fly"] = copy.deepcopy(config["images"]["tiny_hrtem"])
+        config["models"]["tiny_unet"]["on_the_fly"] = {"images": "tiny_fly", "workers": 0}
+
+    before = fingerprints(tiny_run.path, "results/[sid]*/*")
+    flow, plan = changed(tiny_run, tmp_path, draw_on_the_fly)
+    assert job_counts(plan.stdout) == retrain_only
+    run_and_check_done(flow)
+    assert not (flow.path / "results/images/tiny_fly").exists()
+    drawn = flow.path / "results/models/tiny_unet/seed0/drawn.parquet"
+    doses = pd.read_parquet(drawn)["image.dose_e_per_A2"]
+    assert doses.between(400.0, 800.0).all()
+
+    config = flow.config
+    config["images"]["tiny_fly"]["dose_e_per_A2"] = {
+        "distribution": "uniform",
+        "low": 100.0,
+        "high": 200.0,
+    }
+    flow.write_config(config)
+    plan = flow.snakemake("--dry-run")
+    assert job_counts(plan.stdout) == retrain_only
+    assert "Params have changed" in plan.stdout
+    run_and_check_done(flow)
+    assert pd.read_parquet(drawn)["image.dose_e_per_A2"].between(100.0, 200.0).all()
+    assert fingerprints(flow.path, "results/[sid]*/*") == before  # stores, images, dataset

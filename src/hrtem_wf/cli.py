@@ -142,6 +142,8 @@ def _models(args) -> None:
         args.model_seed,
         args.out_dir,
         log=log.info,
+        image_spec=args.images_spec,
+        simulations_dir=args.simulations_dir,
     )
     log.info("trained: %s", json.dumps(summary, default=str))
 
@@ -446,6 +448,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-zarr", required=True)
     p.add_argument("--dataset-parquet", required=True)
     p.add_argument("--out-dir", required=True)
+    p.add_argument(
+        "--images-spec",
+        type=json.loads,
+        help="on_the_fly: the images block (JSON) that draws the training images",
+    )
+    p.add_argument("--simulations-dir", help="on_the_fly: the folder of its simulation stores")
     p.set_defaults(func=_models)
 
     p = sub.add_parser("evaluations", help="metrics of one model on a dataset split (JSON)")

@@ -483,6 +483,8 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
                     f"{key}.encoder_depth: images.{image_block}.crop_px {crop} is "
                     f"not divisible by 2**{depth}"
                 )
+        if block["on_the_fly"] is not None:
+            problems += _on_the_fly_problems(config, key, block)
     elif section == "real_sets":
         for model in block["models"]:
             if model not in config["models"]:
@@ -490,6 +492,44 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
                     f"{key}.models: {model!r} is not a block of 'models' "
                     f"(have: {sorted(config['models'])})"
                 )
+    return problems
+
+
+def _on_the_fly_problems(config: dict, key: str, block: dict) -> list[str]:
+    """An on-the-fly images block must draw from the simulations of the model's dataset, at its
+    crop, one image at a time (hrtem_wf.models.on_the_fly)."""
+    name = block["on_the_fly"]["images"]
+    if name not in config["images"]:
+        return [
+            f"{key}.on_the_fly.images: {name!r} is not a block of 'images' "
+            f"(have: {sorted(config['images'])})"
+        ]
+    spec, problems = config["images"][name], []
+    dataset_images = config["datasets"][block["dataset"]]["images"]
+    simulations = sorted({config["images"][i]["simulations"] for i in dataset_images})
+    if spec["simulations"] not in simulations:
+        problems.append(
+            f"{key}.on_the_fly.images: images.{name} draws from simulations "
+            f"{spec['simulations']!r}, but the training structures of dataset "
+            f"{block['dataset']!r} were simulated in {simulations}"
+        )
+    crops = {tuple(config["images"][i]["crop_px"] or ()) for i in dataset_images}
+    if tuple(spec["crop_px"] or ()) not in crops or spec["crop_px"] is None:
+        problems.append(
+            f"{key}.on_the_fly.images: images.{name}.crop_px {spec['crop_px']} must be the "
+            f"crop of the dataset's images {[list(c) for c in sorted(crops)]}"
+        )
+    problems += [
+        f"{key}.on_the_fly.images: images.{name}.{field} is a `sequence`: each training image "
+        "is its own draw, so there is no numbering for a grid (give a distribution)"
+        for field in ("defocus_A", "dose_e_per_A2")
+        if isinstance(spec[field], dict) and spec[field].get("distribution") == "sequence"
+    ]
+    if spec["device"] == "gpu" and block["on_the_fly"]["workers"] > 0:
+        problems.append(
+            f"{key}.on_the_fly.workers: images.{name} draws on the GPU, which loader processes "
+            "cannot share (CUDA does not survive fork): set workers: 0"
+        )
     return problems
 
 

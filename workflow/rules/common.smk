@@ -2,6 +2,7 @@
 # Input functions read only the config, never the filesystem.
 import json
 import os
+import shlex
 
 from hrtem_wf.codeversion import code_version
 from hrtem_wf.config import structure_ids, structures_of
@@ -82,6 +83,38 @@ def dataset_of(wc):
         "zarr": f"{RESULTS}/datasets/{name}.zarr",
         "parquet": f"{RESULTS}/datasets/{name}.parquet",
     }
+
+
+def on_the_fly_images(model):
+    """The images block an on_the_fly model draws its training images with, or None."""
+    fly = config["models"][model]["on_the_fly"]
+    return None if fly is None else fly["images"]
+
+
+def on_the_fly_simulations(model):
+    """The simulation stores an on_the_fly model draws from: every structure of its images
+    block (which of them train is the dataset's split, decided when it is built)."""
+    images = on_the_fly_images(model)
+    if images is None:
+        return []
+    simulations = config["images"][images]["simulations"]
+    return [
+        f"{RESULTS}/simulations/{simulations}/{item}.zarr"
+        for item in structure_ids(config, structures_of(config, "images", images))
+    ]
+
+
+def on_the_fly_arguments(model):
+    """`hrtem-wf models` arguments of an on_the_fly model: the images block's spec (so that
+    changing it retrains) and the folder of its simulation stores; '' without on_the_fly."""
+    images = on_the_fly_images(model)
+    if images is None:
+        return ""
+    simulations = config["images"][images]["simulations"]
+    return (
+        f"--images-spec {shlex.quote(block_spec('images', images))}"
+        f" --simulations-dir {RESULTS}/simulations/{simulations}"
+    )
 
 
 def first_dataset():

@@ -1,6 +1,7 @@
 rule models:
     input:
         unpack(dataset_of),
+        simulations=lambda wc: on_the_fly_simulations(wc.models),
     output:
         weights=f"{RESULTS}/models/{{models}}/seed{{seed}}/weights.pt",
         history=f"{RESULTS}/models/{{models}}/seed{{seed}}/history.csv",
@@ -19,9 +20,11 @@ rule models:
     params:
         # `seeds` is left out: adding a seed must not retrain the others.
         spec=lambda wc: block_spec("models", wc.models, drop=("seeds",)),
+        # on_the_fly: the images block that draws the training images (changing it retrains)
+        on_the_fly=lambda wc: on_the_fly_arguments(wc.models),
         code=code_version("hrtem_wf.cli:_models"),  # library code version: reruns the stage when its code changes
         bind_gpu=lambda wc: bind_gpu_flag("models", wc.models),
     shell:
         "hrtem-wf --log {log} {params.bind_gpu} models --spec {params.spec:q} --model-seed {wildcards.seed}"
         " --dataset-zarr {input.zarr} --dataset-parquet {input.parquet}"
-        " --out-dir $(dirname {output.weights})"
+        " --out-dir $(dirname {output.weights}) {params.on_the_fly}"

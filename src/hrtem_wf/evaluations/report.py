@@ -102,6 +102,16 @@ def _realism_markdown(realism: list[dict]) -> str:
     )
 
 
+def _training_data(dataset: str, on_the_fly: dict | None) -> str:
+    """The dataset column: the dataset, and for on-the-fly training what drew its images."""
+    if not on_the_fly:
+        return dataset
+    return (
+        f"{dataset} (train: drawn on the fly by images.{on_the_fly['images']}, "
+        f"{on_the_fly['images_per_epoch']} per epoch)"
+    )
+
+
 def _summary_markdown(
     evaluations: list[dict],
     models: list[TrainedModel],
@@ -122,7 +132,7 @@ def _summary_markdown(
         [
             str(e["model"]),
             str(e["seed"]),
-            str(e["dataset"]),
+            _training_data(str(e["dataset"]), m.metadata.get("on_the_fly")),
             str(e["n_images"]),
             *(f"{e[key]:.3f}" for key, _ in METRIC_COLUMNS),
             str(m.best_epoch),
@@ -253,9 +263,20 @@ def _plot_training_curves(histories: dict[tuple[str, int], pd.DataFrame], path: 
     figure.savefig(path, dpi=110)
 
 
-def _plot_distributions(parquets: list[str], path: Path) -> None:
-    """Histograms of dose, defocus, substrate thickness and radius: one row per dataset."""
-    tables = {Path(p).name.removesuffix(".parquet"): pd.read_parquet(p) for p in parquets}
+def _distribution_tables(parquets: list[str], model_dirs: list[str]) -> dict[str, str]:
+    """name -> Parquet of each row of the data-distribution figure: every dataset, and the
+    training images each on-the-fly model drew (its first seed's drawn.parquet, all epochs)."""
+    tables = {Path(p).name.removesuffix(".parquet"): p for p in parquets}
+    for model_dir in model_dirs:
+        drawn, model = Path(model_dir) / "drawn.parquet", Path(model_dir).parent.name
+        if drawn.exists() and f"{model} (drawn on the fly)" not in tables:
+            tables[f"{model} (drawn on the fly)"] = str(drawn)
+    return tables
+
+
+def _plot_distributions(parquets: dict[str, str], path: Path) -> None:
+    """Histograms of dose, defocus, substrate thickness and radius: one row per table."""
+    tables = {name: pd.read_parquet(p) for name, p in parquets.items()}
     figure = Figure(figsize=(3.2 * len(HISTOGRAM_COLUMNS), 2.6 * len(tables)), layout="constrained")
     axes = np.array(figure.subplots(len(tables), len(HISTOGRAM_COLUMNS), squeeze=False))
     for row, (name, table) in enumerate(tables.items()):
@@ -381,7 +402,9 @@ def write_report(
         evaluations[0].get("split", "test"),
         written[2],
     )
-    _plot_distributions(list(dataset_parquets) or [dataset_parquet], written[3])
+    _plot_distributions(
+        _distribution_tables(list(dataset_parquets) or [dataset_parquet], model_dirs), written[3]
+    )
     if real_sets:
         written.append(out_dir / "real_set_examples.png")
         _plot_real_set_examples(matched[0], labels[0], real_sets, written[-1])

@@ -8,7 +8,7 @@ from .aberrations import (
     spatial_frequencies,
     wavelength_A,
 )
-from .draw import draw_images
+from .draw import draw_images, draw_images_from_spectra, exit_wave_spectra
 from .formation import (
     apply_mtf,
     focal_spread_defoci,
@@ -29,6 +29,8 @@ __all__ = [
     "apply_mtf",
     "draw_aberrations",
     "draw_images",
+    "draw_images_from_spectra",
+    "exit_wave_spectra",
     "focal_spread_defoci",
     "image_blur",
     "intensity",

@@ -81,6 +81,23 @@ def label_threshold(label: Mapping[str, Any], material: str | None) -> float:
     return float(threshold)
 
 
+def exit_wave_spectra(full: np.ndarray, particle: np.ndarray, block: Mapping[str, Any]):
+    """(full, particle) spectra of the phonons an images block uses, on its device: the one
+    forward FFT per phonon that every draw of the structure shares (and that on-the-fly training
+    keeps in memory)."""
+    full, particle = as_wave_stack(full), as_wave_stack(particle)
+    if full.shape != particle.shape:
+        raise ValueError(
+            f"full {full.shape} and particle {particle.shape} exit waves differ in shape"
+        )
+    if block["frozen_phonons"] == "single":
+        full, particle = full[:1], particle[:1]
+    return (
+        wave_spectrum(to_device(full, block["device"])),
+        wave_spectrum(to_device(particle, block["device"])),
+    )
+
+
 def draw_images(
     full: np.ndarray,
     particle: np.ndarray,
@@ -98,12 +115,22 @@ def draw_images(
     masks uint8 (k, H, W) in {0, 1}, and one dict per image with every drawn parameter.
     The forward FFT of each phonon is done once and shared by all k draws.
     """
+    return draw_images_from_spectra(
+        *exit_wave_spectra(full, particle, block), sampling_A, energy_eV, block, rng, material
+    )
+
+
+def draw_images_from_spectra(
+    full_spectrum,
+    particle_spectrum,
+    sampling_A: float | tuple[float, float],
+    energy_eV: float,
+    block: Mapping[str, Any],
+    rng: np.random.Generator,
+    material: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """`draw_images` from the spectra `exit_wave_spectra` returns (numpy or CuPy)."""
     sampling_A = _sampling_pair(sampling_A)
-    full, particle = as_wave_stack(full), as_wave_stack(particle)
-    if full.shape != particle.shape:
-        raise ValueError(
-            f"full {full.shape} and particle {particle.shape} exit waves differ in shape"
-        )
     k = int(block["draws_per_structure"])
     focal, detector, label = block["focal_spread"], block["detector"], block["label"]
     smallest_pixel_size_A, largest_pixel_size_A = support(detector["pixel_size_A"])
@@ -112,13 +139,10 @@ def draw_images(
     threshold = label_threshold(label, material)
     if crop_px is None and smallest_pixel_size_A != largest_pixel_size_A:
         raise ValueError("a drawn detector.pixel_size_A needs crop_px: images of one shape")
-    # The largest pixel size gives the smallest detector image: fail before any FFT.
-    smallest_detector_shape = resampled_shape(full.shape[1:], sampling_A, largest_pixel_size_A)
+    wave_shape = tuple(int(n) for n in full_spectrum.shape[1:])
+    # The largest pixel size gives the smallest detector image: fail before any image.
+    smallest_detector_shape = resampled_shape(wave_shape, sampling_A, largest_pixel_size_A)
     check_crop(smallest_detector_shape, crop_px)
-    if block["frozen_phonons"] == "single":
-        full, particle = full[:1], particle[:1]
-    full_spectrum = wave_spectrum(to_device(full, block["device"]))
-    particle_spectrum = wave_spectrum(to_device(particle, block["device"]))
     mtf = detector["mtf"]
     out_shape = smallest_detector_shape if crop_px is None else crop_px  # one pixel size if None
 
@@ -177,7 +201,7 @@ def draw_images(
         pixel_size_A = float(sample(detector["pixel_size_A"], rng))
         mtf_c = None if mtf is None else [float(sample(mtf[c], rng)) for c in ("c1", "c2", "c3")]
         blur_sigma_px = float(sample(detector["blur_sigma_px"], rng))
-        detector_shape = resampled_shape(full.shape[1:], sampling_A, pixel_size_A)
+        detector_shape = resampled_shape(wave_shape, sampling_A, pixel_size_A)
         # The noise-free image depends on the lens and the plasmon draw only: repeats of a focal
         # point share it unless their plasmon parameters differ (or their pixel sizes).
         if (focal_point, plasmon) != noise_free_of:
@@ -237,7 +261,7 @@ def draw_images(
             "illumination_semiangle_mrad": illumination,
             "blur_A": blur_A,
             "frozen_phonons": block["frozen_phonons"],
-            "frozen_phonons_used": int(full.shape[0]),
+            "frozen_phonons_used": int(full_spectrum.shape[0]),
             "plasmons": plasmon is not None,
             # w = 1, b = 0 is the identity: the same columns whether the effect is on or off
             "plasmon_weight": 1.0 if plasmon is None else plasmon[0],

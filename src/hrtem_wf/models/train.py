@@ -81,10 +81,16 @@ def recalibrate_batchnorm(model: torch.nn.Module, loader, device: torch.device) 
         norm.momentum = momentum
 
 
-def _train_one_epoch(model, loader, optimizer, device, loss_weights) -> tuple[float, float]:
+def _train_one_epoch(
+    model, loader, optimizer, device, loss_weights, records: list | None = None
+) -> tuple[float, float]:
+    """(mean loss, pooled hard F1) of one pass over `loader`; the records of drawn images (a
+    loader's third item) are appended to `records`."""
     model.train()
     loss_sum, n_images, counts = 0.0, 0, PixelCounts()
-    for images, masks in loader:
+    for images, masks, *drawn in loader:
+        if records is not None and drawn:
+            records.extend(drawn[0])
         images, masks = images.to(device), masks.to(device)
         optimizer.zero_grad(set_to_none=True)
         logits = model(images)
@@ -126,6 +132,85 @@ def _model_name(block: dict, out_dir: Path) -> str:
     return out_dir.parent.name if out_dir.name.startswith("seed") else out_dir.name
 
 
+class DrawnTraining:
+    """The training images of an `on_the_fly` block: the loaders of each epoch's fresh draws and
+    of the fixed BatchNorm-statistics draw, and what was drawn (hrtem_wf.models.on_the_fly)."""
+
+    def __init__(self, block, image_spec, simulations_dir, train_split, seed, log):
+        from .on_the_fly import (
+            ExitWaveCache,
+            OnTheFlyImages,
+            statistics_images,
+            training_stores,
+        )
+
+        fly = block["on_the_fly"]
+        if image_spec is None or simulations_dir is None:
+            raise ValueError(
+                "an on_the_fly models block needs the images block's spec and the folder of "
+                "its simulation stores"
+            )
+        self.image_spec, self.workers = image_spec, int(fly["workers"])
+        per_structure = fly["images_per_structure"] or image_spec["draws_per_structure"]
+        cache = ExitWaveCache(
+            training_stores(train_split.table, simulations_dir),
+            image_spec,
+            float(fly["memory_GB"]) * 1024**3,
+        )
+        self.kept = cache.preload()
+        self.dataset = OnTheFlyImages(
+            cache,
+            image_spec,
+            per_structure,
+            seed,
+            augment_d4=bool(block["augment_d4"]),
+            augment_photometric=block["augment_photometric"],
+        )
+        self.statistics = statistics_images(self.dataset, self.workers)
+        self.records: list[dict] = []
+        log(
+            f"drawing {len(self.dataset)} training images per epoch on the fly "
+            f"({per_structure} per structure of {len(cache)}, {self.kept} kept in memory, "
+            f"{self.workers} loader workers, images block {fly['images']})"
+        )
+
+    def loader(self, epoch: int, batch_size: int, generator):
+        self.dataset.set_epoch(epoch)
+        from .on_the_fly import collate_drawn
+
+        return torch.utils.data.DataLoader(
+            self.dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            generator=generator,
+            num_workers=self.workers,
+            collate_fn=collate_drawn,
+        )
+
+    def metadata(self, block, split_table) -> tuple[dict, object]:
+        from hrtem_wf.datasets.curate import distributions
+
+        from .on_the_fly import drawn_table
+
+        table = drawn_table(self.records, split_table)
+        sample_columns = [c for c in table.columns if c.startswith(("image.", "augment."))]
+        summary = {
+            "images": block["on_the_fly"]["images"],
+            "image_spec": self.image_spec,
+            "images_per_structure": self.dataset.images_per_structure,
+            "images_per_epoch": len(self.dataset),
+            "structures": len(self.dataset.cache),
+            "structures_in_memory": self.kept,
+            "statistics_images": len(self.statistics),
+            "drawn_images": len(table),
+            "distributions": distributions(table),
+            "sample": table[["epoch", "structure_id", *sample_columns]]
+            .head(8)
+            .to_dict(orient="records"),
+        }
+        return summary, table
+
+
 def train_model(
     block: dict,
     dataset_zarr: str,
@@ -133,12 +218,16 @@ def train_model(
     seed: int,
     out_dir: str,
     log: Callable[[str], None] = print,
+    image_spec: dict | None = None,
+    simulations_dir: str | None = None,
 ) -> dict:
     """Train one network of a ``models.<N>`` block with one seed; write weights, history, metadata.
 
     Writes ``out_dir/weights.pt`` (state_dict of the epoch with the lowest validation loss),
-    ``out_dir/history.csv`` (one row per epoch) and, last, ``out_dir/metadata.json``.
-    Returns the metadata as a dict.
+    ``out_dir/history.csv`` (one row per epoch) and, last, ``out_dir/metadata.json``; a block
+    with `on_the_fly` draws its training images from the simulation stores in
+    `simulations_dir` with the images block `image_spec`, and writes ``out_dir/drawn.parquet``
+    (one row per drawn image). Returns the metadata as a dict.
     """
     out_dir = Path(out_dir)
     device = resolve_device(str(block["device"]))
@@ -153,6 +242,9 @@ def train_model(
             f"'validation' ({len(validation_split)}) splits"
         )
     check_image_shape(train_split.image_shape, block["encoder_depth"])
+    drawn = None
+    if block.get("on_the_fly") is not None:
+        drawn = DrawnTraining(block, image_spec, simulations_dir, train_split, seed, log)
 
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     warn_only_before = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -181,7 +273,10 @@ def train_model(
         )
         # The training images without augmentation, for the BatchNorm statistics.
         statistics_loader = torch.utils.data.DataLoader(
-            SegmentationDataset(train_split), batch_size=batch_size, shuffle=False, num_workers=0
+            SegmentationDataset(train_split) if drawn is None else drawn.statistics,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=0,
         )
         validation_loader = torch.utils.data.DataLoader(
             SegmentationDataset(validation_split),
@@ -198,8 +293,9 @@ def train_model(
         n_parameters = count_parameters(model)
 
         model_name = _model_name(block, out_dir)
+        n_train = len(train_split) if drawn is None else len(drawn.dataset)
         log(
-            f"training {model_name} seed {seed} on {device}: {len(train_split)} train / "
+            f"training {model_name} seed {seed} on {device}: {n_train} train / "
             f"{len(validation_split)} validation images of {train_split.image_shape[0]} x "
             f"{train_split.image_shape[1]} px, {n_parameters} parameters, {epochs} epochs"
         )
@@ -209,8 +305,15 @@ def train_model(
         for epoch in range(1, epochs + 1):
             epoch_start = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
+            if drawn is not None:  # a fresh draw of every training image
+                train_loader = drawn.loader(epoch, batch_size, shuffle_generator)
             train_loss, train_f1 = _train_one_epoch(
-                model, train_loader, optimizer, device, loss_weights
+                model,
+                train_loader,
+                optimizer,
+                device,
+                loss_weights,
+                None if drawn is None else drawn.records,
             )
             recalibrate_batchnorm(model, statistics_loader, device)
             val_loss, val_f1 = evaluate_loss(model, validation_loader, device, loss_weights)
@@ -256,6 +359,12 @@ def train_model(
         writer.writeheader()
         writer.writerows(history)
 
+    training_table, on_the_fly = train_split.table, None
+    if drawn is not None:
+        on_the_fly, training_table = drawn.metadata(block, train_split.table)
+        with atomic_path(out_dir / "drawn.parquet") as path:
+            training_table.to_parquet(path, index=False)
+
     best = history[best_epoch - 1]
     metadata = {
         "model": model_name,
@@ -267,9 +376,11 @@ def train_model(
         "image_shape": list(train_split.image_shape),
         # what `hrtem-wf predict` and the real-set scores compare micrographs against (the
         # range of the training images' pixel sizes), and resample them to (the nominal one)
-        "pixel_size_A": _pixel_size_A(train_split.table),
-        "nominal_pixel_size_A": _nominal_pixel_size_A(train_split.table),
-        "n_train": len(train_split),
+        "pixel_size_A": _pixel_size_A(training_table),
+        "nominal_pixel_size_A": _nominal_pixel_size_A(training_table),
+        "n_train": n_train,
+        # what the training images were drawn from, and a sample of what was drawn
+        "on_the_fly": on_the_fly,
         "n_val": len(validation_split),
         "device": str(device),
         "epochs": epochs,
