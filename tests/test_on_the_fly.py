@@ -365,10 +365,6 @@ def test_config_checks_name_what_is_wrong_with_an_on_the_fly_block():
     config["images"]["tiny_fly"]["defocus_A"] = {"distribution": "sequence", "values": [0, 50]}
     with pytest.raises(ConfigError, match="is a `sequence`"):
         check_references(config)
-    config = _config_with_fly()
-    config["images"]["tiny_fly"]["device"] = "gpu"
-    with pytest.raises(ConfigError, match="set workers: 0"):
-        check_references(config)
 
 
 def test_statistics_set_is_a_fixed_capped_draw(stores, monkeypatch):
@@ -388,3 +384,32 @@ def test_paths_follow_the_item_names(stores):
     root, _, parquet = stores
     pairs = training_stores(_train_table(parquet), Path("x"))
     assert all(store == Path("x") / f"{sid.split('/')[1]}.zarr" for sid, store in pairs)
+
+
+def test_report_shows_what_an_on_the_fly_model_drew(trained, tmp_path):
+    from hrtem_wf.evaluations.report import (
+        _distribution_tables,
+        _plot_distributions,
+        _training_data,
+    )
+
+    root, (metadata, _), _ = trained
+    model_dir = tmp_path / "unet_fly" / "seed0"
+    model_dir.mkdir(parents=True)
+    (model_dir / "drawn.parquet").write_bytes((root / "run0" / "drawn.parquet").read_bytes())
+    frozen_dir = tmp_path / "unet" / "seed0"
+    frozen_dir.mkdir(parents=True)
+    tables = _distribution_tables(["results/datasets/d.parquet"], [str(frozen_dir), str(model_dir)])
+    assert tables == {
+        "d": "results/datasets/d.parquet",
+        "unet_fly (drawn on the fly)": str(model_dir / "drawn.parquet"),
+    }
+    _plot_distributions(
+        {"unet_fly (drawn on the fly)": str(model_dir / "drawn.parquet")},
+        tmp_path / "distributions.png",
+    )
+    assert (tmp_path / "distributions.png").stat().st_size > 10_000
+    assert _training_data("d", None) == "d"
+    assert _training_data("d", metadata["on_the_fly"]) == (
+        f"d (train: drawn on the fly by images.img, {metadata['n_train']} per epoch)"
+    )

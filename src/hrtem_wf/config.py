@@ -525,11 +525,6 @@ def _on_the_fly_problems(config: dict, key: str, block: dict) -> list[str]:
         for field in ("defocus_A", "dose_e_per_A2")
         if isinstance(spec[field], dict) and spec[field].get("distribution") == "sequence"
     ]
-    if spec["device"] == "gpu" and block["on_the_fly"]["workers"] > 0:
-        problems.append(
-            f"{key}.on_the_fly.workers: images.{name} draws on the GPU, which loader processes "
-            "cannot share (CUDA does not survive fork): set workers: 0"
-        )
     return problems
 
 

@@ -150,7 +150,9 @@ class DrawnTraining:
                 "an on_the_fly models block needs the images block's spec and the folder of "
                 "its simulation stores"
             )
-        self.image_spec, self.workers = image_spec, int(fly["workers"])
+        # CUDA does not survive the loader's fork: images drawn on the GPU are drawn in-process.
+        self.image_spec = image_spec
+        self.workers = 0 if image_spec["device"] == "gpu" else int(fly["workers"])
         per_structure = fly["images_per_structure"] or image_spec["draws_per_structure"]
         cache = ExitWaveCache(
             training_stores(train_split.table, simulations_dir),
@@ -193,7 +195,6 @@ class DrawnTraining:
         from .on_the_fly import drawn_table
 
         table = drawn_table(self.records, split_table)
-        sample_columns = [c for c in table.columns if c.startswith(("image.", "augment."))]
         summary = {
             "images": block["on_the_fly"]["images"],
             "image_spec": self.image_spec,
@@ -204,9 +205,7 @@ class DrawnTraining:
             "statistics_images": len(self.statistics),
             "drawn_images": len(table),
             "distributions": distributions(table),
-            "sample": table[["epoch", "structure_id", *sample_columns]]
-            .head(8)
-            .to_dict(orient="records"),
+            "sample": self.records[:8],  # as drawn: None where an effect is off
         }
         return summary, table
 
