@@ -287,7 +287,7 @@ def _plot_distributions(parquets: dict[str, str], path: Path) -> None:
                 ax.hist(values, bins=20, color="C0")
             else:
                 ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
-            ax.set_title(f"{name}: {DISTRIBUTION_COLUMNS[key]}", fontsize="small")
+            ax.set_title(f"{name}\n{DISTRIBUTION_COLUMNS[key]}", fontsize="small")
             ax.set_ylabel("images" if column == 0 else "")
     figure.savefig(path, dpi=100)
 
