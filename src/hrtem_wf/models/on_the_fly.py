@@ -107,9 +107,6 @@ class ExitWaveCache:
     def __len__(self) -> int:
         return len(self.stores)
 
-    def structure_id(self, index: int) -> str:
-        return self.stores[index][0]
-
     def preload(self) -> int:
         """Keep structures in memory, in order, while the budget lasts; returns how many."""
         used = sum(w.nbytes for w in self.kept.values())
