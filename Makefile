@@ -10,7 +10,7 @@ SNAKEMAKE = $(VENV)/bin/snakemake --profile profiles/local --cores $(CORES)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: install demo test test-fast format lint dry-run unlock check-lock clean plan bench-dag \
-  recipes-smoke slurm-up slurm-down
+  recipes-smoke slurm-up slurm-down gpu-check-prepare gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,17 @@ plan: install
 
 bench-dag: install
 	$(VENV)/bin/python benchmarks/dag.py
+
+# GPU check (README: "GPU check"): prepare here, with the network (the CPU reference and the
+# wheels a bare GPU machine lacks, into .gpu_check/); run on a machine with one NVIDIA GPU.
+# GPU_PYTHON: a Python with the packages (default: the venv's; python3 on a carried install).
+GPU_PYTHON ?= $(VENV)/bin/python
+gpu-check-prepare: install
+	$(VENV)/bin/python benchmarks/gpu_check.py prepare
+
+gpu-check:
+	test -f .gpu_check/reference/history.json || $(GPU_PYTHON) benchmarks/gpu_check.py prepare --no-wheels
+	$(GPU_PYTHON) benchmarks/gpu_check.py run --device gpu --out results/gpu_check
 
 # Every recipe end to end at smoke size (README: "The study's datasets, by name").
 SMOKE = --replace-workflow-config --config device=cpu smoke=True

@@ -8,7 +8,9 @@ fringed disks, the study's 512 x 512 crops) and the study's network (UNet, ResNe
 batch 16, D4 augmentation), it measures in the same run:
   - training throughput: the training pass as `train_model` runs it (Zarr/numpy reads, per-image
     [0, 1] scaling, D4, batching, forward, backward, Adam step), in images per second;
-  - the pure model step on the very same batches, already in memory as tensors;
+  - the pure model step on the very same batches, already in memory as tensors (`--only-step`:
+    that alone, with the CPU time spent in the kernel and the page faults; `--no-huge-pages`:
+    without `hrtem_wf.memory.huge_pages_for_tensors`, to see what it saves);
   - the whole epoch as `train_model` runs it (training pass + exact BatchNorm statistics +
     validation), as seconds per 512 images per epoch (the study: 15 s on a Quadro P5000);
   - inference per 512 x 512 patch (the study: 0.014 s) and per 4096 x 4096 micrograph, tiled
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +36,7 @@ import torch
 
 from hrtem_wf.config import validate_block
 from hrtem_wf.inference import predict_micrograph
+from hrtem_wf.memory import HUGE_PAGES, huge_pages_for_tensors
 from hrtem_wf.models.data import SegmentationDataset, read_split
 from hrtem_wf.models.loss import segmentation_loss
 from hrtem_wf.models.model import build_model, resolve_device
@@ -111,7 +115,20 @@ def main() -> None:
     parser.add_argument(
         "--only-on-the-fly", action="store_true", help="only the on-the-fly figures"
     )
+    parser.add_argument(
+        "--only-step",
+        action="store_true",
+        help="only the pure model step, with its CPU time in the kernel and its page faults",
+    )
+    parser.add_argument(
+        "--no-huge-pages",
+        action="store_true",
+        help="without hrtem_wf.memory.huge_pages_for_tensors (to measure what it saves)",
+    )
     args = parser.parse_args()
+    if args.no_huge_pages:
+        os.environ[HUGE_PAGES] = "0"
+    huge_pages_for_tensors()  # as `hrtem-wf models` does; before torch's first tensor
     device = resolve_device(args.device)
     torch.manual_seed(0)
     batch_size = STUDY_BLOCK["batch_size"]
@@ -141,6 +158,21 @@ def main() -> None:
         optimizer = torch.optim.Adam(model.parameters(), lr=STUDY_BLOCK["learning_rate"])
         batches = [(images.to(device), masks.to(device)) for images, masks in loader]
         pure_steps(model, optimizer, batches[:1], device)  # warm-up (allocator, kernels)
+        if args.only_step:
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            seconds = min(
+                pure_steps(model, optimizer, batches, device) for _ in range(args.repeats)
+            )
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+            pages = "4 KiB pages" if args.no_huge_pages else "huge pages"
+            print(
+                f"pure model step ({pages}): {len(train) / seconds:.3f} images/s; over "
+                f"{args.repeats} passes: CPU {user:.1f} s user, {system:.1f} s system "
+                f"({100 * system / (user + system):.0f} %), "
+                f"{after.ru_minflt - before.ru_minflt} page faults"
+            )
+            return
 
         pipeline, pure = [], []
         for _ in range(args.repeats):

@@ -13,6 +13,9 @@ import pytest
 import yaml
 
 from hrtem_wf.config import validate_block
+from hrtem_wf.memory import huge_pages_for_tensors
+
+huge_pages_for_tensors()  # as every `hrtem-wf` job does, before torch is imported
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"

@@ -28,7 +28,9 @@ import hashlib
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm, truncnorm
+
+# scipy.stats is imported where a truncated normal is drawn or evaluated, not here: it costs
+# 0.5 s to import, and every job imports this module (benchmarks/jobs.py).
 
 
 def derive_seed(global_seed: int, block: str, index: int, stream: str = "") -> int:
@@ -67,6 +69,8 @@ def sample(spec: Any, rng: np.random.Generator, index: int | None = None) -> flo
         lo, hi = spec.get("min", -np.inf), spec.get("max", np.inf)
         if sd == 0:
             return float(np.clip(mean, lo, hi))
+        from scipy.stats import truncnorm
+
         a, b = (lo - mean) / sd, (hi - mean) / sd
         return float(truncnorm.rvs(a, b, loc=mean, scale=sd, random_state=rng))
     if kind == "choice":
@@ -121,6 +125,8 @@ def nominal(spec: Any) -> float:
         lo, hi = spec.get("min", -np.inf), spec.get("max", np.inf)
         if sd == 0:
             return float(np.clip(mean, lo, hi))
+        from scipy.stats import truncnorm
+
         return float(truncnorm.median((lo - mean) / sd, (hi - mean) / sd, loc=mean, scale=sd))
     if kind == "choice" or (kind == "sequence" and float(spec.get("jitter_sd", 0.0)) == 0):
         return float(np.median(spec["values"]))
@@ -151,11 +157,15 @@ def cdf(spec: Any, x: float) -> float:
         lo, hi = spec.get("min", -np.inf), spec.get("max", np.inf)
         if sd == 0:
             return float(x >= np.clip(mean, lo, hi))
+        from scipy.stats import truncnorm
+
         return float(truncnorm.cdf(x, (lo - mean) / sd, (hi - mean) / sd, loc=mean, scale=sd))
     if kind in ("choice", "sequence"):
         values = np.asarray(spec["values"], dtype=float)
         jitter = float(spec.get("jitter_sd", 0.0))
         if kind == "sequence" and jitter > 0:
+            from scipy.stats import norm
+
             return float(np.mean(norm.cdf(x, loc=values, scale=jitter)))
         return float(np.mean(values <= x))
     if kind == "mixture":

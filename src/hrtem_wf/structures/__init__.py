@@ -27,6 +27,10 @@ Output: ASE Atoms, orthorhombic cell [L, L, H], pbc (True, True, False), particl
     n_particle_atoms, n_substrate_atoms, n_substrate_removed (carbon cleared for the particle).
 """
 
-from hrtem_wf.structures.scene import STRUCTURE_CODE_VERSION, build_structure
+from hrtem_wf.structures._czone import import_czone
+
+import_czone()  # before scene imports czone: without matplotlib (see _czone.py)
+
+from hrtem_wf.structures.scene import STRUCTURE_CODE_VERSION, build_structure  # noqa: E402
 
 __all__ = ["build_structure", "STRUCTURE_CODE_VERSION"]
