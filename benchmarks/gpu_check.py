@@ -31,6 +31,7 @@ import platform
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -298,49 +299,63 @@ def load_reference(reference: Path):
     return atoms_list, waves, drawn["images"], drawn["masks"], history
 
 
-def equivalence(reference: Path, device: str) -> dict[str, float]:
-    """Each stage on `device` from the reference's inputs, against the reference's outputs."""
+def check_simulate(reference: Path, device: str) -> dict[str, float]:
+    atoms_list, waves, *_ = load_reference(reference)
+    simulated = simulate(atoms_list, blocks(device)[1])
+    pairs = [(new[n], old[n]) for new, old in zip(simulated, waves) for n in ("full", "particle")]
+    return {
+        "exit wave max |difference|": max(float(np.abs(a - b).max()) for a, b in pairs),
+        "exit wave relative RMS difference": max(
+            float(np.linalg.norm(a - b) / np.linalg.norm(b)) for a, b in pairs
+        ),
+    }
+
+
+def check_images(reference: Path, device: str) -> dict[str, float]:
+    _, waves, images, masks, _ = load_reference(reference)
+    new_images, new_masks = draw(waves, blocks(device)[2])
+    return {
+        "image relative mean |difference|": float(
+            np.abs(new_images - images).mean() / np.abs(images).mean()
+        ),
+        "label pixels that differ (fraction)": float((new_masks != masks).mean()),
+    }
+
+
+def check_train(reference: Path, device: str) -> dict[str, float]:
+    _, _, images, masks, history = load_reference(reference)
+    new_history, _ = train(images, masks, blocks(device)[3])
+    return {
+        "training loss relative difference (max over epochs)": max(
+            abs(new[0] - old[0]) / old[0] for new, old in zip(new_history, history)
+        ),
+        "training F1 difference (last epoch)": abs(new_history[-1][1] - history[-1][1]),
+    }
+
+
+def check_predict(reference: Path, device: str) -> dict[str, float]:
     import torch
 
     from hrtem_wf.models.model import build_model, resolve_device
 
-    atoms_list, waves, images, masks, history = load_reference(reference)
-    _, simulation, images_block, model_block = blocks(device)
-    figures = {}
-
-    simulated = simulate(atoms_list, simulation)
-    difference = [
-        (new[name], old[name])
-        for new, old in zip(simulated, waves)
-        for name in ("full", "particle")
-    ]
-    figures["exit wave max |difference|"] = max(float(np.abs(a - b).max()) for a, b in difference)
-    figures["exit wave relative RMS difference"] = max(
-        float(np.linalg.norm(a - b) / np.linalg.norm(b)) for a, b in difference
-    )
-
-    new_images, new_masks = draw(waves, images_block)
-    figures["image relative mean |difference|"] = float(
-        np.abs(new_images - images).mean() / np.abs(images).mean()
-    )
-    figures["label pixels that differ (fraction)"] = float((new_masks != masks).mean())
-
-    new_history, _ = train(images, masks, model_block)
-    figures["training loss relative difference (max over epochs)"] = max(
-        abs(new[0] - old[0]) / old[0] for new, old in zip(new_history, history)
-    )
-    figures["training F1 difference (last epoch)"] = abs(new_history[-1][1] - history[-1][1])
-
+    images = load_reference(reference)[2]
     torch_device = resolve_device(device)
-    model = build_model(model_block)
-    unused = model.load_state_dict(
-        torch.load(reference / "weights.pt", map_location="cpu"), strict=False
-    )
+    model = build_model(blocks(device)[3])
+    state = torch.load(reference / "weights.pt", map_location="cpu")
+    unused = model.load_state_dict(state, strict=False)  # missing: parameters no step used
     assert not unused.unexpected_keys, unused.unexpected_keys
     probability = predict(model.to(torch_device).eval(), mosaic(images), torch_device)
     expected = np.load(reference / "probability.npy")
-    figures["prediction max |probability difference|"] = float(np.abs(probability - expected).max())
-    return figures
+    return {"prediction max |probability difference|": float(np.abs(probability - expected).max())}
+
+
+#: Each stage on the device from the reference's inputs, against the reference's outputs.
+CHECKS = {
+    "simulate": check_simulate,
+    "images": check_images,
+    "train": check_train,
+    "predict": check_predict,
+}
 
 
 def seconds(function, device: str, repeats: int) -> float:
@@ -354,27 +369,17 @@ def seconds(function, device: str, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def speed(reference: Path, device: str, small: bool) -> dict[str, tuple[float, str]]:
-    """{stage: (seconds, what was timed)} at the study's sizes (small: the tiny config's)."""
-    import torch
+def time_simulate(reference: Path, device: str, small: bool) -> tuple[float, str]:
     from ase import Atoms
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from images import block as study_images_block
     from simulation import STUDY_SIMULATION
-    from training import STUDY_BLOCK
 
     from hrtem_wf.config import validate_block
-    from hrtem_wf.images import draw_images
-    from hrtem_wf.models.model import build_model, resolve_device
-    from hrtem_wf.models.train import _train_one_epoch
     from hrtem_wf.simulations.device import use_device
     from hrtem_wf.simulations.multislice import displaced_configurations, exit_waves
 
-    figures = {}
     phonons = 2
     if small:
-        atoms = load_reference(reference)[0][0]
+        atoms = load_reference_structures(reference)[0]
         block = validate_block("simulations", {**blocks(device)[1], "frozen_phonons": phonons})
     else:
         scene = np.load(reference / "study_scene.npz")
@@ -385,64 +390,96 @@ def speed(reference: Path, device: str, small: bool) -> dict[str, tuple[float, s
     with use_device(device):
         per_phonon = seconds(lambda: exit_waves(configurations, block), device, 1) / phonons
     cell = np.diag(atoms.cell.array)
-    figures["simulate"] = (
+    return (
         per_phonon,
         f"per frozen phonon: {cell[0]:.0f} x {cell[1]:.0f} x {cell[2]:.0f} A, {len(atoms)} atoms, "
         f"{block['potential_sampling_A']} A, {block['slice_thickness_A']} A slices",
     )
-    print(f"timed simulate: {figures['simulate'][0]:.3f} s", flush=True)
+
+
+def time_image(reference: Path, device: str, small: bool) -> tuple[float, str]:
+    from images import block as study_images_block
+
+    from hrtem_wf.config import validate_block
+    from hrtem_wf.images import draw_images
 
     size, crop, samples, draws = (128, 64, 3, 2) if small else (640, 512, 25, 4)
-    rng = np.random.default_rng(0)
-    phase = rng.normal(0.0, 0.3, (8, size, size))
+    phase = np.random.default_rng(0).normal(0.0, 0.3, (8, size, size))
     waves = np.exp(1j * phase).astype(np.complex64)
-    spec = validate_block("images", {**study_images_block(draws, samples, device, crop)})
-    per_image = (
-        seconds(
-            lambda: draw_images(waves, waves, 0.2, 300e3, spec, np.random.default_rng(1), "Au"),
-            device,
-            1,
-        )
-        / draws
-    )
-    figures["image"] = (
-        per_image,
+    spec = validate_block("images", study_images_block(draws, samples, device, crop))
+
+    def draw_all():
+        draw_images(waves, waves, 0.2, 300e3, spec, np.random.default_rng(1), "Au")
+
+    return (
+        seconds(draw_all, device, 1) / draws,
         f"per image, every effect on: {size} x {size} exit waves x 8 phonons, {samples} defocus "
         f"samples, {crop} x {crop} crop",
     )
-    print(f"timed image: {figures['image'][0]:.3f} s", flush=True)
 
-    torch_device = resolve_device(device)
-    image_px, steps = (64, 2) if small else (512, 8)
-    model_block = {**STUDY_BLOCK, "device": device}
+
+def study_network(device: str, small: bool):
+    """(the study's network on the device, its block, the image size)."""
+    import torch
+    from training import STUDY_BLOCK
+
+    from hrtem_wf.models.model import build_model, resolve_device
+
+    block = {**STUDY_BLOCK, "device": device}
     torch.manual_seed(0)
-    model = build_model(model_block).to(torch_device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batch = model_block["batch_size"]
-    data = [
-        (torch.rand(batch, 1, image_px, image_px), torch.randint(0, 2, (batch, image_px, image_px)))
-        for _ in range(steps)
-    ]
-    per_pass = seconds(
-        lambda: _train_one_epoch(model, data, optimizer, torch_device, model_block["loss"]),
-        device,
-        1,
-    )
-    figures["train"] = (
-        per_pass * 512 / (steps * batch),
+    return build_model(block).to(resolve_device(device)), block, 64 if small else 512
+
+
+def time_train(reference: Path, device: str, small: bool) -> tuple[float, str]:
+    import torch
+
+    from hrtem_wf.models.train import _train_one_epoch
+
+    model, block, image_px = study_network(device, small)
+    steps, batch = 2 if small else 8, block["batch_size"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=block["learning_rate"])
+    shape = (batch, image_px, image_px)
+    data = [(torch.rand(batch, 1, image_px, image_px), torch.randint(0, 2, shape))] * steps
+    where = next(model.parameters()).device
+
+    def one_pass():
+        _train_one_epoch(model, data, optimizer, where, block["loss"])
+
+    return (
+        seconds(one_pass, device, 1) * 512 / (steps * batch),
         f"per 512 images of {image_px} x {image_px} per epoch: the study's network, batch "
         f"{batch}, {steps} steps timed (training pass, no validation)",
     )
-    print(f"timed train: {figures['train'][0]:.3f} s", flush=True)
 
-    model.eval()
-    patch = torch.rand(1, 1, image_px, image_px, device=torch_device)
+
+def time_predict(reference: Path, device: str, small: bool) -> tuple[float, str]:
+    import torch
+
+    model, _, image_px = study_network(device, small)
+    patch = torch.rand(1, 1, image_px, image_px, device=next(model.parameters()).device)
     with torch.no_grad():
-        figures["predict"] = (
-            seconds(lambda: model(patch), device, 10),
-            f"per {image_px} x {image_px} inference patch, batch 1",
-        )
-    return figures
+        per_patch = seconds(lambda: model.eval()(patch), device, 10)
+    return per_patch, f"per {image_px} x {image_px} inference patch, batch 1"
+
+
+#: Seconds of each stage at the study's sizes (small: the tiny config's), and what was timed.
+TIMINGS = {
+    "simulate": time_simulate,
+    "image": time_image,
+    "train": time_train,
+    "predict": time_predict,
+}
+
+
+def attempt(name: str, errors: dict[str, str], function, *args):
+    """function(*args), or None with its error recorded: one failing stage must not hide the
+    others' figures on a machine lent for minutes."""
+    try:
+        return function(*args)
+    except Exception as error:  # noqa: BLE001 - reported, and the run exits 1
+        traceback.print_exc()
+        errors[name] = f"{type(error).__name__}: {error}"
+        return None
 
 
 def run(directory: Path, device: str, small: bool, out: Path | None) -> int:
@@ -457,34 +494,43 @@ def run(directory: Path, device: str, small: bool, out: Path | None) -> int:
     if device == "gpu":
         import torch
 
-        machine += f", {torch.cuda.get_device_name()}"
+        machine += f", {torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}"
     print(f"GPU check on {device}: {machine}", flush=True)
 
-    figures = equivalence(reference, device)
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # images.py, simulation.py, training.py
+    errors: dict[str, str] = {}
+    figures: dict[str, float] = {}
+    for stage, check in CHECKS.items():
+        figures |= attempt(f"check {stage}", errors, check, reference, device) or {}
     lines = ["| check | value | tolerance | |", "|---|---|---|---|"]
-    failed = []
+    failed = [name for name, value in figures.items() if not value <= TOLERANCES[name]]
     for name, value in figures.items():
-        ok = value <= TOLERANCES[name]
-        failed += [] if ok else [name]
-        lines.append(
-            f"| {name} | {value:.2e} | {TOLERANCES[name]:.0e} | {'ok' if ok else 'FAIL'} |"
-        )
+        verdict = "FAIL" if name in failed else "ok"
+        lines.append(f"| {name} | {value:.2e} | {TOLERANCES[name]:.0e} | {verdict} |")
     print("\n".join(lines), flush=True)
 
-    timings = speed(reference, device, small)
+    timings = {}
+    for stage, timer in TIMINGS.items():
+        timed = attempt(f"time {stage}", errors, timer, reference, device, small)
+        if timed is not None:
+            timings[stage] = timed
+            print(f"timed {stage}: {timed[0]:.3f} s", flush=True)
     lines += ["", "| stage | seconds | what | study (Table 2) |", "|---|---|---|---|"]
     for stage, (value, what) in timings.items():
         study = ", ".join(part for part in STUDY[stage] if part)
         lines.append(f"| {stage} | {value:.3f} | {what} | {study} |")
-    print("\n".join(lines[-len(timings) - 2 :]))
+    lines += [f"\nerror in {name}: {text}" for name, text in errors.items()]
+    print("\n".join(lines[-len(timings) - 2 - len(errors) :]))
+    failed += list(errors)
     total = time.perf_counter() - start
-    print(f"\n{len(failed)} of {len(figures)} checks failed; {total:.0f} s in all")
+    print(f"\n{len(failed)} failed (checks beyond tolerance, errors); {total:.0f} s in all")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "gpu_check.md").write_text(
             f"GPU check on {device}: {machine}\n\n" + "\n".join(lines)
         )
-        record = {"machine": machine, "checks": figures, "failed": failed, "seconds": total}
+        record = {"machine": machine, "checks": figures, "failed": failed, "errors": errors}
+        record["seconds"] = total
         record["speed"] = {stage: value for stage, (value, _) in timings.items()}
         (out / "gpu_check.json").write_text(json.dumps(record, indent=2))
     return 1 if failed else 0

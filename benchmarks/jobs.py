@@ -23,7 +23,8 @@ import yaml
 from dag import ROOT, run_snakemake
 
 RULES = ("structures", "simulations", "images")
-DONE = re.compile(r"(\w+) done in ([0-9.]+) s \(after ([0-9.]+) s of imports\)")
+# imports timed apart since 2026-12-02; before, the work's time included them
+DONE = re.compile(r"(\w+) done in ([0-9.]+) s(?: \(after ([0-9.]+) s of imports\))?")
 
 
 def job_times(results: Path, rule: str) -> list[tuple[float, float, float]]:
@@ -35,7 +36,7 @@ def job_times(results: Path, rule: str) -> list[tuple[float, float, float]]:
         wall = float(bench.read_text().splitlines()[1].split("\t")[0])
         log = results / "logs" / rule / bench.relative_to(results / "benchmarks" / rule)
         match = DONE.search(log.with_suffix(".log").read_text())
-        times.append((wall, float(match.group(2)), float(match.group(3))))
+        times.append((wall, float(match.group(2)), float(match.group(3) or "nan")))
     return times
 
 

@@ -1,20 +1,21 @@
 """Simulation-stage benchmark: seconds per frozen phonon at the study's size on this CPU, next to
 the FFT time that no multislice implementation can avoid, measured in the same run.
 
-    .venv/bin/python benchmarks/simulation.py [--phonons 2] [--threads N]
+    .venv/bin/python benchmarks/simulation.py [--phonons 2] [--threads N] [--sampling-A 0.1]
 
 The scene is the study's Baseline Au (benchmarks/structures.py: one particle of radius
 N(40, 10) A in [30, 50] on 5 nm of amorphous carbon, 128 x 128 A); the multislice is the study's
-(300 kV, 0.1 A potential sampling: 1280 x 1280, 2 A slices, infinite projection, Lobato).
-Timed: the full scene's exit waves (`exit_waves`, the call the simulations rule makes twice per
-structure: full scene and particle alone) with
-  - numpy's FFT (what the workflow used before),
-  - FFTW planned with FFTW_ESTIMATE on `threads` threads (`cpu_fft`, what it uses now), twice:
-    the two results must be bit-identical, and equal to a 1-thread run.
+(300 kV, 0.1 A potential sampling: 1280 x 1280, 2 A slices, infinite projection, Lobato;
+`--sampling-A 0.25` gives 512 x 512). Timed: the full scene's exit waves (`exit_waves`, the call
+the simulations rule makes twice per structure: full scene and particle alone) with abTEM's FFTs
+  - by numpy (what the workflow used before),
+  - by FFTW planned with FFTW_ESTIMATE (abTEM's FFTW without timing-based planning),
+  - by scipy.fft on `threads` workers (`scipy_fft`, what it uses now), twice and with one
+    worker: the three results must be bit-identical.
 The floor is 2 FFTs of the wave per slice (into and out of Fourier space for the propagator) at
 the fastest single FFT measured here (scipy.fft or FFTW, same threads). Goal: ratio <= 2.
 abTEM's infinite projection adds FFTs of its own per slice (the potential is built in Fourier
-space, one transform per element plus the inverse): their count is printed beside the floor.
+space): their count is printed beside the floor.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import math
 import os
 import time
+from contextlib import nullcontext
 
 import abtem
 import numpy as np
@@ -30,7 +32,7 @@ import pyfftw
 import scipy.fft
 
 from hrtem_wf.config import validate_block
-from hrtem_wf.simulations.device import cpu_fft, use_device
+from hrtem_wf.simulations.device import scipy_fft
 from hrtem_wf.simulations.multislice import displaced_configurations, exit_waves
 
 STUDY_SIMULATION = {
@@ -70,15 +72,20 @@ def fft_seconds(shape: tuple[int, int], threads: int) -> dict[str, float]:
     }
 
 
-def timed_exit_waves(configurations, block, settings: dict) -> tuple[float, np.ndarray]:
-    with use_device("cpu"), abtem.config.set(settings):
+def timed_exit_waves(configurations, block, fft: str, threads: int) -> tuple[float, np.ndarray]:
+    """(seconds, exit waves) with abTEM's FFTs by `fft`: numpy | fftw (ESTIMATE) | scipy."""
+    settings = {"device": "cpu", "scheduler": "synchronous", "fft": "numpy"}
+    if fft == "fftw":
+        settings |= {"fft": "fftw", "fftw.planning_effort": "FFTW_ESTIMATE"}
+        settings |= {"fftw.threads": threads}
+    with abtem.config.set(settings), scipy_fft(threads) if fft == "scipy" else nullcontext():
         start = time.perf_counter()
         waves = exit_waves(configurations, block)
     return time.perf_counter() - start, waves
 
 
 def counted_ffts(configurations, block) -> int:
-    """The 2-D FFTs (numpy's, forced) abTEM makes for these configurations' exit waves."""
+    """The 2-D FFTs abTEM makes for these configurations' exit waves (numpy's, counted)."""
     calls = 0
     counted = {}
     for name in ("fft2", "ifft2"):
@@ -92,7 +99,7 @@ def counted_ffts(configurations, block) -> int:
         counted[name] = original
         setattr(np.fft, name, count)
     try:
-        timed_exit_waves(configurations, block, {"fft": "numpy"})
+        timed_exit_waves(configurations, block, "numpy", 1)
     finally:
         for name, original in counted.items():
             setattr(np.fft, name, original)
@@ -103,6 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phonons", type=int, default=2, help="frozen phonons per timed run")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--sampling-A", type=float, default=0.1, help="potential sampling (A)")
     args = parser.parse_args()
     # here, not at the top: gpu_check.py imports STUDY_SIMULATION where czone is not installed
     from structures import BLOCKS
@@ -111,7 +119,8 @@ def main() -> None:
 
     structure_block = validate_block("structures", BLOCKS["baseline Au (1 particle, 0-3 defects)"])
     atoms = build_structure(structure_block, 1)
-    block = validate_block("simulations", {**STUDY_SIMULATION, "frozen_phonons": args.phonons})
+    simulation = {**STUDY_SIMULATION, "frozen_phonons": args.phonons}
+    block = validate_block("simulations", {**simulation, "potential_sampling_A": args.sampling_A})
     configurations = displaced_configurations(
         atoms, args.phonons, block["debye_waller_sigma_A"], seed=1
     )
@@ -121,11 +130,15 @@ def main() -> None:
     ffts = fft_seconds(gpts, args.threads)
     floor_s = 2 * slices * min(ffts["scipy"], ffts["fftw"])
 
-    fftw = {**cpu_fft(), "fftw.threads": args.threads}
-    numpy_s, numpy_waves = timed_exit_waves(configurations, block, {"fft": "numpy"})
-    fftw_s, fftw_waves = timed_exit_waves(configurations, block, fftw)
-    rerun_s, rerun_waves = timed_exit_waves(configurations, block, fftw)
-    _, one_thread_waves = timed_exit_waves(configurations, block, {**fftw, "fftw.threads": 1})
+    runs = {
+        "numpy (before)": timed_exit_waves(configurations, block, "numpy", args.threads),
+        "FFTW, ESTIMATE": timed_exit_waves(configurations, block, "fftw", args.threads),
+        f"scipy.fft, {args.threads} workers (now)": timed_exit_waves(
+            configurations, block, "scipy", args.threads
+        ),
+        "scipy.fft, rerun": timed_exit_waves(configurations, block, "scipy", args.threads),
+    }
+    _, one_worker = timed_exit_waves(configurations, block, "scipy", 1)
     abtem_ffts = counted_ffts(configurations, block) / args.phonons
 
     print(
@@ -143,19 +156,16 @@ def main() -> None:
         f"slice): {abtem_ffts / (2 * slices):.2f} x the floor's count, "
         f"{abtem_ffts * floor_s / (2 * slices):.2f} s at that speed"
     )
-    print("| FFT | s per frozen phonon | / floor |")
+    print("| abTEM's FFTs by | s per frozen phonon | / floor |")
     print("|---|---|---|")
-    for name, seconds in (
-        ("numpy (before)", numpy_s),
-        (f"FFTW ESTIMATE, {args.threads} threads (now)", fftw_s),
-        ("same, rerun", rerun_s),
-    ):
+    for name, (seconds, _) in runs.items():
         per_phonon = seconds / args.phonons
         print(f"| {name} | {per_phonon:.2f} | {per_phonon / floor_s:.2f} |")
+    (_, numpy_waves), _, (_, now), (_, rerun) = runs.values()
     print(
-        f"  rerun bit-identical: {np.array_equal(fftw_waves, rerun_waves)}; "
-        f"1 thread bit-identical: {np.array_equal(fftw_waves, one_thread_waves)}; "
-        f"numpy vs FFTW: max |difference| {np.abs(fftw_waves - numpy_waves).max():.1e}"
+        f"  rerun bit-identical: {np.array_equal(now, rerun)}; one worker bit-identical: "
+        f"{np.array_equal(now, one_worker)}; numpy vs scipy: max |difference| "
+        f"{np.abs(now - numpy_waves).max():.1e}"
     )
     print(
         "  the study (Table 2): 1.125 s per frozen phonon on a GPU workstation, 0.294 s Perlmutter"

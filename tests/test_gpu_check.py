@@ -11,27 +11,37 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import gpu_check  # noqa: E402
 
+SCRIPT = [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py")]
+
 
 @pytest.fixture(scope="module")
-def check(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
+def reference(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("gpu_check")
-    script = [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py")]
-    common = ["--dir", str(directory), "--small"]
-    subprocess.run([*script, "prepare", *common, "--no-wheels"], check=True, cwd=ROOT)
-    out = directory / "out"
+    subprocess.run(
+        [*SCRIPT, "prepare", "--dir", str(directory), "--small", "--no-wheels"], check=True
+    )
+    return directory
+
+
+def run(reference: Path, device: str) -> tuple[subprocess.CompletedProcess, dict]:
+    out = reference / f"out_{device}"
     result = subprocess.run(
-        [*script, "run", "--device", "cpu", *common, "--out", str(out)],
-        cwd=ROOT,
+        [*SCRIPT, "run", "--device", device, "--dir", str(reference), "--small", "--out", str(out)],
         capture_output=True,
         text=True,
     )
-    record = json.loads((out / "gpu_check.json").read_text()) if result.returncode == 0 else {}
-    return result, record
+    return result, json.loads((out / "gpu_check.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def check(reference) -> tuple[subprocess.CompletedProcess, dict]:
+    return run(reference, "cpu")
 
 
 def test_cpu_mode_passes_and_reproduces_the_reference_exactly(check):
@@ -51,10 +61,20 @@ def test_cpu_mode_times_every_stage_beside_the_study(check):
         assert gpu_check.STUDY[stage][0] in result.stdout
 
 
-def test_a_failed_check_exits_1(tmp_path):
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: nothing would fail")
+def test_on_a_machine_without_gpu_every_stage_reports_its_error_and_the_run_exits_1(reference):
+    """One stage failing on a lent machine must not hide the others: each is tried alone."""
+    result, record = run(reference, "gpu")
+    assert result.returncode == 1
+    stages = {f"check {s}" for s in gpu_check.CHECKS} | {f"time {s}" for s in gpu_check.TIMINGS}
+    assert set(record["errors"]) == stages
+    assert "CUDA" in record["errors"]["check train"] or "GPU" in record["errors"]["check train"]
+
+
+def test_a_missing_reference_is_named(tmp_path):
     (tmp_path / "reference").mkdir()
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "run", "--dir", str(tmp_path)],
+        [*SCRIPT, "run", "--dir", str(tmp_path)],
         capture_output=True,
         text=True,
     )

@@ -3,8 +3,10 @@ and the Zarr store the simulate stage writes."""
 
 from __future__ import annotations
 
+import abtem.core.fft
 import numpy as np
 import pytest
+import scipy.fft
 import zarr
 from ase import Atoms
 from ase.cluster import Octahedron
@@ -72,6 +74,28 @@ def test_phonons_differ_and_are_deterministic(simulated):
     assert np.abs(simulated["full"][0] - simulated["full"][1]).max() > 0.05
     again = simulate_structure(scene(), BLOCK, seed=3)
     np.testing.assert_array_equal(again["full"], simulated["full"])
+
+
+def test_abtem_ffts_go_through_scipy_on_the_job_threads(monkeypatch):
+    """`scipy_fft` serves abTEM's CPU FFTs (a private abTEM name: this fails if it moves), with
+    the job's threads; the exit waves are the same bits with 1 or 2 workers."""
+    workers = []
+    original = scipy.fft.fft2
+
+    def fft2(*args, **kwargs):
+        workers.append(kwargs["workers"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.fft, "fft2", fft2)
+    block = {**BLOCK, "frozen_phonons": 1}
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    one = simulate_structure(scene(), block, seed=3)
+    assert len(workers) > 10 and set(workers) == {1}
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    two = simulate_structure(scene(), block, seed=3)
+    assert set(workers[len(workers) // 2 :]) == {2}
+    np.testing.assert_array_equal(one["full"], two["full"])
+    assert abtem.core.fft._fft_dispatch.__module__ == "abtem.core.fft"  # restored afterwards
 
 
 def test_particle_scene_shares_the_displacements():
