@@ -19,6 +19,7 @@ detector pixel coordinate (y + sampling / 2) * n / L - 1/2 - y0, and the same fo
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -100,23 +101,9 @@ def column_classes(columns: Columns, kind: str, names: list) -> np.ndarray:
 
 
 def _majority_element(composition: str) -> str:
-    parts = [(int(count), element) for element, count in _split(composition)]
-    return max(parts, key=lambda part: (part[0], part[1]))[1]
-
-
-def _split(composition: str) -> list[tuple[str, str]]:
-    """'Mo1S2' -> [('Mo', '1'), ('S', '2')]."""
-    out, element, count = [], "", ""
-    for char in composition:
-        if char.isdigit():
-            count += char
-            continue
-        if char.isupper() and element:
-            out.append((element, count))
-            element, count = "", ""
-        element += char
-    out.append((element, count))
-    return out
+    """'Mo1S2' -> 'S': the element with the most atoms (ties: the later name)."""
+    counts = re.findall(r"([A-Z][a-z]?)(\d+)", composition)
+    return max(counts, key=lambda pair: (int(pair[1]), pair[0]))[0]
 
 
 def pixel_coordinates(

@@ -35,15 +35,14 @@ def fft_workers() -> int:
 def scipy_fft(workers: int):
     """abTEM's CPU FFTs through scipy.fft (pocketfft) on `workers` threads.
 
-    abTEM offers numpy's FFT, FFTW and MKL. numpy's is 3-8x slower than scipy's (one 1280 x
-    1280 complex64 FFT: 44 vs 13 ms on one core, 43 vs 5 ms on two); FFTW plans by timing
-    candidate algorithms (FFTW_MEASURE, abTEM's default), so reruns would not be bit-identical,
-    and its timing-free planner (FFTW_ESTIMATE) picks a plan 9x slower than scipy's at 512 x
-    512. pocketfft has no
-    planner: the same bits on every run and for any number of workers. abTEM sends every FFT of
-    a numpy array through `abtem.core.fft._fft_dispatch` with its `fft` setting at "numpy";
-    here that function sends them to scipy.fft instead (a private name of the pinned abTEM
-    1.0.11: tests/test_simulation.py checks that the FFTs go through scipy)."""
+    abTEM offers numpy's FFT, FFTW and MKL. numpy's is 3-8x slower than scipy's (one 1280 x 1280
+    complex64 FFT: 44 vs 13 ms on one core, 43 vs 5 ms on two); FFTW plans by timing candidate
+    algorithms (FFTW_MEASURE, abTEM's default), so reruns would not be bit-identical, and its
+    timing-free planner (FFTW_ESTIMATE) picks a plan 9x slower than scipy's at 512 x 512. pocketfft
+    has no planner: the same bits on every run and for any number of workers. abTEM sends every FFT
+    of a numpy array through `abtem.core.fft._fft_dispatch` with its `fft` setting at "numpy"; here
+    that function sends them to scipy.fft instead (a private name of the pinned abTEM 1.0.11:
+    tests/test_simulation.py checks that the FFTs go through scipy)."""
     original = abtem_fft._fft_dispatch
 
     def dispatch(x, func_name, overwrite_x=False, **kwargs):
