@@ -133,3 +133,97 @@ def test_a_column_beyond_the_cell_edge_shows_at_the_other_side():
     assert maps[0, 10, 39] > 0.9 and maps[0, 10, 0] > 0.9
     without = confidence_maps(np.array([[10.0, -0.4]]), np.array([0]), 1, (20, 40), 1.5)
     assert without[0, 10, 39] < 1e-6
+
+
+# --- targets of an images block (hrtem_wf.images.targets) ---------------------------------------
+
+
+def _record(pixel_size_A, detector_shape, origin, crop_px, phonons=2):
+    return {
+        "pixel_size_A": pixel_size_A,
+        "detector_height_px": detector_shape[0],
+        "detector_width_px": detector_shape[1],
+        "crop_y0_px": origin[0],
+        "crop_x0_px": origin[1],
+        "crop_height_px": crop_px[0],
+        "crop_width_px": crop_px[1],
+        "frozen_phonons_used": phonons,
+    }
+
+
+def test_exit_wave_target_is_the_phonon_mean_low_passed_resampled_and_cropped():
+    """Against an independent computation: scipy's real-space Gaussian (wrapping) on the mean
+    of the phonons, then image formation's resampling and the record's crop."""
+    from hrtem_wf.images.targets import exit_wave_targets
+
+    rng = np.random.default_rng(0)
+    sampling, shape = (0.1, 0.1), (200, 160)
+    waves = np.exp(1j * rng.normal(0, 0.3, (3, *shape))).astype(np.complex64)
+    pixel_size_A, crop_px = 0.16, (64, 48)
+    detector = resampled_shape(shape, sampling, pixel_size_A)
+    records = [
+        _record(pixel_size_A, detector, (10, 20), crop_px),
+        _record(pixel_size_A, detector, (0, 3), crop_px),
+    ]
+    targets = exit_wave_targets(waves, {"low_pass_sigma_A": 0.15}, records, sampling)
+    assert targets.shape == (2, 2, *crop_px) and targets.dtype == np.float32
+
+    mean = waves[:2].astype(np.complex128).mean(axis=0)  # the phonons the images used
+    for record, target in zip(records, targets):
+        y0, x0 = record["crop_y0_px"], record["crop_x0_px"]
+        for part, values in zip(target, (mean.real, mean.imag)):
+            smooth = scipy.ndimage.gaussian_filter(values, 1.5, mode="wrap", truncate=8.0)
+            expected = resample_to_pixel_size(smooth, sampling, pixel_size_A)
+            expected = expected[y0 : y0 + crop_px[0], x0 : x0 + crop_px[1]]
+            np.testing.assert_allclose(part, expected, atol=2e-5)
+    # without a low pass: the mean wave itself on the image grid
+    sharp = exit_wave_targets(waves, {"low_pass_sigma_A": 0.0}, records[:1], sampling)
+    expected = resample_to_pixel_size(mean.real, sampling, pixel_size_A)[10:74, 20:68]
+    np.testing.assert_allclose(sharp[0, 0], expected, atol=1e-5)
+
+
+def test_column_targets_peak_at_the_columns_in_each_crop_with_their_class():
+    """An fcc [001] slab: each column's Gaussian peaks within 0.1 A of its projected position
+    in every image's crop, in its class's channel; columns cut by the cell edge show through the
+    periodic copies, and the positions table lists the columns inside each crop."""
+    from hrtem_wf.images.targets import column_targets
+
+    a = 4.07825
+    crystal = bulk("Au", "fcc", a=a, cubic=True).repeat((5, 5, 3))
+    atoms = particle_atoms(crystal.get_chemical_symbols(), crystal.positions, crystal.cell)
+    columns = projected_columns(atoms, tolerance_A=0.5)
+    sampling, wave_shape = (0.1, 0.1), (204, 204)  # the 20.39 A cell on the exit-wave grid
+    pixel_size_A = 0.1
+    detector = resampled_shape(wave_shape, sampling, pixel_size_A)
+    records = [
+        _record(pixel_size_A, detector, (0, 0), (96, 96)),
+        _record(pixel_size_A, detector, (150, 170), (96, 96)),  # crosses the cell's edge
+    ]
+    spec = {"sigma_A": 0.3, "classes": {"kind": "height", "names": [1, 3]}}
+    maps, positions = column_targets(columns, spec, records, sampling, wave_shape)
+    assert maps.shape == (2, 3, 96, 96) and maps.dtype == np.float32
+    for index, record in enumerate(records):
+        rows = positions[positions[:, 0] == index]
+        assert len(rows) > 0 and set(rows[:, 3]) == {1.0}  # height 3: class "3"
+        pixel_A = wave_shape[0] * sampling[0] / detector[0]
+        inner = rows[
+            (rows[:, 1] > 3)
+            & (rows[:, 2] > 3)
+            & (rows[:, 1] < record["crop_height_px"] - 4)
+            & (rows[:, 2] < record["crop_width_px"] - 4)
+        ]
+        assert len(inner) > 0
+        channel = maps[index][1]
+        for _, y, x, _ in inner:
+            iy, ix = int(round(y)), int(round(x))
+            window = channel[iy - 2 : iy + 3, ix - 2 : ix + 3]
+            assert window.max() == channel[iy - 2 : iy + 3, ix - 2 : ix + 3].max() > 0.5
+            cy, cx = scipy.ndimage.center_of_mass(window**4)
+            assert np.hypot(cy - 2 + iy - y, cx - 2 + ix - x) * pixel_A < 0.1
+        assert maps[index][0].max() == 0.0  # no column of height 1
+        np.testing.assert_allclose(maps[index][2], 1 - maps[index][1], atol=1e-6)
+    # the crop across the edge sees as many columns as one inside the cell: 4 per a^2
+    for index in range(2):
+        assert len(positions[positions[:, 0] == index]) == pytest.approx(
+            4 * (96 * pixel_size_A) ** 2 / a**2, rel=0.15
+        )

@@ -249,6 +249,26 @@ MALFORMED = [
         {"gamma": {"distribution": "gamma", "k": 2}},
         ["models.unet_demo.augment_photometric.gamma"],
     ),
+    # the tasks beyond particle masks (Madsen 2018, Larsen 2023)
+    ("models.unet_demo.task", "columns", ["models.unet_demo.task", "targets.columns"]),
+    ("models.unet_demo.task", "exit_waves", ["models.unet_demo.task"]),
+    ("models.unet_demo.architecture", "MSDNet", ["models.unet_demo.decoder_channels", "MSDNet"]),
+    (
+        "images.au_small_hrtem.targets",
+        {"columns": {"classes": {"kind": "height", "names": ["Au"]}}},
+        ["images.au_small_hrtem.targets.columns.classes.names", "integers"],
+    ),
+    (
+        "images.au_small_hrtem.targets",
+        {"columns": {"classes": {"kind": "element", "names": [1, 2]}}},
+        ["images.au_small_hrtem.targets.columns.classes.names", "names"],
+    ),
+    (
+        "images.au_small_hrtem.targets",
+        {"exit_wave": {"low_pass_sigma_A": -1}},
+        ["images.au_small_hrtem.targets.exit_wave.low_pass_sigma_A"],
+    ),
+    ("images.au_small_hrtem.focal_series", {"offsets_A": []}, ["focal_series.offsets_A"]),
 ]
 # The kinds that once reached a job: through Snakemake, none may start one.
 ONCE_REACHED_A_JOB = MALFORMED[22:27]
@@ -360,3 +380,29 @@ def test_nominal_matches_the_median_of_draws(spec):
     draws = [sample(spec, rng, index=i) for i in range(20000)]
     spread = np.subtract(*np.percentile(draws, [75, 25]))
     assert abs(nominal(spec) - np.median(draws)) < 0.03 * spread
+
+
+def test_a_column_model_is_not_scored_on_real_sets_nor_drawn_on_the_fly(default_config):
+    """Real sets score particle masks; on-the-fly training draws single images with masks."""
+    config = copy.deepcopy(default_config)
+    config["images"]["au_small_hrtem"]["targets"] = {
+        "columns": {"classes": {"kind": "element", "names": ["Au"]}}
+    }
+    model = config["models"]["unet_demo"]
+    model.update(task="columns", checkpoint="best_val_f1")
+    with pytest.raises(ConfigError) as error:
+        validate(copy.deepcopy(config), SCHEMA)
+    assert "models.unet_demo.checkpoint" in str(error.value)
+    model["checkpoint"] = "best_val_loss"
+    for real_set in config.get("real_sets", {}).values():
+        real_set["models"] = ["unet_demo"]
+    if config.get("real_sets"):
+        with pytest.raises(ConfigError, match="real sets score particle masks"):
+            validate(copy.deepcopy(config), SCHEMA)
+    for real_set in config.get("real_sets", {}).values():
+        del real_set["models"]
+    validated = validate(copy.deepcopy(config), SCHEMA)  # by default: segmentation models only
+    assert all(r["models"] == [] for r in validated.get("real_sets", {}).values())
+    model["on_the_fly"] = {"images": "au_small_hrtem"}
+    with pytest.raises(ConfigError, match="models.unet_demo.on_the_fly"):
+        validate(copy.deepcopy(config), SCHEMA)

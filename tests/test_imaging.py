@@ -1029,3 +1029,54 @@ def test_drawn_pixel_size_needs_a_crop_that_fits_the_largest():
         np.random.default_rng(0),
     )
     assert images.shape == (4, 64, 64)
+
+
+# --- focal series (Madsen 2018 section 4.3, Larsen 2023) ---------------------------------------
+
+
+def test_a_focal_series_of_one_offset_zero_is_the_single_image_draw():
+    """One channel at offset 0 draws the same random stream and images as no series."""
+    full, particle = _demo_waves()
+    single = draw_images(full, particle, SAMPLING_A, ENERGY_EV, BLOCK, np.random.default_rng(4))
+    block = block_with(focal_series={"offsets_A": [0.0]})
+    series = draw_images(full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(4))
+    assert series[0].shape == (4, 1, 96, 96) and series[1].shape == (4, 96, 96)
+    assert np.array_equal(series[0][:, 0], single[0]) and np.array_equal(series[1], single[1])
+    assert [r["focal_series_offsets_A"] for r in series[2]] == [[0.0]] * 4
+
+
+def test_focal_series_images_are_at_the_drawn_defocus_plus_each_offset(monkeypatch):
+    """Each channel is the image at defocus + offset (the lens otherwise shared), with its own
+    noise; the label is the drawn defocus's."""
+    import hrtem_wf.images.draw as draw
+
+    full, particle = _demo_waves()
+    seen = []
+    real = draw.intensity_from_spectrum
+
+    def recording(spectrum, sampling, energy, defocus_A, *args, **kwargs):
+        seen.append(defocus_A)
+        return real(spectrum, sampling, energy, defocus_A, *args, **kwargs)
+
+    monkeypatch.setattr(draw, "intensity_from_spectrum", recording)
+    offsets = [-170.0, -40.0, 90.0]
+    block = block_with(draws_per_structure=2, focal_series={"offsets_A": offsets})
+    images, masks, records = draw_images(
+        full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(9)
+    )
+    assert images.shape == (2, 3, 96, 96) and masks.shape == (2, 96, 96)
+    expected = [r["defocus_A"] + o for r in records for o in offsets]
+    np.testing.assert_allclose(seen, expected)
+    # the channels differ by their lens, not only by their noise: correlate the noise-free images
+    # of the draw with the channels
+    noise_free = [
+        real(draw.wave_spectrum(full), SAMPLING_A, ENERGY_EV, d, {"C30": CS_A}, 15.0, 9, 3.0)
+        for d in expected[:3]
+    ]
+    y0, x0 = records[0]["crop_y0_px"], records[0]["crop_x0_px"]
+    for channel in range(3):
+        correlations = [
+            np.corrcoef(images[0, channel].ravel(), nf[y0 : y0 + 96, x0 : x0 + 96].ravel())[0, 1]
+            for nf in noise_free
+        ]
+        assert int(np.argmax(correlations)) == channel

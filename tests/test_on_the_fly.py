@@ -262,12 +262,12 @@ def trained(stores, tmp_path_factory):
     seen = []
     evaluate = train.evaluate_loss
 
-    def recording(model, loader, device, loss_weights):
+    def recording(model, loader, device, loss_weights, task):
         digest = hashlib.sha256()
         for images, masks in loader:
             digest.update(images.numpy().tobytes() + masks.numpy().tobytes())
         seen.append(digest.hexdigest())
-        return evaluate(model, loader, device, loss_weights)
+        return evaluate(model, loader, device, loss_weights, task)
 
     root = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as patch:

@@ -175,12 +175,15 @@ def test_smoke_shrinks_cost_not_structures(recipe):
 
 @pytest.mark.workflow
 def test_other_families_recipe_dry_run(workflow_copy):
-    """config/recipes/other_families.yaml (Madsen 2018 particles, Larsen 2023 MoS2 flakes)."""
+    """config/recipes/other_families.yaml (Madsen 2018 particles, Larsen 2023 MoS2 flakes, and
+    their column and exit-wave tasks)."""
     recipe = validate(load_config("config/recipes/other_families.yaml"), SCHEMA)
     flow = workflow_copy(copy.deepcopy(recipe))
     counts = job_counts(flow.snakemake("-n", "--quiet", "rules", "--config", "scale=0.02").stdout)
-    assert counts["structures"] == counts["simulations"] == counts["images"] == 30
-    assert counts["datasets"] == 2 and counts["models"] == 2
+    assert counts["structures"] == counts["simulations"] == 30
+    # 3 image blocks of Madsen's particles, 3 of the free MoS2 flakes, 1 of those on graphene
+    assert counts["images"] == 70
+    assert counts["datasets"] == 6 and counts["models"] == 6
 
 
 def test_other_families_build(tmp_path):

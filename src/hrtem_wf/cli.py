@@ -128,10 +128,48 @@ def _images(args) -> None:
         },
         "versions": versions(),
     }
-    write_arrays(args.output, {"images": images, "masks": masks}, attrs)
+    arrays = {"images": images, "masks": masks, **_image_targets(args, waves, sim_attrs, records)}
+    write_arrays(args.output, arrays, attrs)
     log.info(
-        "images %s/%05d: %d draws of %s", args.block, args.index, len(images), images.shape[1:]
+        "images %s/%05d: %d draws of %s%s",
+        args.block,
+        args.index,
+        len(images),
+        images.shape[1:],
+        "".join(
+            f", {name} {array.shape[1:]}" for name, array in arrays.items() if name != "images"
+        ),
     )
+
+
+def _image_targets(args, waves, sim_attrs, records) -> dict:
+    """The arrays of the images block's `targets` (hrtem_wf.images.targets) for these draws."""
+    targets = args.spec["targets"]
+    sampling_A = tuple(sim_attrs["sampling_A"])
+    arrays = {}
+    if targets.get("columns") is not None:
+        import ase.io
+
+        from hrtem_wf.images.columns import projected_columns
+        from hrtem_wf.images.targets import column_targets
+
+        if args.structure is None:
+            raise SystemExit("hrtem-wf images: targets.columns needs --structure (the .xyz)")
+        spec = targets["columns"]
+        columns = projected_columns(
+            ase.io.read(args.structure, format="extxyz"), spec["tolerance_A"]
+        )
+        maps, positions = column_targets(
+            columns, spec, records, sampling_A, waves["full"].shape[-2:]
+        )
+        arrays |= {"column_maps": maps, "column_positions": positions}
+    if targets.get("exit_wave") is not None:
+        from hrtem_wf.images.targets import exit_wave_targets
+
+        arrays["exit_waves"] = exit_wave_targets(
+            waves["full"], targets["exit_wave"], records, sampling_A
+        )
+    return arrays
 
 
 def _models(args) -> None:
@@ -222,11 +260,13 @@ def _report(args) -> None:
 
 
 def _predict(args) -> None:
-    """Particle probability maps and masks of experimental micrographs, one pair per file."""
+    """Particle probability maps and masks of experimental micrographs, one pair per file; with
+    --analyze also each particle's lattice peaks and zone-axis flag (hrtem_wf.analysis)."""
     from pathlib import Path
 
     from tqdm import tqdm
 
+    from hrtem_wf import analysis
     from hrtem_wf.inference import pixel_size_mismatch, predict_micrograph
     from hrtem_wf.micrographs import (
         MICROGRAPH_EXTENSIONS,
@@ -260,6 +300,12 @@ def _predict(args) -> None:
         model = trained.load_network(device)
     except (OSError, ValueError) as error:
         raise SystemExit(f"hrtem-wf predict: {error}") from None
+    if trained.task != "segmentation" or trained.channels[0] != 1:
+        raise SystemExit(
+            f"hrtem-wf predict: {args.model_dir} is a {trained.task} model of "
+            f"{trained.channels[0]} input image(s); predict maps particles in single micrographs "
+            "(a segmentation model)"
+        )
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -270,6 +316,26 @@ def _predict(args) -> None:
         )
         if mismatch:
             log.warning("%s: %s", path, mismatch)
+        analysis_pixel_size = pixel_size
+        if args.analyze:  # before the inference: fail early
+            if analysis_pixel_size is None:
+                analysis_pixel_size = trained.nominal_pixel_size_A
+                if analysis_pixel_size is None:
+                    raise SystemExit(
+                        f"hrtem-wf predict --analyze: {path} records no pixel size and the "
+                        f"model has no nominal pixel size; the analysis needs one (lattice "
+                        f"spacings in A): write it into the file"
+                    )
+                log.info(
+                    "%s: no pixel size in the file; analysing at the model's nominal pixel "
+                    "size %.4g A",
+                    path,
+                    analysis_pixel_size,
+                )
+            try:
+                analysis.check_band(analysis_pixel_size)
+            except ValueError as error:
+                raise SystemExit(f"hrtem-wf predict --analyze: {path}: {error}") from None
         probability = predict_micrograph(
             model,
             image,
@@ -296,6 +362,11 @@ def _predict(args) -> None:
             probability_path.name,
             mask_path.name,
         )
+        if args.analyze:
+            particles = analysis.analyze_particles(image, mask, analysis_pixel_size)
+            particles_path = out_dir / f"{path.stem}_particles.csv"
+            analysis.write_particles_csv(particles_path, particles)
+            log.info("analyze %s: %s -> %s", path, analysis.summary(particles), particles_path.name)
 
 
 def _match(args) -> None:
@@ -440,12 +511,14 @@ def _parser() -> argparse.ArgumentParser:
         "simulate one structure (Zarr)",
         ("ase.io", "hrtem_wf.simulations"),
     ).add_argument("--structure", required=True)
-    item(
+    p = item(
         "images",
         _images,
         "draw the images of one simulation (Zarr)",
         ("hrtem_wf.io", "hrtem_wf.images"),
-    ).add_argument("--simulation", required=True)
+    )
+    p.add_argument("--simulation", required=True)
+    p.add_argument("--structure", help="the simulated structure (extxyz): for targets.columns")
 
     p = sub.add_parser("preview", help="PNG of a few structures: top and side views")
     p.add_argument("--structures", nargs="+", required=True, help="extxyz files")
@@ -525,7 +598,9 @@ def _parser() -> argparse.ArgumentParser:
         help=".dm3 .dm4 .ser .emd .tif .tiff .npy .png",
     )
     p.add_argument(
-        "--out", required=True, help="writes <stem>_probability.tif, <stem>_mask.png here"
+        "--out",
+        required=True,
+        help="writes <stem>_probability.tif, <stem>_mask.png (and <stem>_particles.csv) here",
     )
     p.add_argument("--tile-px", type=int, default=512, help="tile size (default: 512)")
     p.add_argument(
@@ -543,6 +618,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: 4)")
+    p.add_argument(
+        "--analyze",
+        action="store_true",
+        help="also each particle's Fourier peaks and zone-axis flag (Larsen et al.'s brightest / "
+        "dimmest peak-pair ratio): <stem>_particles.csv; needs the pixel size (the file's, "
+        "else the model's nominal one)",
+    )
     p.set_defaults(func=_predict)
 
     p = sub.add_parser(

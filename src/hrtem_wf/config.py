@@ -18,6 +18,7 @@ Every message names the offending key as a dotted path.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from pathlib import Path
@@ -112,7 +113,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     validator = DefaultFillingValidator(load_schema(schema_path))
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        lines = [f"  {_dotted(e.absolute_path)}: {_message(e)}" for e in errors]
+        lines = [f"  {_dotted(_where(e))}: {_message(e)}" for e in errors]
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     _fill_derived(config)
     check_references(config)
@@ -135,7 +136,7 @@ def validate_block(section: str, block: dict, schema_path: str | Path = SCHEMA) 
         DefaultFillingValidator(block_schema).iter_errors(block),
         key=lambda e: list(map(str, e.absolute_path)),
     )
-    problems = [f"  {_dotted([section, 'block', *e.absolute_path])}: {_message(e)}" for e in errors]
+    problems = [f"  {_dotted([section, 'block', *_where(e)])}: {_message(e)}" for e in errors]
     if not problems:
         _fill_derived({section: {"block": block}})
         problems = [f"  {p}" for p in _block_problems(section, "block", block)]
@@ -162,7 +163,14 @@ def _fill_derived(config: dict) -> None:
             block.setdefault("elements", [block["material"]])
     for block in config.get("real_sets", {}).values():
         if "models" in config:  # validate_block checks a block alone
-            block.setdefault("models", sorted(config["models"]))
+            block.setdefault(
+                "models",
+                sorted(
+                    name
+                    for name, model in config["models"].items()
+                    if model.get("task", "segmentation") == "segmentation"
+                ),
+            )
 
 
 def apply_device_override(config: dict) -> dict:
@@ -209,6 +217,18 @@ def apply_smoke(config: dict) -> dict:
     return config
 
 
+def _closest(error):
+    """Of a value that matches no form of a oneOf, the closest form's complaint."""
+    return min(error.context, key=lambda e: len(e.message))
+
+
+def _where(error) -> list:
+    """The key path of an error, down to the key the closest form of a oneOf complains of."""
+    if error.validator == "oneOf" and error.context:
+        return [*error.absolute_path, *_closest(error).relative_path]
+    return list(error.absolute_path)
+
+
 def _message(error) -> str:
     text_numbers = _text_numbers(error.instance)
     if text_numbers:
@@ -223,9 +243,12 @@ def _message(error) -> str:
     if error.validator == "additionalProperties":
         return f"unknown key ({error.message})"
     if error.validator == "oneOf" and error.context:
-        # A distribution that matches no form: show the closest form's complaint.
-        best = min(error.context, key=lambda e: len(e.message))
-        return f"{best.message} (expected a number or a distribution mapping)"
+        # A value that matches no form (a distribution, or null or a block): show the closest
+        # form's complaint, at its key.
+        best = _closest(error)
+        if "distribution" in json.dumps(error.schema.get("oneOf", [])):
+            return f"{best.message} (expected a number or a distribution mapping)"
+        return best.message
     return error.message
 
 
@@ -363,6 +386,17 @@ def _image_problems(key: str, block: dict) -> list[str]:
         problems += _within(
             f"{key}.plasmons.background", block["plasmons"]["background"], (0.0, math.inf)
         )
+    columns = block["targets"].get("columns")
+    if columns is not None:
+        kind, names = columns["classes"]["kind"], columns["classes"]["names"]
+        if kind == "height" and not all(isinstance(n, int) for n in names):
+            problems.append(f"{key}.targets.columns.classes.names: heights must be integers")
+        elif kind == "height" and list(names) != sorted(names):
+            problems.append(f"{key}.targets.columns.classes.names: heights must ascend")
+        elif kind != "height" and not all(isinstance(n, str) for n in names):
+            problems.append(
+                f"{key}.targets.columns.classes.names: {kind} classes are names (e.g. Au, Mo1)"
+            )
     focal_points, draws = block["focal_points"], block["draws_per_structure"]
     if focal_points is not None and draws % focal_points:
         problems.append(
@@ -413,7 +447,18 @@ def _model_problems(key: str, block: dict) -> list[str]:
             if augment[name] is not None:
                 problems += check(f"{key}.augment_photometric.{name}", augment[name])
     depth, architecture = block["encoder_depth"], block["architecture"]
-    if architecture in PER_STAGE_DECODER_ARCHITECTURES:
+    if block["task"] != "segmentation" and block["checkpoint"] == "best_val_f1":
+        problems.append(
+            f"{key}.checkpoint: best_val_f1 is a segmentation score; a {block['task']} model "
+            "keeps best_val_loss or last"
+        )
+    if architecture == "MSDNet":
+        unknown = sorted(set(block["options"]) - {"depth", "width", "dilations"})
+        if unknown:
+            problems.append(f"{key}.options: MSDNet takes depth, width, dilations, not {unknown}")
+        if "decoder_channels" in block:
+            problems.append(f"{key}.decoder_channels: MSDNet has no decoder stages")
+    elif architecture in PER_STAGE_DECODER_ARCHITECTURES:
         if "decoder_channels" not in block:
             problems.append(
                 f"{key}.decoder_channels: {architecture} needs one width per "
@@ -474,10 +519,28 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
         crops = {tuple(config["images"][i]["crop_px"] or ()) for i in block["images"]}
         if len(crops) > 1:
             problems.append(f"{key}.images: image blocks have different crop_px {sorted(crops)}")
+        for field in ("targets", "focal_series"):
+            values = {
+                json.dumps(config["images"][i][field], sort_keys=True) for i in block["images"]
+            }
+            if len(values) > 1:
+                problems.append(
+                    f"{key}.images: image blocks have different {field} ({sorted(values)}); "
+                    "a dataset's images share their channels and targets"
+                )
     elif section == "models":
         depth = block["encoder_depth"]
+        task = block["task"]
         for image_block in config["datasets"][block["dataset"]]["images"]:
-            crop = config["images"][image_block]["crop_px"] or []
+            images = config["images"][image_block]
+            if task != "segmentation" and images["targets"].get(task) is None:
+                problems.append(
+                    f"{key}.task: {task} needs images.{image_block}.targets.{task} (the dataset "
+                    f"{block['dataset']!r} holds no {task} targets)"
+                )
+            crop = images["crop_px"] or []
+            if block["architecture"] == "MSDNet":
+                continue  # any image size
             if any(size % 2**depth for size in crop):
                 problems.append(
                     f"{key}.encoder_depth: images.{image_block}.crop_px {crop} is "
@@ -492,6 +555,11 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
                     f"{key}.models: {model!r} is not a block of 'models' "
                     f"(have: {sorted(config['models'])})"
                 )
+            elif config["models"][model]["task"] != "segmentation":
+                problems.append(
+                    f"{key}.models: {model!r} is a {config['models'][model]['task']} model; real "
+                    "sets score particle masks (segmentation models)"
+                )
     return problems
 
 
@@ -505,6 +573,11 @@ def _on_the_fly_problems(config: dict, key: str, block: dict) -> list[str]:
             f"(have: {sorted(config['images'])})"
         ]
     spec, problems = config["images"][name], []
+    if block["task"] != "segmentation" or spec["focal_series"] is not None:
+        problems.append(
+            f"{key}.on_the_fly: draws single images with particle masks; a {block['task']} "
+            "model or a focal series trains on a dataset's stored images"
+        )
     dataset_images = config["datasets"][block["dataset"]]["images"]
     simulations = sorted({config["images"][i]["simulations"] for i in dataset_images})
     if spec["simulations"] not in simulations:

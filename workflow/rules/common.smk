@@ -16,7 +16,12 @@ REPORT = [
     f"{RESULTS}/report/training_curves.png",
     f"{RESULTS}/report/examples.png",
     f"{RESULTS}/report/data_distributions.png",
-] + ([f"{RESULTS}/report/real_set_examples.png"] if REAL_SETS else [])
+] + (
+    # the real-set examples show the first segmentation model's predictions
+    [f"{RESULTS}/report/real_set_examples.png"]
+    if REAL_SETS and any(m["task"] == "segmentation" for m in config["models"].values())
+    else []
+)
 
 
 wildcard_constraints:
@@ -83,6 +88,14 @@ def dataset_of(wc):
         "zarr": f"{RESULTS}/datasets/{name}.zarr",
         "parquet": f"{RESULTS}/datasets/{name}.parquet",
     }
+
+
+def column_structure(images, item):
+    """The structure an images block's column targets are made from (none without them)."""
+    if config["images"][images]["targets"].get("columns") is None:
+        return []
+    simulations = config["simulations"][config["images"][images]["simulations"]]
+    return f"{RESULTS}/structures/{simulations['structures']}/{item}.extxyz"
 
 
 def on_the_fly_images(model):

@@ -1,6 +1,8 @@
 rule images:
     input:
         simulation=lambda wc: f"{RESULTS}/simulations/{config['images'][wc.images]['simulations']}/{wc.item}.zarr",
+        # column targets are made from the structure's atoms
+        structure=lambda wc: column_structure(wc.images, wc.item),
     output:
         directory(f"{RESULTS}/images/{{images}}/{{item}}.zarr"),
     log:
@@ -18,7 +20,8 @@ rule images:
         seed=config["seed"],
         code=code_version("hrtem_wf.cli:_images"),  # library code version: reruns the stage when its code changes
         bind_gpu=lambda wc: bind_gpu_flag("images", wc.images),
+        structure=lambda wc, input: f"--structure {input.structure}" if input.structure else "",
     shell:
         "hrtem-wf --log {log} {params.bind_gpu} images --spec {params.spec:q} --seed {params.seed}"
         " --block {wildcards.images} --index {wildcards.item}"
-        " --simulation {input.simulation} --output {output}"
+        " --simulation {input.simulation} {params.structure} --output {output}"

@@ -39,6 +39,27 @@ def assign_splits(
     return split
 
 
+def _target_arrays(image_spec: dict) -> list[str]:
+    """The per-image target arrays an images block's stores hold (hrtem_wf.images.targets)."""
+    targets = image_spec.get("targets", {})
+    return [
+        name
+        for name, key in (("column_maps", "columns"), ("exit_waves", "exit_wave"))
+        if targets.get(key) is not None
+    ]
+
+
+def _renumbered(positions: np.ndarray, source_rows: np.ndarray) -> np.ndarray:
+    """Column rows [image, y, x, class] of the kept images, numbered by dataset row."""
+    new_row = np.full(int(source_rows.max(initial=-1)) + 1, -1)
+    new_row[source_rows] = np.arange(len(source_rows))
+    image = positions[:, 0].astype(int)
+    known = image < len(new_row)
+    kept = positions[known][new_row[image[known]] >= 0].copy()
+    kept[:, 0] = new_row[kept[:, 0].astype(int)]
+    return kept[np.argsort(kept[:, 0], kind="stable")].astype(np.float32)
+
+
 def _flatten(prefix: str, values: dict) -> dict:
     flat = {}
     for key, value in values.items():
@@ -69,12 +90,21 @@ def build_dataset(
     """Gather the stores' images, keep those the block's `select` picks (all without one), split
     them by structure and write the Zarr, the Parquet table and the selection report (JSON)."""
     images, masks, rows = [], [], []
+    targets: dict[str, list] = {}
+    positions, first_row = [], 0
     for store_path in image_stores:
-        arrays, attrs = read_arrays(
-            store_path, {"images": np.float32, "masks": np.uint8}, items_attr="records"
-        )
+        arrays, attrs = read_arrays(store_path, {"images": np.float32}, items_attr="records")
         images.append(arrays["images"])
-        masks.append(arrays["masks"])
+        masks.append(read_arrays(store_path, {"masks": np.uint8}, "records")[0]["masks"])
+        spec = attrs.get("config", {})  # the images block (stores of tests may lack it)
+        for name in _target_arrays(spec):
+            targets.setdefault(name, []).append(
+                read_arrays(store_path, {name: np.float32}, "records")[0][name]
+            )
+        if spec.get("targets", {}).get("columns") is not None:
+            table = read_arrays(store_path, {"column_positions": np.float32})[0]
+            positions.append(table["column_positions"] + np.array([first_row, 0, 0, 0]))
+        first_row += len(arrays["images"])
         upstream = {
             "structure_id": attrs["structure_id"],
             "image_block": attrs["block_name"],
@@ -102,15 +132,23 @@ def build_dataset(
     table.insert(1, "split", table["structure_id"].map(splits))
     table.insert(2, "dataset", name)
 
+    arrays = {
+        "images": np.concatenate(images)[source_rows].astype(np.float32),
+        "masks": np.concatenate(masks)[source_rows].astype(np.uint8),
+    }
+    for target, parts in targets.items():
+        arrays[target] = np.concatenate(parts)[source_rows].astype(np.float32)
+    if positions:
+        arrays["column_positions"] = _renumbered(np.concatenate(positions), source_rows)
     write_arrays(
         zarr_path,
-        {
-            "images": np.concatenate(images)[source_rows].astype(np.float32),
-            "masks": np.concatenate(masks)[source_rows].astype(np.uint8),
-        },
+        arrays,
         {
             "dataset": name,
             "config": block,
+            # the images blocks' targets and focal series (one for all, hrtem_wf.config)
+            "targets": spec.get("targets", {}),
+            "focal_series": spec.get("focal_series"),
             "n_images": len(table),
             "split_counts": table["split"].value_counts().to_dict(),
             "versions": versions(),

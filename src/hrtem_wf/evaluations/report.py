@@ -1,7 +1,8 @@
 """The report of a set of trained models: the Table 1-style summary (condition x real set, median
-and range over seeds, V90 / V95), training curves per condition, example predictions on the
-simulated test split and on each real set, and the data distributions of each
-dataset."""
+and range over seeds, V90 / V95) of particle segmentation, the column-detection and exit-wave
+tables of the other tasks (Madsen 2018, Larsen 2023), training curves per condition, example
+predictions on the simulated test split (per task) and on each real set, and the data
+distributions of each dataset."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ..datasets.curate import DISTRIBUTION_COLUMNS
 from ..models.data import normalize_min_max, read_split
 from ..models.model import TrainedModel
 from .ensembles import V_LEVELS, epochs_summary, format_epochs, format_summary, seed_summary
-from .evaluate import predict_particle_probability
+from .evaluate import predict_maps
 from .metrics import segmentation_metrics
 
 METRIC_COLUMNS = (
@@ -112,13 +113,97 @@ def _training_data(dataset: str, on_the_fly: dict | None) -> str:
     )
 
 
+def _task(evaluation: dict) -> str:
+    return evaluation.get("task", "segmentation")
+
+
+def _cell(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _columns_markdown(evaluations: list[dict]) -> str:
+    """Column detection per model and seed, and each model's first seed's confusion matrix."""
+    if not evaluations:
+        return ""
+    header = ["model", "seed", "dataset", "n images", "true columns", "precision", "recall", "F1"]
+    header += ["position RMSE [A]", "class accuracy", "classes"]
+    rows = [
+        [
+            str(e["model"]),
+            str(e["seed"]),
+            str(e["dataset"]),
+            str(e["n_images"]),
+            str(e["n_true"]),
+            *(_cell(e[key]) for key in ("precision", "recall", "f1", "position_rmse_A")),
+            _cell(e["class_accuracy"]),
+            f"{e['class_kind']}: {', '.join(map(str, e['class_names']))}",
+        ]
+        for e in evaluations
+    ]
+    confusions = []
+    for model in dict.fromkeys(e["model"] for e in evaluations):
+        first = next(e for e in evaluations if e["model"] == model)
+        names = [str(n) for n in first["class_names"]]
+        confusions.append(
+            f"{model} seed {first['seed']} (rows true, columns detected):\n\n"
+            + _markdown_table(
+                ["true \\ detected", *names],
+                [[n, *map(str, row)] for n, row in zip(names, first["confusion"])],
+            )
+        )
+    e = evaluations[0]
+    return (
+        "\n\n## Atomic columns (Madsen et al. 2018)\n\n"
+        "Columns found in the predicted confidence maps (watershed of the background map, "
+        "Madsen's section 2.5) and matched one to one to the true projected columns within "
+        f"{e['match_radius_A']} A (Hungarian); precision, recall and F1 of detection pooled over "
+        "the split, the matched pairs' position RMSE and class accuracy.\n\n"
+        + _markdown_table(header, rows)
+        + "\n\n"
+        + "\n\n".join(confusions)
+        + "\n"
+    )
+
+
+def _exit_waves_markdown(evaluations: list[dict]) -> str:
+    """Exit-wave RMSE per model and seed beside the Y-scramble baseline."""
+    if not evaluations:
+        return ""
+    header = ["model", "seed", "dataset", "n images", "RMSE", "RMSE real", "RMSE imaginary"]
+    header += ["Y-scramble RMSE"]
+    rows = [
+        [
+            str(e["model"]),
+            str(e["seed"]),
+            str(e["dataset"]),
+            str(e["n_images"]),
+            *(_cell(e[key], 4) for key in ("rmse", "rmse_real", "rmse_imag", "y_scramble_rmse")),
+        ]
+        for e in evaluations
+    ]
+    return (
+        "\n\n## Exit waves (Larsen et al. 2023)\n\n"
+        "RMSE of the predicted exit wave's real and imaginary parts against the simulated one "
+        "(low-passed as the images block's targets.exit_wave), mean over the split's images; "
+        "Y-scramble: each prediction against another image's wave (a network that learned "
+        "nothing of the structure).\n\n" + _markdown_table(header, rows) + "\n"
+    )
+
+
 def _summary_markdown(
     evaluations: list[dict],
     models: list[TrainedModel],
     scores: list[dict],
     histories: dict[tuple[str, int], pd.DataFrame],
 ) -> str:
-    """The condition table (Table 1), every model and seed, means over seeds, warnings."""
+    """The condition table (Table 1), every model and seed, means over seeds, warnings; then
+    the tables of the column and exit-wave models."""
+    others = _columns_markdown([e for e in evaluations if _task(e) == "columns"])
+    others += _exit_waves_markdown([e for e in evaluations if _task(e) == "exit_wave"])
+    kept = [(e, m) for e, m in zip(evaluations, models) if _task(e) == "segmentation"]
+    if not kept:
+        return "# Evaluation report\n" + others
+    evaluations, models = [e for e, _ in kept], [m for _, m in kept]
     split = evaluations[0].get("split", "test")
     header = [
         "model",
@@ -179,6 +264,7 @@ def _summary_markdown(
         + _markdown_table(mean_header, mean_rows)
         + "\n"
         + ("\n## Real-set warnings\n\n" + "\n".join(warnings) + "\n" if warnings else "")
+        + others
     )
 
 
@@ -331,30 +417,73 @@ def _plot_prediction_rows(rows: list[tuple], label: str, path: Path) -> None:
 
 
 def _plot_examples(
-    trained: TrainedModel,
-    label: str,
-    dataset_zarr: str,
-    dataset_parquet: str,
-    split: str,
-    path: Path,
+    evaluations: list[dict], models: list[TrainedModel], labels: list[str], path: Path
 ) -> None:
-    data = read_split(dataset_zarr, dataset_parquet, split)
-    rows = data.rows[:N_EXAMPLES]
-    raw_images = np.stack([np.asarray(data.images[int(r)]) for r in rows])
-    masks = np.stack([np.asarray(data.masks[int(r)]) for r in rows])
-    probabilities = predict_particle_probability(trained.load_network(), raw_images)
-    titles = [
-        f"row {int(row['row'])} {row.get('structure_id', '')}"
-        for _, row in data.table.iloc[: len(rows)].iterrows()
-    ]
-    _plot_prediction_rows(
-        [
-            (normalize_min_max(image), title, mask, "label (particle mask)", p)
-            for image, title, mask, p in zip(raw_images, titles, masks, probabilities)
-        ],
-        label,
-        path,
-    )
+    """Predictions on the first images of each task's first model, on its evaluation's split:
+    particle probability beside the mask; columns found (x) beside the true ones (o) on the
+    image; the exit wave's imaginary part, predicted and simulated, and its Argand plot."""
+    rows = []
+    for task in dict.fromkeys(m.task for m in models):
+        index = next(i for i, m in enumerate(models) if m.task == task)
+        trained, label, evaluation = models[index], labels[index], evaluations[index]
+        zarr = evaluation["dataset_zarr"]
+        split = evaluation.get("split", "test")
+        data = read_split(zarr, evaluation["dataset_parquet"], split, task)
+        picked = data.rows[:N_EXAMPLES]
+        raw_images = np.stack([np.asarray(data.images[int(r)]) for r in picked])
+        targets = np.stack([np.asarray(data.masks[int(r)]) for r in picked])
+        outputs = predict_maps(trained.load_network(), raw_images, task)
+        positions = None
+        if task == "columns":
+            from hrtem_wf.io import read_arrays
+
+            positions = read_arrays(zarr, {"column_positions": np.float32})[0]["column_positions"]
+        for offset, (image, target, output) in enumerate(zip(raw_images, targets, outputs)):
+            row = int(data.table["row"].iloc[offset])
+            image = normalize_min_max(image if image.ndim == 2 else image[len(image) // 2])
+            title = f"{label}\nrow {row} {data.table['structure_id'].iloc[offset]}"
+            rows.append((task, image, title, target, output, positions, row))
+    figure = Figure(figsize=(12, 3 * len(rows)), layout="constrained")
+    axes = np.array(figure.subplots(len(rows), 4, squeeze=False))
+    for index, (task, image, title, target, output, positions, row) in enumerate(rows):
+        ax = axes[index]
+        ax[0].imshow(image, cmap="gray")
+        ax[0].set_title(title, fontsize="small")
+        if task == "segmentation":
+            f1 = segmentation_metrics(output, target)["f1"]
+            ax[1].imshow(target, cmap="gray", vmin=0, vmax=1)
+            ax[1].set_title("label (particle mask)", fontsize="small")
+            ax[2].imshow(output, cmap="magma", vmin=0, vmax=1)
+            ax[2].set_title(f"particle probability, F1 {f1:.3f}", fontsize="small")
+        elif task == "columns":
+            from .columns import find_columns
+
+            true = positions[positions[:, 0] == row]
+            found = find_columns(output)
+            ax[1].imshow(image, cmap="gray")
+            ax[1].scatter(true[:, 2], true[:, 1], s=14, facecolors="none", edgecolors="C0")
+            ax[1].scatter(found.yx_px[:, 1], found.yx_px[:, 0], s=10, marker="x", color="C1")
+            ax[1].set_title(
+                f"true columns (o, {len(true)}), found (x, {len(found.yx_px)})", fontsize="small"
+            )
+            ax[2].imshow(1 - output[-1], cmap="magma", vmin=0, vmax=1)
+            ax[2].set_title("1 - background confidence", fontsize="small")
+        else:
+            ax[1].imshow(target[1], cmap="RdBu_r")
+            ax[1].set_title("exit wave, imaginary (simulated)", fontsize="small")
+            ax[2].imshow(output[1], cmap="RdBu_r", vmin=target[1].min(), vmax=target[1].max())
+            ax[2].set_title("exit wave, imaginary (predicted)", fontsize="small")
+            step = max(1, target[0].size // 4000)
+            ax[3].scatter(target[0].ravel()[::step], target[1].ravel()[::step], s=1, label="true")
+            ax[3].scatter(output[0].ravel()[::step], output[1].ravel()[::step], s=1, label="net")
+            ax[3].set(xlabel="real", ylabel="imaginary")
+            ax[3].set_title("Argand plot", fontsize="small")
+            ax[3].legend(fontsize="x-small", markerscale=5)
+        for axis in ax[:3]:
+            axis.set_axis_off()
+        if task != "exit_wave":
+            ax[3].set_axis_off()
+    figure.savefig(path, dpi=100)
 
 
 def write_report(
@@ -394,18 +523,13 @@ def write_report(
         out_dir / "data_distributions.png",
     ]
     _plot_training_curves(histories, written[1])
-    _plot_examples(
-        matched[0],
-        labels[0],
-        dataset_zarr,
-        dataset_parquet,
-        evaluations[0].get("split", "test"),
-        written[2],
-    )
+    _plot_examples(evaluations, matched, labels, written[2])
     _plot_distributions(
         _distribution_tables(list(dataset_parquets) or [dataset_parquet], model_dirs), written[3]
     )
-    if real_sets:
+    segmentation = [i for i, m in enumerate(matched) if m.task == "segmentation"]
+    if real_sets and segmentation:
         written.append(out_dir / "real_set_examples.png")
-        _plot_real_set_examples(matched[0], labels[0], real_sets, written[-1])
+        first = segmentation[0]
+        _plot_real_set_examples(matched[first], labels[first], real_sets, written[-1])
     return written

@@ -24,6 +24,8 @@ The block's keys, each an effect that can be switched off (see config/config.yam
                                  resamples the noise-free image and the label mask alike, then
                                  crop_px crops them); median_filter_px
   crop_px                        [height, width] or null
+  focal_series                   null, or offsets_A: images (k, len(offsets), H, W), one per
+                                 offset of the drawn defocus, each its own noise draw
   label                          method (phase | intensity), threshold (a number, or one per
                                  material), smoothing_sigma_px, smoothing_threshold, lens (image:
                                  after the image's lens | none: the footprint at focus), grow_A
@@ -112,7 +114,8 @@ def draw_images(
     full, particle: exit waves (frozen_phonon, ny, nx), vacuum = 1 + 0j, sampled at
     sampling_A = (sy, sx) [A]; energy_eV: beam energy; material: the particle's (for a
     per-material label threshold). Returns images float32 (k, H, W) counts after the detector,
-    masks uint8 (k, H, W) in {0, 1}, and one dict per image with every drawn parameter.
+    masks uint8 (k, H, W) in {0, 1}, and one dict per image with every drawn parameter; with a
+    `focal_series`, images are (k, n_offsets, H, W).
     The forward FFT of each phonon is done once and shared by all k draws.
     """
     return draw_images_from_spectra(
@@ -168,7 +171,10 @@ def draw_images_from_spectra(
 
     focal_points = int(block["focal_points"] or k)
     per_focal_point = k // focal_points if k else 0
-    images = np.empty((k, *out_shape), dtype=np.float32)
+    series = block.get("focal_series")
+    offsets_A = [0.0] if series is None else [float(o) for o in series["offsets_A"]]
+    channels = () if series is None else (len(offsets_A),)
+    images = np.empty((k, *channels, *out_shape), dtype=np.float32)
     masks = np.empty((k, *out_shape), dtype=np.uint8)
     records: list[dict[str, Any]] = []
     noise_free_of = resampled_of = mask_of = None
@@ -204,40 +210,50 @@ def draw_images_from_spectra(
         detector_shape = resampled_shape(wave_shape, sampling_A, pixel_size_A)
         # The noise-free image depends on the lens and the plasmon draw only: repeats of a focal
         # point share it unless their plasmon parameters differ (or their pixel sizes).
+        # A focal series: one noise-free image per offset of the drawn defocus.
         if (focal_point, plasmon) != noise_free_of:
             noise_free_of, resampled_of = (focal_point, plasmon), None
-            noise_free_on_wave_grid = to_host(
-                intensity_from_spectrum(
-                    full_spectrum,
-                    sampling_A,
-                    energy_eV,
-                    defocus,
-                    aberrations,
-                    sigma,
-                    int(focal["samples"]),
-                    float(focal["extent_sigmas"]),
-                    focal["method"],
-                    plasmon,
-                    aperture,
-                    illumination,
+            noise_free_on_wave_grid = [
+                to_host(
+                    intensity_from_spectrum(
+                        full_spectrum,
+                        sampling_A,
+                        energy_eV,
+                        defocus + offset_A,
+                        aberrations,
+                        sigma,
+                        int(focal["samples"]),
+                        float(focal["extent_sigmas"]),
+                        focal["method"],
+                        plasmon,
+                        aperture,
+                        illumination,
+                    )
                 )
-            )
+                for offset_A in offsets_A
+            ]
         if pixel_size_A != resampled_of:
             resampled_of = pixel_size_A
-            noise_free = resample_to_pixel_size(noise_free_on_wave_grid, sampling_A, pixel_size_A)
+            noise_free = [
+                resample_to_pixel_size(channel, sampling_A, pixel_size_A)
+                for channel in noise_free_on_wave_grid
+            ]
         if (focal_point, pixel_size_A) != mask_of:
             mask_of = (focal_point, pixel_size_A)
             mask = resample_to_pixel_size(label_on_wave_grid, sampling_A, pixel_size_A) > 0.5
-        counts = detector_counts(
-            image_blur(noise_free, blur_A, pixel_size_A), dose, pixel_size_A, rng
-        )
-        if mtf_c is not None:
-            counts = apply_mtf(counts, *mtf_c)
-        counts = gaussian_blur(counts, blur_sigma_px)
-        counts = median_filter(counts, int(detector["median_filter_px"]))
+        series_counts = []
+        for channel in noise_free:  # the noise is drawn per image of a series
+            counts = detector_counts(
+                image_blur(channel, blur_A, pixel_size_A), dose, pixel_size_A, rng
+            )
+            if mtf_c is not None:
+                counts = apply_mtf(counts, *mtf_c)
+            counts = gaussian_blur(counts, blur_sigma_px)
+            series_counts.append(median_filter(counts, int(detector["median_filter_px"])))
 
         origin = crop_origin(detector_shape, crop_px, rng)
-        images[index] = crop(counts, origin, crop_px)
+        cropped = [crop(counts, origin, crop_px) for counts in series_counts]
+        images[index] = cropped[0] if series is None else np.stack(cropped)
         masks[index] = crop(mask, origin, crop_px)
 
         record = {
@@ -247,6 +263,8 @@ def draw_images_from_spectra(
             "material": material,
             "energy_eV": float(energy_eV),
             "defocus_A": defocus,
+            # the series' images are at defocus_A + each offset, in channel order
+            "focal_series_offsets_A": None if series is None else offsets_A,
             "aberration_preset": block["aberrations"]["preset"],
             **{
                 f"aberration_{symbol}": aberrations[symbol]

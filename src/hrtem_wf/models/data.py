@@ -19,12 +19,24 @@ IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
 
 
 def normalize_min_max(image: np.ndarray) -> np.ndarray:
-    """Per-image scaling of raw counts to [0, 1] (float32); a flat image becomes all zeros."""
+    """Per-image scaling of raw counts to [0, 1] (float32); a flat image becomes all zeros. A
+    focal series (C, H, W) is scaled image by image."""
     image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 3:
+        return np.stack([normalize_min_max(channel) for channel in image])
     low, high = float(image.min()), float(image.max())
     if high <= low:
         return np.zeros_like(image)
     return (image - low) / (high - low)
+
+
+def as_channels(image: np.ndarray) -> np.ndarray:
+    """An image (H, W) or a focal series (C, H, W) as (C, H, W)."""
+    return image[None] if image.ndim == 2 else image
+
+
+#: The dataset array each task trains against (segmentation: the particle masks).
+TASK_TARGETS = {"segmentation": "masks", "columns": "column_maps", "exit_wave": "exit_waves"}
 
 
 def d4_transform(image: np.ndarray, mask: np.ndarray, quarter_turns: int, flip: bool):
@@ -88,29 +100,55 @@ def random_photometric(
 
 @dataclass
 class DatasetSplit:
-    """The images and particle masks of one split, with their table rows."""
+    """The images and targets of one split (particle masks, column maps or exit waves, by the
+    task), with their table rows."""
 
-    images: object  # numpy array or io.StoredArray (read per item), (N_total, H, W) raw counts
-    masks: object  # numpy array or io.StoredArray (read per item), (N_total, H, W) in {0, 1}
+    images: object  # numpy array or io.StoredArray (read per item): (N_total, [C,] H, W) counts
+    masks: object  # the task's targets, likewise: (N_total, H, W) in {0, 1} or (N_total, K, H, W)
     rows: np.ndarray  # indices into images/masks of this split, ascending
     table: pd.DataFrame  # the Parquet rows of this split, in the order of ``rows``
+    task: str = "segmentation"
+    attrs: dict | None = None  # the dataset's attributes (targets, focal series)
 
     @property
     def image_shape(self) -> tuple[int, int]:
         return tuple(int(n) for n in self.images.shape[-2:])
 
+    @property
+    def in_channels(self) -> int:
+        """Images per input: 1, or a focal series' length."""
+        return 1 if len(self.images.shape) == 3 else int(self.images.shape[1])
+
+    @property
+    def out_channels(self) -> int:
+        """The network's outputs: 2 logits (background, particle) or the target's channels."""
+        return 2 if self.task == "segmentation" else int(self.masks.shape[1])
+
     def __len__(self) -> int:
         return len(self.rows)
 
 
-def read_split(dataset_zarr: str | Path, dataset_parquet: str | Path, split: str) -> DatasetSplit:
-    """The rows of ``split`` ('train' | 'validation' | 'test'), checked against the arrays."""
+def read_split(
+    dataset_zarr: str | Path, dataset_parquet: str | Path, split: str, task: str = "segmentation"
+) -> DatasetSplit:
+    """The rows of ``split`` ('train' | 'validation' | 'test') with the targets of ``task``,
+    checked against the arrays."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-    arrays, _ = open_arrays(dataset_zarr, {"images": np.float32, "masks": np.uint8})
-    images, masks = arrays["images"], arrays["masks"]
-    if len(images.shape) != 3:
-        raise ValueError(f"{dataset_zarr}: images and masks are {images.shape}, not (N, H, W)")
+    if task not in TASK_TARGETS:
+        raise ValueError(f"task must be one of {sorted(TASK_TARGETS)}, not {task!r}")
+    name = TASK_TARGETS[task]
+    images, attrs = open_arrays(dataset_zarr, {"images": np.float32})
+    images = images["images"]
+    try:
+        masks = open_arrays(dataset_zarr, {name: np.uint8 if name == "masks" else np.float32})[0]
+    except ValueError as error:
+        raise ValueError(f"{dataset_zarr}: no {task} targets ({error})") from None
+    masks = masks[name]
+    if len(images.shape) not in (3, 4):
+        raise ValueError(f"{dataset_zarr}: images are {images.shape}, not (N, [C,] H, W)")
+    if masks.shape[0] != images.shape[0] or masks.shape[-2:] != images.shape[-2:]:
+        raise ValueError(f"{dataset_zarr}: images {images.shape} and {name} {masks.shape} differ")
     table = pd.read_parquet(dataset_parquet)
     missing = {"row", "split"} - set(table.columns)
     if missing:
@@ -124,20 +162,23 @@ def read_split(dataset_zarr: str | Path, dataset_parquet: str | Path, split: str
     rows = table["row"].to_numpy(dtype=np.int64)
     if len(rows) and (rows.min() < 0 or rows.max() >= images.shape[0]):
         raise ValueError(f"{dataset_parquet}: 'row' values outside 0..{images.shape[0] - 1}")
-    split_bytes = len(rows) * int(np.prod(images.shape[1:])) * (4 + 1)
-    if len(rows) and split_bytes <= IN_MEMORY_LIMIT_BYTES:
+    item_bytes = 4 * int(np.prod(images.shape[1:])) + masks.dtype.itemsize * int(
+        np.prod(masks.shape[1:])
+    )
+    if len(rows) and len(rows) * item_bytes <= IN_MEMORY_LIMIT_BYTES:
         # One read of the whole split is far cheaper than one Zarr request per image per epoch.
         images, masks = images.read(rows), masks.read(rows)
-        if masks.max() > 1:
+        if task == "segmentation" and masks.max() > 1:
             raise ValueError(
                 f"{dataset_zarr}: masks must hold 0 (background) and 1 (particle) only"
             )
-        return DatasetSplit(images, masks, np.arange(len(rows)), table)
-    return DatasetSplit(images, masks, rows, table)
+        return DatasetSplit(images, masks, np.arange(len(rows)), table, task, attrs)
+    return DatasetSplit(images, masks, rows, table, task, attrs)
 
 
 class SegmentationDataset(torch.utils.data.Dataset):
-    """(normalized image (1, H, W) float32, particle mask (H, W) int64) pairs of one split.
+    """(normalized image (C, H, W) float32, target) pairs of one split: a particle mask (H, W)
+    int64, or column maps / exit waves (K, H, W) float32 (the split's task).
 
     augment_d4: a random D4 symmetry of image and mask; augment_photometric: a models block's
     `augment_photometric` (None: off), gray-level changes of the image after its min-max
@@ -161,10 +202,11 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         row = int(self.split.rows[index])
-        image = normalize_min_max(self.split.images[row])
-        mask = np.asarray(self.split.masks[row], dtype=np.int64)
+        image = as_channels(normalize_min_max(self.split.images[row]))
+        target_dtype = np.int64 if self.split.task == "segmentation" else np.float32
+        mask = np.asarray(self.split.masks[row], dtype=target_dtype)
         if self.augment_d4:
             image, mask = random_d4(image, mask, self.rng)
         if self.augment_photometric is not None:
             image, _ = random_photometric(image, self.augment_photometric, self.rng)
-        return torch.from_numpy(image)[None], torch.from_numpy(mask)
+        return torch.from_numpy(image), torch.from_numpy(mask)

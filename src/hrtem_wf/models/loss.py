@@ -1,4 +1,6 @@
-"""Loss of DaCosta et al.: categorical cross-entropy + (1 - soft F1 of the particle class)."""
+"""Losses: DaCosta et al.'s categorical cross-entropy + (1 - soft F1 of the particle class) for
+particle masks; the mean squared error for column confidence maps (Madsen et al. 2018, eq. 6,
+its weight decay in the optimizer) and exit waves (Larsen et al. 2023)."""
 
 from __future__ import annotations
 
@@ -28,3 +30,17 @@ def segmentation_loss(
         particle_probability = torch.softmax(logits, dim=1)[:, 1]
         loss = loss + weights["soft_f1"] * (1.0 - soft_f1(particle_probability, particle_mask))
     return loss
+
+
+def task_loss(
+    task: str, outputs: torch.Tensor, targets: torch.Tensor, weights: dict
+) -> torch.Tensor:
+    """The loss of a models block's task: `segmentation_loss` for particle masks; the mean squared
+    error against the targets (B, K, H, W) of the softmax over the column classes and
+    background (confidence maps that sum to one, as Madsen's ground truth), or of the linear
+    output (exit waves)."""
+    if task == "segmentation":
+        return segmentation_loss(outputs, targets, weights)
+    if task == "columns":
+        outputs = torch.softmax(outputs, dim=1)
+    return F.mse_loss(outputs, targets.to(outputs.dtype))

@@ -30,11 +30,19 @@ def takes_decoder_channels(architecture: str) -> bool:
     return parameter is not None and isinstance(parameter.default, tuple | list)
 
 
-def build_model(block: dict) -> torch.nn.Module:
-    """An untrained smp network from a validated models block (hrtem_wf.config): 1 input channel
-    (the micrograph), 2 output logits per pixel. `architecture` and `encoder` are smp names;
-    `options` passes further smp keywords (e.g. decoder_attention_type: scse)."""
+def build_model(
+    block: dict, in_channels: int = 1, out_channels: int = N_CLASSES
+) -> torch.nn.Module:
+    """An untrained network from a validated models block (hrtem_wf.config): `in_channels`
+    images in (the micrograph, or a focal series), `out_channels` maps out per pixel (2 logits for
+    particle masks; a column or exit-wave task's target channels). `architecture` is MSDNet
+    (options: depth, width, dilations) or an smp name with an smp `encoder`; `options` passes
+    further smp keywords (e.g. decoder_attention_type: scse)."""
     architecture = block["architecture"]
+    if architecture == "MSDNet":
+        from .msdnet import MSDNet
+
+        return MSDNet(in_channels, out_channels, **block["options"])
     encoder_depth = int(block["encoder_depth"])
     kwargs = dict(block["options"])
     if takes_decoder_channels(architecture):
@@ -44,31 +52,40 @@ def build_model(block: dict) -> torch.nn.Module:
         encoder_name=str(block["encoder"]),
         encoder_depth=encoder_depth,
         encoder_weights=None,  # trained from scratch on simulations, as in the paper
-        in_channels=1,
-        classes=N_CLASSES,
+        in_channels=in_channels,
+        classes=out_channels,
         **kwargs,
     )
-    _check_output_shape(model, architecture, encoder_depth)
+    _check_output_shape(model, architecture, encoder_depth, in_channels, out_channels)
     return model
 
 
-def _check_output_shape(model: torch.nn.Module, architecture: str, encoder_depth: int) -> None:
+def _check_output_shape(
+    model: torch.nn.Module,
+    architecture: str,
+    encoder_depth: int,
+    in_channels: int = 1,
+    out_channels: int = N_CLASSES,
+) -> None:
     """A segmentation map the size of the input, or a clear error (smp's FPN upsamples x4 at
     any encoder depth, for one)."""
     size = 2**encoder_depth * 8
     model.eval()
     with torch.no_grad():
-        shape = tuple(model(torch.zeros(1, 1, size, size)).shape)
+        shape = tuple(model(torch.zeros(1, in_channels, size, size)).shape)
     model.train()
-    if shape != (1, N_CLASSES, size, size):
+    if shape != (1, out_channels, size, size):
         raise ValueError(
             f"{architecture} with encoder_depth {encoder_depth} maps a {size} x {size} "
             f"input to {shape[-2]} x {shape[-1]}; set its upsampling in `options`"
         )
 
 
-def check_image_shape(image_shape: Sequence[int], encoder_depth: int) -> None:
-    """Raise ValueError unless height and width survive ``encoder_depth`` halvings exactly."""
+def check_image_shape(image_shape: Sequence[int], encoder_depth: int, architecture="Unet") -> None:
+    """Raise ValueError unless height and width survive ``encoder_depth`` halvings exactly (an
+    MSDNet takes any size)."""
+    if architecture == "MSDNet":
+        return
     factor = 2 ** int(encoder_depth)
     height, width = (int(n) for n in image_shape[-2:])
     if height % factor or width % factor:
@@ -153,6 +170,18 @@ class TrainedModel:
         return self.metadata["dataset"]
 
     @property
+    def task(self) -> str:
+        """segmentation, columns or exit_wave (models trained before tasks: segmentation)."""
+        return self.block.get("task", "segmentation")
+
+    @property
+    def channels(self) -> tuple[int, int]:
+        """(input images, output maps) of the network (before focal series: 1 and 2)."""
+        return int(self.metadata.get("in_channels", 1)), int(
+            self.metadata.get("out_channels", N_CLASSES)
+        )
+
+    @property
     def best_epoch(self) -> int:
         """The epoch whose weights weights.pt holds."""
         return self.metadata["best_epoch"]
@@ -217,7 +246,7 @@ class TrainedModel:
                 and not bool(torch.isfinite(tensor).all())
             ):
                 raise ValueError(f"{path}: tensor {key!r} has NaN or infinite values")
-        model = build_model(self.block)
+        model = build_model(self.block, *self.channels)
         try:
             model.load_state_dict(state)
         except RuntimeError as error:

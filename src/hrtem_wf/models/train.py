@@ -15,7 +15,7 @@ import torch
 from hrtem_wf.io import atomic_path, versions, write_json
 
 from .data import SegmentationDataset, read_split
-from .loss import segmentation_loss
+from .loss import task_loss
 from .model import build_model, check_image_shape, count_parameters, resolve_device
 
 #: Bumped when a change here changes what training produces (for the workflow's rerun triggers).
@@ -25,12 +25,16 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "train_f1", "val_loss", "val_f1", "lr"
 
 
 class PixelCounts:
-    """Running particle-pixel counts (true/false positives, false negatives) for a hard F1."""
+    """Running particle-pixel counts (true/false positives, false negatives) for a hard F1; a
+    regression task (columns, exit_wave) counts nothing and its F1 is NaN."""
 
-    def __init__(self) -> None:
+    def __init__(self, task: str = "segmentation") -> None:
         self.true_positive = self.false_positive = self.false_negative = 0
+        self.task = task
 
     def add(self, logits: torch.Tensor, particle_mask: torch.Tensor) -> None:
+        if self.task != "segmentation":
+            return
         # Class 1 wins the 2-class argmax exactly when its softmax probability exceeds 0.5.
         predicted = logits.argmax(dim=1) == 1
         labelled = particle_mask == 1
@@ -39,6 +43,8 @@ class PixelCounts:
         self.false_negative += int((~predicted & labelled).sum())
 
     def f1(self) -> float:
+        if self.task != "segmentation":
+            return float("nan")
         errors = self.false_positive + self.false_negative
         if self.true_positive + errors == 0:
             return 1.0  # nothing to find and nothing found
@@ -47,16 +53,20 @@ class PixelCounts:
 
 #: Which epoch's weights a run keeps: the study's lowest validation loss, or the alternatives.
 def evaluate_loss(
-    model: torch.nn.Module, loader, device: torch.device, loss_weights: dict
+    model: torch.nn.Module,
+    loader,
+    device: torch.device,
+    loss_weights: dict,
+    task: str = "segmentation",
 ) -> tuple[float, float]:
     """(mean loss per image, pooled hard F1) of ``model`` in eval mode over ``loader``."""
     model.eval()
-    loss_sum, n_images, counts = 0.0, 0, PixelCounts()
+    loss_sum, n_images, counts = 0.0, 0, PixelCounts(task)
     with torch.no_grad():
         for images, masks in loader:
             images, masks = images.to(device), masks.to(device)
             logits = model(images)
-            loss_sum += float(segmentation_loss(logits, masks, loss_weights)) * len(images)
+            loss_sum += float(task_loss(task, logits, masks, loss_weights)) * len(images)
             n_images += len(images)
             counts.add(logits, masks)
     return loss_sum / n_images, counts.f1()
@@ -82,19 +92,19 @@ def recalibrate_batchnorm(model: torch.nn.Module, loader, device: torch.device) 
 
 
 def _train_one_epoch(
-    model, loader, optimizer, device, loss_weights, records: list | None = None
+    model, loader, optimizer, device, loss_weights, records: list | None = None, task="segmentation"
 ) -> tuple[float, float]:
     """(mean loss, pooled hard F1) of one pass over `loader`; the records of drawn images (a
     loader's third item) are appended to `records`."""
     model.train()
-    loss_sum, n_images, counts = 0.0, 0, PixelCounts()
+    loss_sum, n_images, counts = 0.0, 0, PixelCounts(task)
     for images, masks, *drawn in loader:
         if records is not None and drawn:
             records.extend(drawn[0])
         images, masks = images.to(device), masks.to(device)
         optimizer.zero_grad(set_to_none=True)
         logits = model(images)
-        loss = segmentation_loss(logits, masks, loss_weights)
+        loss = task_loss(task, logits, masks, loss_weights)
         loss.backward()
         optimizer.step()
         loss_sum += float(loss.detach()) * len(images)
@@ -232,15 +242,16 @@ def train_model(
     device = resolve_device(str(block["device"]))
     epochs, batch_size = int(block["epochs"]), int(block["batch_size"])
     checkpoint, loss_weights = block["checkpoint"], block["loss"]
+    task = block.get("task", "segmentation")
 
-    train_split = read_split(dataset_zarr, dataset_parquet, "train")
-    validation_split = read_split(dataset_zarr, dataset_parquet, "validation")
+    train_split = read_split(dataset_zarr, dataset_parquet, "train", task)
+    validation_split = read_split(dataset_zarr, dataset_parquet, "validation", task)
     if len(train_split) == 0 or len(validation_split) == 0:
         raise ValueError(
             f"{dataset_parquet} needs images in both the 'train' ({len(train_split)}) and "
             f"'validation' ({len(validation_split)}) splits"
         )
-    check_image_shape(train_split.image_shape, block["encoder_depth"])
+    check_image_shape(train_split.image_shape, block["encoder_depth"], block["architecture"])
     drawn = None
     if block.get("on_the_fly") is not None:
         drawn = DrawnTraining(block, image_spec, simulations_dir, train_split, seed, log)
@@ -284,8 +295,13 @@ def train_model(
             num_workers=0,
         )
 
-        model = build_model(block).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=float(block["learning_rate"]))
+        channels = train_split.in_channels, train_split.out_channels
+        model = build_model(block, *channels).to(device)
+        optimizer = torch.optim.Adam(
+            model.parameters(),
+            lr=float(block["learning_rate"]),
+            weight_decay=float(block.get("weight_decay", 0.0)),
+        )
         scheduler = torch.optim.lr_scheduler.ExponentialLR(
             optimizer, gamma=float(block["lr_decay_per_epoch"])
         )
@@ -313,9 +329,10 @@ def train_model(
                 device,
                 loss_weights,
                 None if drawn is None else drawn.records,
+                task,
             )
             recalibrate_batchnorm(model, statistics_loader, device)
-            val_loss, val_f1 = evaluate_loss(model, validation_loader, device, loss_weights)
+            val_loss, val_f1 = evaluate_loss(model, validation_loader, device, loss_weights, task)
             scheduler.step()
             seconds = time.perf_counter() - epoch_start
             history.append(
@@ -373,6 +390,12 @@ def train_model(
         "dataset_zarr": str(dataset_zarr),
         "dataset_parquet": str(dataset_parquet),
         "image_shape": list(train_split.image_shape),
+        "task": task,
+        "in_channels": channels[0],  # images per input (a focal series' length)
+        "out_channels": channels[1],
+        # what the targets were made with (column classes and sigma, the exit wave's low pass)
+        "targets": (train_split.attrs or {}).get("targets", {}),
+        "focal_series": (train_split.attrs or {}).get("focal_series"),
         # what `hrtem-wf predict` and the real-set scores compare micrographs against (the
         # range of the training images' pixel sizes), and resample them to (the nominal one)
         "pixel_size_A": _pixel_size_A(training_table),
@@ -386,7 +409,7 @@ def train_model(
         "checkpoint": checkpoint,
         "best_epoch": best_epoch,
         "best_val_loss": best["val_loss"],
-        "best_val_f1": best["val_f1"],
+        "best_val_f1": best["val_f1"] if task == "segmentation" else None,
         "final_train_loss": history[-1]["train_loss"],
         "seconds_training": time.perf_counter() - start,
         "parameter_count": n_parameters,
