@@ -2,15 +2,19 @@
 2023 from config/recipes/other_families.yaml, trained and scored on simulations at a size that
 fits a working session on a CPU, for the figures the README sets beside the papers'.
 
-    python benchmarks/other_tasks.py [--structures 32] [--epochs 12] [--out results/other_tasks]
+    python benchmarks/other_tasks.py [--structures 32] [--epochs 12] [--exit-wave-epochs 30]
+                                     [--only MODEL] [--out results/other_tasks]
 
 It runs the workflow (real structures, abTEM exit waves, images, datasets, training and
 evaluation) on the recipe's `madsen_columns_unet` (Au particles of Madsen's family, one column
 class, one image) and `mos2_exit_wave_unet` (MoS2 flakes, focal series of 3, the exit wave),
 their blocks as in the recipe except for what makes it fit: `--structures` per structures block
-(split 75 / 12.5 / 12.5 % by structure), `--epochs`, `--phonons` frozen phonons and potentials
-sampled at `--potential-sampling-A`. Prints the test split's column-detection precision, recall,
-F1, position RMSE and the exit wave's RMSE beside its Y-scramble baseline, with the job times.
+(split 75 / 12.5 / 12.5 % by structure), `--epochs` (the column network) and
+`--exit-wave-epochs`, `--phonons` frozen phonons and potentials sampled at
+`--potential-sampling-A`. Snakemake reruns only missing outputs here (`--rerun-triggers
+mtime`): delete a model's folder under --out to retrain it, or --out to start afresh. Prints
+the test split's column-detection precision, recall, F1, position RMSE and the exit wave's RMSE
+beside its Y-scramble baseline, with the job times.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ RECIPE = ROOT / "config" / "recipes" / "other_families.yaml"
 MODELS = {"madsen_columns_unet": "madsen_au", "mos2_exit_wave_unet": "larsen_mos2_free"}
 
 
-def measurement_config(structures: int, epochs: int, phonons: int, sampling_A: float) -> dict:
+def measurement_config(
+    structures: int, epochs: dict[str, int], phonons: int, sampling_A: float
+) -> dict:
     """The recipe's blocks behind MODELS, with the counts and sizes of a session."""
     recipe = yaml.safe_load(RECIPE.read_text())
     config = {"seed": recipe["seed"], "real_sets": {}}
-    models = {name: dict(recipe["models"][name], epochs=epochs) for name in MODELS}
+    models = {name: dict(recipe["models"][name], epochs=epochs[name]) for name in MODELS}
     datasets = {m["dataset"]: recipe["datasets"][m["dataset"]] for m in models.values()}
     images = {i: recipe["images"][i] for d in datasets.values() for i in d["images"]}
     simulations = {
@@ -65,7 +71,9 @@ def _job_seconds(out: Path, stage: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--structures", type=int, default=32, help="per structures block")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=12, help="of the column network")
+    parser.add_argument("--exit-wave-epochs", type=int, default=30)
+    parser.add_argument("--only", choices=sorted(MODELS), help="run this model's jobs only")
     parser.add_argument("--phonons", type=int, default=2)
     parser.add_argument("--potential-sampling-A", type=float, default=0.1)
     parser.add_argument("--cores", type=int, default=2)
@@ -74,15 +82,16 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    config = measurement_config(
-        args.structures, args.epochs, args.phonons, args.potential_sampling_A
-    )
+    epochs = {"madsen_columns_unet": args.epochs, "mos2_exit_wave_unet": args.exit_wave_epochs}
+    config = measurement_config(args.structures, epochs, args.phonons, args.potential_sampling_A)
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     targets = [f"results/evaluations/{model}/seed0.json" for model in MODELS]
+    run = [t for t, m in zip(targets, MODELS) if args.only in (None, m)]
     command = [
         *(str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(ROOT / "Snakefile")),
         *("--cores", str(args.cores), "--configfile", str(out / "config.yaml")),
-        *("--replace-workflow-config", "--directory", str(out), "--rerun-incomplete", *targets),
+        *("--replace-workflow-config", "--directory", str(out), "--rerun-incomplete"),
+        *("--rerun-triggers=mtime", *run),
     ]
     start = time.perf_counter()
     bin_dir = str(Path(sys.executable).parent)  # hrtem-wf beside this Python
@@ -93,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     columns, waves = (
         json.loads((out / target).read_text()) for target in targets
     )  # the order of MODELS
-    print(f"\nOther tasks, {args.structures} structures per block, {args.epochs} epochs")
+    print(f"\nOther tasks, {args.structures} structures per block, epochs {epochs}")
     print(f"wall time of this run: {wall / 60:.1f} min (finished jobs are not rerun)")
     for stage in ("structures", "simulations", "images", "models"):
         print(f"  {stage}: {_job_seconds(out, stage) / 60:.1f} job-minutes")

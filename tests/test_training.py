@@ -482,3 +482,21 @@ def test_nominal_training_pixel_size(columns, nominal):
 def test_trained_model_nominal_pixel_size(recorded, expected, tmp_path):
     metadata = {"model": "t", "seed": 0, "block": TINY_BLOCK, "dataset": "toy", "best_epoch": 1}
     assert TrainedModel(tmp_path, {**metadata, **recorded}).nominal_pixel_size_A == expected
+
+
+def test_task_outputs_and_losses_of_columns_and_exit_waves():
+    """Column maps are a softmax over classes and background; an exit-wave network predicts the
+    departure from vacuum, so a zero output is the plane wave 1 + 0j; both train on the MSE."""
+    import torch
+
+    from hrtem_wf.models.loss import task_loss, task_output
+
+    outputs = torch.randn(2, 3, 5, 6)
+    maps = task_output("columns", outputs)
+    torch.testing.assert_close(maps.sum(dim=1), torch.ones(2, 5, 6))
+    torch.testing.assert_close(task_loss("columns", outputs, maps.detach(), {}), torch.tensor(0.0))
+    zero = torch.zeros(2, 2, 5, 6)
+    vacuum = task_output("exit_wave", zero)
+    assert bool((vacuum[:, 0] == 1).all()) and bool((vacuum[:, 1] == 0).all())
+    target = vacuum + 0.1
+    torch.testing.assert_close(task_loss("exit_wave", zero, target, {}), torch.tensor(0.01))

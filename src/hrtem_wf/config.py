@@ -6,7 +6,8 @@ check of a config:
 - defaults are the schema's `default:` values (workflow/schemas/config.schema.yaml), filled into
   the config as it is validated, so the user reads them where the keys are documented and every
   stage receives complete blocks; the few defaults that depend on another key (an FCC particle's
-  `elements` is [material]; a real set is scored by every model) are filled by `_fill_derived`;
+  `elements` is [material]; a real set is scored by every segmentation model) are filled by
+  `_fill_derived`;
 - the schema checks keys, types and ranges;
 - `check_references` checks what a schema cannot: parents exist, splits sum to 1, distributions
   are well formed (and a `sequence` only where draws are numbered), crops fit the detector image
@@ -164,13 +165,19 @@ def _fill_derived(config: dict) -> None:
     for block in config.get("real_sets", {}).values():
         if "models" in config:  # validate_block checks a block alone
             block.setdefault(
-                "models",
-                sorted(
-                    name
-                    for name, model in config["models"].items()
-                    if model.get("task", "segmentation") == "segmentation"
-                ),
+                "models", sorted(n for n in config["models"] if _scores_micrographs(config, n))
             )
+
+
+def _scores_micrographs(config: dict, model: str) -> bool:
+    """Whether a model maps particles in single micrographs (what real sets hold): a
+    segmentation model trained on single images, not on focal series."""
+    block = config["models"][model]
+    dataset = config.get("datasets", {}).get(block.get("dataset"), {})
+    return block.get("task", "segmentation") == "segmentation" and not any(
+        config.get("images", {}).get(name, {}).get("focal_series")
+        for name in dataset.get("images", [])
+    )
 
 
 def apply_device_override(config: dict) -> dict:
@@ -555,10 +562,11 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
                     f"{key}.models: {model!r} is not a block of 'models' "
                     f"(have: {sorted(config['models'])})"
                 )
-            elif config["models"][model]["task"] != "segmentation":
+            elif not _scores_micrographs(config, model):
                 problems.append(
-                    f"{key}.models: {model!r} is a {config['models'][model]['task']} model; real "
-                    "sets score particle masks (segmentation models)"
+                    f"{key}.models: {model!r} is a {config['models'][model]['task']} model "
+                    "(or trained on focal series); real sets score particle masks of single "
+                    "micrographs (segmentation models)"
                 )
     return problems
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..models.data import as_channels, normalize_min_max, read_split
+from ..models.loss import task_output
 from ..models.model import TrainedModel, check_image_shape, resolve_device
 from .metrics import SegmentationCounts, metrics_from_counts, segmentation_counts
 
@@ -28,7 +29,8 @@ def predict_maps(
 ) -> np.ndarray:
     """The network's maps for raw-count images (N, [C,] H, W): the particle probability (N, H, W)
     (softmax), column confidence maps (N, K, H, W) (softmax over the classes and background,
-    as trained) or the exit wave (N, 2, H, W) (the linear output)."""
+    as trained) or the exit wave (N, 2, H, W) (vacuum + the linear output), as
+    `hrtem_wf.models.loss.task_output` defines them."""
     # Same per-image [0, 1] scaling as in training.
     batch = np.stack([as_channels(normalize_min_max(image)) for image in raw_images])
     model.eval()
@@ -36,9 +38,7 @@ def predict_maps(
         outputs = model(torch.from_numpy(batch).to(device))
         if task == "segmentation":
             return torch.softmax(outputs, dim=1)[:, 1].cpu().numpy()
-        if task == "columns":
-            return torch.softmax(outputs, dim=1).cpu().numpy()
-        return outputs.cpu().numpy()
+        return task_output(task, outputs).cpu().numpy()
 
 
 def predict_particle_probability(

@@ -32,15 +32,29 @@ def segmentation_loss(
     return loss
 
 
+#: An exit-wave network's output is the wave's departure from vacuum, abTEM's plane wave 1 + 0j
+#: (the (real, imaginary) channels): what it must learn is the sample, not the offset.
+VACUUM_WAVE = (1.0, 0.0)
+
+
+def task_output(task: str, outputs: torch.Tensor) -> torch.Tensor:
+    """The maps a network's raw outputs (B, K, H, W) stand for: softmax probabilities over the
+    column classes and background; the exit wave = vacuum + output; particle logits as they are."""
+    if task == "columns":
+        return torch.softmax(outputs, dim=1)
+    if task == "exit_wave":
+        vacuum = outputs.new_tensor(VACUUM_WAVE).view(1, 2, 1, 1)
+        return outputs + vacuum
+    return outputs
+
+
 def task_loss(
     task: str, outputs: torch.Tensor, targets: torch.Tensor, weights: dict
 ) -> torch.Tensor:
     """The loss of a models block's task: `segmentation_loss` for particle masks; the mean squared
-    error against the targets (B, K, H, W) of the softmax over the column classes and
-    background (confidence maps that sum to one, as Madsen's ground truth), or of the linear
-    output (exit waves)."""
+    error against the targets (B, K, H, W) of `task_output`: the softmax over the column classes
+    and background (confidence maps that sum to one, as Madsen's ground truth), or the exit wave
+    (vacuum + the linear output)."""
     if task == "segmentation":
         return segmentation_loss(outputs, targets, weights)
-    if task == "columns":
-        outputs = torch.softmax(outputs, dim=1)
-    return F.mse_loss(outputs, targets.to(outputs.dtype))
+    return F.mse_loss(task_output(task, outputs), targets.to(outputs.dtype))
