@@ -95,7 +95,7 @@ def evaluate_model(
         "evaluation_code_version": EVALUATION_CODE_VERSION,
     }
     if trained.task == "columns":
-        return common | _column_metrics(model, data, batches, dataset_zarr, torch_device)
+        return common | _column_metrics(model, data, batches, torch_device)
     if trained.task == "exit_wave":
         return common | _exit_wave_metrics(model, batches, torch_device)
 
@@ -123,18 +123,15 @@ def evaluate_model(
     }
 
 
-def _column_metrics(model, data, batches, dataset_zarr, device) -> dict:
+def _column_metrics(model, data, batches, device) -> dict:
     """Columns found in the predicted maps (Madsen's watershed) matched to the true columns
     within the images block's match_radius_A: detection precision / recall / F1 pooled over the
     split, position RMSE and class accuracy of the matched pairs, the confusion matrix."""
-    from hrtem_wf.io import read_arrays
-
     from .columns import ColumnCounts, column_counts, column_metrics, find_columns
 
     spec = data.attrs["targets"]["columns"]
     names = list(spec["classes"]["names"])
-    positions = read_arrays(dataset_zarr, {"column_positions": np.float32})[0]
-    positions = positions["column_positions"]
+    positions = data.column_positions
     pixel_size_A = data.table["image.pixel_size_A"].to_numpy(dtype=float)
     pooled, per_image = ColumnCounts(), []
     for start, raw_images, _ in batches:

@@ -433,11 +433,7 @@ def _plot_examples(
         raw_images = np.stack([np.asarray(data.images[int(r)]) for r in picked])
         targets = np.stack([np.asarray(data.masks[int(r)]) for r in picked])
         outputs = predict_maps(trained.load_network(), raw_images, task)
-        positions = None
-        if task == "columns":
-            from hrtem_wf.io import read_arrays
-
-            positions = read_arrays(zarr, {"column_positions": np.float32})[0]["column_positions"]
+        positions = data.column_positions
         for offset, (image, target, output) in enumerate(zip(raw_images, targets, outputs)):
             row = int(data.table["row"].iloc[offset])
             image = normalize_min_max(image if image.ndim == 2 else image[len(image) // 2])

@@ -109,6 +109,8 @@ class DatasetSplit:
     table: pd.DataFrame  # the Parquet rows of this split, in the order of ``rows``
     task: str = "segmentation"
     attrs: dict | None = None  # the dataset's attributes (targets, focal series)
+    # columns: the true columns of every image, rows [dataset row, y_px, x_px, class]
+    column_positions: np.ndarray | None = None
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -162,6 +164,10 @@ def read_split(
     rows = table["row"].to_numpy(dtype=np.int64)
     if len(rows) and (rows.min() < 0 or rows.max() >= images.shape[0]):
         raise ValueError(f"{dataset_parquet}: 'row' values outside 0..{images.shape[0] - 1}")
+    positions = None
+    if task == "columns":
+        positions = open_arrays(dataset_zarr, {"column_positions": np.float32})[0]
+        positions = positions["column_positions"].read()
     item_bytes = 4 * int(np.prod(images.shape[1:])) + masks.dtype.itemsize * int(
         np.prod(masks.shape[1:])
     )
@@ -172,8 +178,8 @@ def read_split(
             raise ValueError(
                 f"{dataset_zarr}: masks must hold 0 (background) and 1 (particle) only"
             )
-        return DatasetSplit(images, masks, np.arange(len(rows)), table, task, attrs)
-    return DatasetSplit(images, masks, rows, table, task, attrs)
+        return DatasetSplit(images, masks, np.arange(len(rows)), table, task, attrs, positions)
+    return DatasetSplit(images, masks, rows, table, task, attrs, positions)
 
 
 class SegmentationDataset(torch.utils.data.Dataset):
