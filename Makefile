@@ -1,7 +1,7 @@
 # make demo: the whole chain on config/config.yaml (creates .venv on first use).
 # make test: the test suite; make test-fast: without the Snakemake and SLURM tests (the edit loop).
 # make format: ruff + snakefmt rewrite the code; make lint / make dry-run: look before you run.
-# make unlock: after a run was killed hard (README: "After a kill").
+# make unlock: after a run was killed hard (README: "After a kill"; docs/usage.md).
 VENV ?= .venv
 CORES ?= all
 PYTHON ?= python3
@@ -10,7 +10,7 @@ SNAKEMAKE = $(VENV)/bin/snakemake --profile profiles/local --cores $(CORES)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: install demo test test-fast format lint dry-run unlock check-lock clean plan bench-dag \
-  recipes-smoke slurm-up slurm-down gpu-check-prepare gpu-check
+  recipes-smoke slurm-up slurm-down gpu-check-prepare gpu-check docs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -57,8 +57,8 @@ plan: install
 bench-dag: install
 	$(VENV)/bin/python benchmarks/dag.py
 
-# GPU check (README: "GPU check"): prepare here, with the network (the CPU reference and the
-# wheels a bare GPU machine lacks, into .gpu_check/); run on a machine with one NVIDIA GPU.
+# GPU check (docs/performance.md: "GPU check"): prepare here, with the network (the CPU reference
+# and the wheels a bare GPU machine lacks, into .gpu_check/); run on a machine with one NVIDIA GPU.
 # GPU_PYTHON: a Python with the packages (default: the venv's; python3 on a carried install).
 GPU_PYTHON ?= $(VENV)/bin/python
 gpu-check-prepare: install
@@ -68,7 +68,7 @@ gpu-check:
 	test -f .gpu_check/reference/history.json || $(GPU_PYTHON) benchmarks/gpu_check.py prepare --no-wheels
 	$(GPU_PYTHON) benchmarks/gpu_check.py run --device gpu --out results/gpu_check
 
-# Every recipe end to end at smoke size (README: "The study's datasets, by name").
+# Every recipe end to end at smoke size (docs/usage.md: "The study's datasets, by name").
 SMOKE = --replace-workflow-config --config device=cpu smoke=True
 SMOKE_STUDY = --configfile config/recipes/study.yaml $(SMOKE) --directory results/smoke/study
 SMOKE_OTHER = --configfile config/recipes/other_families.yaml $(SMOKE) \
@@ -117,3 +117,7 @@ slurm-up:
 
 slurm-down:
 	bash tests/slurm/slurm-down.sh
+
+# The config reference, docs/config.md, generated from the schema (tests/test_docs.py checks it).
+docs: install
+	$(VENV)/bin/python -m hrtem_wf.config_reference docs/config.md

@@ -1,6 +1,5 @@
 # hrtem_wf: config -> structures -> exit waves -> micrographs + labels -> datasets -> models -> report.
 # Run `make demo`, or `snakemake --cores N` with the default config; see README.md.
-from pathlib import Path
 
 from snakemake.utils import min_version
 
@@ -13,7 +12,7 @@ configfile: "config/config.yaml"
 
 
 # Stop before any job is built when the config is malformed; the message names the key.
-validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+validate(config)
 
 
 include: "workflow/rules/common.smk"

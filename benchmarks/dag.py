@@ -21,8 +21,6 @@ from pathlib import Path
 
 import yaml
 
-from hrtem_wf.config import structure_ids, structures_of
-
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: snakemake and hrtem-wf live there
 # `--quiet rules` still builds the whole DAG but prints only the job stats and the reasons.
@@ -67,48 +65,38 @@ def total_jobs(output: str) -> int | None:
     return None
 
 
-def outputs_by_stage(config: dict) -> list[list[str]]:
-    """Every rule output for the config, stage by stage (paths as in workflow/rules/common.smk)."""
-    r = "results"
-    structures = [
-        f"{r}/structures/{s}/{i}.extxyz"
-        for s in config["structures"]
-        for i in structure_ids(config, s)
-    ]
-    simulations = [
-        f"{r}/simulations/{m}/{i}.zarr/"
-        for m in config["simulations"]
-        for i in structure_ids(config, structures_of(config, "simulations", m))
-    ]
-    images = [
-        f"{r}/images/{b}/{i}.zarr/"
-        for b in config["images"]
-        for i in structure_ids(config, structures_of(config, "images", b))
-    ]
-    datasets = [
-        p
-        for d in config["datasets"]
-        for p in (f"{r}/datasets/{d}.zarr/", f"{r}/datasets/{d}.parquet")
-    ]
-    runs = [(n, k) for n, block in config["models"].items() for k in block["seeds"]]
-    models = [
-        f"{r}/models/{n}/seed{k}/{f}"
-        for n, k in runs
-        for f in ("weights.pt", "history.csv", "metadata.json")
-    ]
-    evaluations = [f"{r}/evaluations/{n}/seed{k}.json" for n, k in runs]
-    report = [f"{r}/report/{f}" for f in ("summary.md", "training_curves.png", "examples.png")]
-    return [structures, simulations, images, datasets, models, evaluations, report]
+def job_outputs(config: dict) -> list[list[str]]:
+    """Every job's outputs, as the workflow itself lists them: a forced dry run prints each job
+    with its `output:` line, in an order where a job's inputs come before it. A `.zarr` output
+    is a directory (every Zarr store is a `directory()` output in workflow/rules)."""
+    with tempfile.TemporaryDirectory(prefix="bench-dag-list-") as tmp:
+        _, _, output, rc = run_snakemake(
+            Path(tmp), config, ["--dry-run", "--forceall", "--cores", "1"]
+        )
+    if rc != 0:
+        raise SystemExit(f"snakemake --dry-run --forceall exited {rc}:\n{output[-3000:]}")
+    jobs, in_job = [], False
+    for line in output.splitlines():
+        if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
+            in_job = True
+        elif in_job and line.startswith("    output: "):
+            paths = line.removeprefix("    output: ").split(", ")
+            jobs.append([f"{path}/" if path.endswith(".zarr") else path for path in paths])
+            in_job = False
+        elif not line.startswith(" "):
+            in_job = False
+    return jobs
 
 
-def make_placeholders(workdir: Path, config: dict) -> int:
-    """Empty outputs, each stage 1 s newer than the one before and all newer than the workflow's
-    sources (a script newer than its outputs triggers a rerun). A trailing '/' marks a directory()
-    output: made with the .snakemake_timestamp file that Snakemake leaves in one after a job."""
-    base = time.time() - 10
+def make_placeholders(workdir: Path, jobs: list[list[str]]) -> int:
+    """Empty outputs, each job's 1 ms newer than the job's before it and all older than now but
+    newer than the workflow's sources (a script newer than its outputs triggers a rerun). A
+    trailing '/' marks a directory() output: made with the .snakemake_timestamp file that
+    Snakemake leaves in one after a job."""
+    base = time.time() - 10 - len(jobs) * 1e-3
     count = 0
-    for stage, paths in enumerate(outputs_by_stage(config)):
-        stamp = (base + stage, base + stage)
+    for index, paths in enumerate(jobs):
+        stamp = (base + index * 1e-3,) * 2
         for path in paths:
             target = workdir / path
             if path.endswith("/"):
@@ -138,9 +126,11 @@ def verdict(case: str, wall: float, peak_mb: float, problems: list[str]) -> str:
 def measure(case: str, config: dict, placeholders: bool = False) -> tuple:
     """One row of the table: (case, jobs, wall s, peak MB, result)."""
     print(f"{case}: snakemake {' '.join(DRY_RUN)}", flush=True)
+    jobs_outputs = job_outputs(config) if placeholders else []
     with tempfile.TemporaryDirectory(prefix="bench-dag-") as tmp:
         if placeholders:
-            print(f"  on {make_placeholders(Path(tmp), config)} placeholder outputs", flush=True)
+            count = make_placeholders(Path(tmp), jobs_outputs)
+            print(f"  on {count} placeholder outputs of {len(jobs_outputs)} jobs", flush=True)
         wall, peak_mb, output, rc = run_snakemake(Path(tmp), config, DRY_RUN)
     jobs = total_jobs(output)
     problems = []

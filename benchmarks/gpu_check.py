@@ -199,7 +199,7 @@ def mosaic(images: np.ndarray) -> np.ndarray:
 
 
 def predict(model, micrograph: np.ndarray, device) -> np.ndarray:
-    from hrtem_wf.inference import predict_micrograph
+    from hrtem_wf.real.inference import predict_micrograph
 
     return predict_micrograph(model, micrograph, device=device, tile_px=64, overlap_px=32)
 

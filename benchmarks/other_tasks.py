@@ -1,6 +1,6 @@
 """Column detection and exit-wave reconstruction, measured: the tasks of Madsen 2018 and Larsen
 2023 from config/recipes/other_families.yaml, trained and scored on simulations at a size that
-fits a working session on a CPU, for the figures the README sets beside the papers'.
+fits a working session on a CPU, for the figures docs/results.md sets beside the papers'.
 
     python benchmarks/other_tasks.py [--structures 32] [--epochs 12] [--exit-wave-epochs 30]
                                      [--only MODEL] [--out results/other_tasks]

@@ -35,13 +35,13 @@ import numpy as np
 import torch
 
 from hrtem_wf.config import validate_block
-from hrtem_wf.inference import predict_micrograph
 from hrtem_wf.memory import HUGE_PAGES, huge_pages_for_tensors
 from hrtem_wf.models.data import SegmentationDataset, read_split
 from hrtem_wf.models.loss import segmentation_loss
 from hrtem_wf.models.model import build_model, resolve_device
 from hrtem_wf.models.synthetic import write_synthetic_dataset
 from hrtem_wf.models.train import _train_one_epoch, evaluate_loss, recalibrate_batchnorm
+from hrtem_wf.real.inference import predict_micrograph
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -18,7 +19,7 @@ from hrtem_wf.memory import huge_pages_for_tensors
 huge_pages_for_tensors()  # as every `hrtem-wf` job does, before torch is imported
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = ROOT / "src" / "hrtem_wf" / "config.schema.yaml"
 BIN = Path(sys.executable).parent  # the venv's bin: snakemake and hrtem-wf live there
 
 
@@ -39,6 +40,63 @@ TINY_MODEL_BLOCK = validate_block(
         "device": "cpu",
     },
 )
+
+
+# --- exit waves and the image block shared by the image-formation tests ---------------------
+
+ENERGY_EV = 300e3
+SAMPLING_A = (0.2, 0.2)
+CS_A = -19130.0
+CS = {"C30": CS_A}
+
+# The demo config's image block, copied so other edits of config.yaml cannot change these tests
+# (validated: the defaults filled as the workflow does).
+BLOCK = validate_block(
+    "images",
+    {
+        "simulations": "au_small_fp",
+        "device": "cpu",
+        "draws_per_structure": 4,
+        "defocus_A": {"distribution": "uniform", "low": -100.0, "high": 100.0},
+        "aberrations": {"preset": "none", "coefficients": {"C30": CS_A}},
+        "focal_spread": {
+            "method": "incoherent",
+            "sigma_A": {"distribution": "fixed", "value": 15.0},
+            "samples": 9,
+            "extent_sigmas": 3.0,
+        },
+        "frozen_phonons": "all",
+        "plasmons": None,
+        "dose_e_per_A2": {"distribution": "uniform", "low": 400.0, "high": 1000.0},
+        "detector": {"pixel_size_A": 0.2, "mtf": None, "blur_sigma_px": 0.0, "median_filter_px": 3},
+        "crop_px": [96, 96],
+        "label": {
+            "method": "phase",
+            "threshold": 0.2618,
+            "smoothing_sigma_px": 3.0,
+            "smoothing_threshold": 0.1,
+        },
+    },
+)
+
+
+def disk(shape, radius_px, center=None):
+    ny, nx = shape
+    cy, cx = (ny // 2, nx // 2) if center is None else center
+    y, x = np.mgrid[:ny, :nx]
+    return (y - cy) ** 2 + (x - cx) ** 2 < radius_px**2
+
+
+def weak_phase_object(shape, phonons=1, seed=0, strength_rad=0.05):
+    rng = np.random.default_rng(seed)
+    return np.exp(1j * strength_rad * rng.standard_normal((phonons, *shape))).astype(np.complex64)
+
+
+def demo_waves(shape=(128, 128), phonons=3):
+    particle = np.stack(
+        [np.exp(1j * 0.4 * disk(shape, 20, (60 + 3 * p, 64))) for p in range(phonons)]
+    ).astype(np.complex64)
+    return particle * weak_phase_object(shape, phonons, seed=1), particle
 
 
 def build_validated(block: dict, seed: int):

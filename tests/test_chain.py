@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import iou
-from hrtem_wf.images import draw_images
+from hrtem_wf.images import Lens, draw_images, wave_spectrum
 from hrtem_wf.images.labels import particle_mask
 from hrtem_wf.simulations import simulate_structure
 from hrtem_wf.structures import build_structure
@@ -41,11 +41,9 @@ def test_label_overlaps_the_projected_particle(simulated, demo_config, defocus_A
     label = demo_config["images"]["au_small_hrtem"]["label"]
     sampling = tuple(result["attrs"]["sampling_A"])
     mask = particle_mask(
-        result["particle"],
+        wave_spectrum(result["particle"]),
         sampling,
-        300e3,
-        defocus_A,
-        {"C30": -19130.0},
+        Lens(300e3, defocus_A, {"C30": -19130.0}),
         threshold=label["threshold"],
         smoothing_sigma_px=label["smoothing_sigma_px"],
         smoothing_threshold=label["smoothing_threshold"],
@@ -79,11 +77,9 @@ def _label_ious(atoms, result, defoci_A):
     for defocus_A in defoci_A:
         for method, threshold in [("phase", np.pi / 12), ("intensity", 0.1)]:
             mask = particle_mask(
-                result["particle"],
+                wave_spectrum(result["particle"]),
                 sampling,
-                300e3,
-                defocus_A,
-                PRESETS["team05_table_s1"],
+                Lens(300e3, defocus_A, PRESETS["team05_table_s1"]),
                 method,
                 threshold,
                 5.0,
@@ -121,11 +117,9 @@ def test_footprint_label_is_the_projected_particle(case, request):
     radius_A = {}
     for grow_A in (0.0, -0.6, 0.6):
         mask = particle_mask(
-            result["particle"],
+            wave_spectrum(result["particle"]),
             sampling,
-            300e3,
-            0.0,
-            None,
+            Lens(300e3),
             "phase",
             np.pi / 12,
             5.0,

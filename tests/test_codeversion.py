@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -12,18 +13,17 @@ import hrtem_wf.codeversion as codeversion
 from hrtem_wf.codeversion import PACKAGE, code_version, source_closure
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASET_SCRIPT = ROOT / "workflow" / "scripts" / "datasets.py"
 
-# The entries the rules run (workflow/rules/*.smk): each stage's CLI function or script.
+# The entries the rules run (workflow/rules/*.smk): each stage's entry in its package.
 STAGES = {
-    "structures": "hrtem_wf.cli:_structures",
-    "simulations": "hrtem_wf.cli:_simulations",
-    "images": "hrtem_wf.cli:_images",
-    "datasets": str(DATASET_SCRIPT),
-    "models": "hrtem_wf.cli:_models",
-    "evaluations": "hrtem_wf.cli:_evaluations",
-    "scores": "hrtem_wf.cli:_scores",
-    "report": "hrtem_wf.cli:_report",
+    "structures": "hrtem_wf.structures.stage:run",
+    "simulations": "hrtem_wf.simulations.stage:run",
+    "images": "hrtem_wf.images.stage:run",
+    "datasets": "hrtem_wf.datasets.stage:run",
+    "models": "hrtem_wf.models.stage:run",
+    "evaluations": "hrtem_wf.evaluations.stage:evaluate",
+    "scores": "hrtem_wf.evaluations.stage:score",
+    "report": "hrtem_wf.evaluations.stage:report",
 }
 
 
@@ -48,19 +48,20 @@ def package(tmp_path) -> Path:
 def test_every_rule_uses_a_derived_version():
     rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
     for stage, entry in STAGES.items():
-        if stage == "datasets":
-            assert "code=code_version(DATASET_SCRIPT)" in rules
-        else:
-            assert f'code_version("{entry}")' in rules, stage
+        assert f'code_version("{entry}")' in rules, stage
+    assert 'code_version("hrtem_wf.evaluations.stage:realism_gaps")' in rules
     assert "STAGE_SOURCES" not in (PACKAGE / "codeversion.py").read_text()
+    # the datasets rule runs a script (its input list outruns a command line): a call of its entry
+    script = (ROOT / "workflow" / "scripts" / "datasets.py").read_text()
+    assert "from hrtem_wf.datasets.stage import" in script and len(script.splitlines()) <= 6
 
 
 def test_closure_follows_imports_through_other_modules():
     # inference.py is imported by no stage entry directly: score reaches it through
-    # evaluations.real_sets; the image kernels through images/__init__ -> formation
-    assert "hrtem_wf.inference" in source_closure(STAGES["scores"])[0]
+    # real.sets; the image kernels through images/__init__ -> formation
+    assert "hrtem_wf.real.inference" in source_closure(STAGES["scores"])[0]
     assert "hrtem_wf.images.kernels" in source_closure(STAGES["images"])[0]
-    assert "hrtem_wf.micrographs" in source_closure(STAGES["scores"])[0]
+    assert "hrtem_wf.real.micrographs" in source_closure(STAGES["scores"])[0]
     # training draws images on the fly with the images stage's own code
     assert "hrtem_wf.images.formation" in source_closure(STAGES["models"])[0]
     # and no stage drags in what it does not import
@@ -82,12 +83,12 @@ def test_editing_an_indirectly_imported_module_changes_exactly_its_importers(pac
 
 def test_score_changes_when_inference_changes(package):
     before = versions(package)
-    inference = package / "inference.py"
+    inference = package / "real" / "inference.py"
     inference.write_text(inference.read_text() + "\nTILE_MARGIN = 3\n")
     after = versions(package)
     changed = {s for s in STAGES if after[s] != before[s]}
     assert "scores" in changed
-    assert changed == importers("hrtem_wf.inference", package)
+    assert changed == importers("hrtem_wf.real.inference", package)
     assert not changed & {"structures", "simulations", "images", "datasets"}
 
 
@@ -95,8 +96,9 @@ def test_comments_and_docstrings_change_nothing(package):
     before = versions(package)
     for path in (
         package / "images" / "formation.py",
-        package / "inference.py",
-        package / "cli.py",
+        package / "real" / "inference.py",
+        package / "images" / "stage.py",
+        package / "evaluations" / "stage.py",
         package / "structures" / "scene.py",
     ):
         source = path.read_text()
@@ -104,15 +106,32 @@ def test_comments_and_docstrings_change_nothing(package):
     assert versions(package) == before
 
 
-def test_editing_an_unused_cli_function_changes_no_other_stage(package):
+def test_editing_code_no_rule_runs_changes_no_stage(package):
     before = versions(package)
-    cli = package / "cli.py"
-    source = cli.read_text()
-    cli.write_text(
-        source.replace("def _predict(args) -> None:", "def _predict(args) -> None:\n    _ = 1", 1)
-    )
+    # the command line only parses and dispatches; predict is run by no rule; codeversion only
+    # records which code made an output
+    for path, line in (
+        (package / "codeversion.py", "def _dump(node: ast.AST) -> str:"),
+        (package / "cli" / "predict.py", "def predict(*, threshold: float, **options) -> None:"),
+        (package / "cli" / "__init__.py", "def main(argv: list[str] | None = None) -> int:"),
+        (package / "real" / "predict.py", "    from tqdm import tqdm\n"),
+    ):
+        source = path.read_text()
+        assert line in source
+        path.write_text(source.replace(line, line + "\n    _ = 1\n", 1))
+    assert versions(package) == before
+
+
+def test_editing_one_evaluations_rule_changes_only_its_version(package):
+    """The evaluations stage's rules share a module: each version follows its own function."""
+    before = versions(package)
+    stage = package / "evaluations" / "stage.py"
+    source = stage.read_text()
+    line = "    start = time.perf_counter()\n"
+    assert source.count(line) == 1
+    stage.write_text(source.replace(line, line + "    _ = 1\n"))
     after = versions(package)
-    assert after == before  # no rule runs predict
+    assert {s for s in STAGES if after[s] != before[s]} == {"scores"}
 
 
 def test_a_library_version_bump_changes_the_stages_that_import_it(monkeypatch):
@@ -137,6 +156,23 @@ def test_a_library_version_bump_changes_the_stages_that_import_it(monkeypatch):
     code_version.cache_clear()
 
 
+def test_provenance_is_the_code_version_and_the_libraries_it_imports():
+    record = codeversion.provenance(STAGES["simulations"])
+    assert set(record) == {"code_version", "libraries"}
+    assert record["code_version"] == code_version(STAGES["simulations"])
+    assert record["libraries"] == codeversion.library_versions(
+        source_closure(STAGES["simulations"])[1]
+    )
+    assert {"abTEM", "ase", "numpy", "zarr"} <= set(record["libraries"])
+    assert "torch" not in record["libraries"]  # nothing the stage does not import
+    record["libraries"].clear()  # a copy: the cached record stays whole
+    assert codeversion.provenance(STAGES["simulations"])["libraries"]
+
+
+def test_distributions_are_those_importlib_metadata_finds():
+    assert codeversion._distributions() == packages_distributions()
+
+
 def test_libraries_are_recorded_by_distribution_name():
     _, third_party = source_closure(STAGES["models"])
     found = codeversion.library_versions(third_party)
@@ -150,4 +186,4 @@ def test_unknown_entry_is_an_error():
     with pytest.raises(KeyError, match="no_such"):
         code_version("hrtem_wf.no_such")
     with pytest.raises(KeyError, match="_no_such"):
-        code_version("hrtem_wf.cli:_no_such")
+        code_version("hrtem_wf.images.stage:_no_such")

@@ -26,6 +26,9 @@ def imported(statement: str) -> set[str]:
         ("import hrtem_wf.cli", set()),  # every job, `hrtem-wf --help` too
         ("import hrtem_wf.structures", {"czone"}),  # czone without its plots (matplotlib)
         ("import hrtem_wf.images", set()),
+        # what `hrtem-wf structures` and `hrtem-wf images` call: the stages' entries
+        ("import hrtem_wf.structures.stage", {"czone"}),
+        ("import hrtem_wf.images.stage", set()),
     ],
 )
 def test_a_stage_imports_only_what_it_needs(statement, allowed):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import TINY_MODEL_BLOCK, load_config
+from conftest import ENERGY_EV, SAMPLING_A, TINY_MODEL_BLOCK, disk, load_config, weak_phase_object
 from hrtem_wf import cli
 from hrtem_wf.config import ConfigError, check_references, validate_block
 from hrtem_wf.datasets import build_dataset
@@ -29,7 +29,6 @@ from hrtem_wf.models.on_the_fly import (
     single_draw,
     training_stores,
 )
-from test_imaging import ENERGY_EV, SAMPLING_A, disk, weak_phase_object
 
 N_STRUCTURES = 8
 SPLIT = {"train": 0.5, "validation": 0.25, "test": 0.25}

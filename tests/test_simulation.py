@@ -12,6 +12,7 @@ from ase import Atoms
 from ase.cluster import Octahedron
 
 from hrtem_wf import cli
+from hrtem_wf.codeversion import code_version
 from hrtem_wf.simulations import simulate_structure
 from hrtem_wf.simulations.multislice import displaced_configurations, resample_bandlimited
 
@@ -174,7 +175,9 @@ def test_simulate_cli_writes_the_store(tmp_path):
     attrs = dict(group.attrs)
     assert attrs["config"]["frozen_phonons"] == 2 and attrs["energy_eV"] == 300e3
     assert attrs["structure"]["info"]["radius_A"] == 5.0
-    assert {"abtem", "numpy", "zarr"} <= set(attrs["versions"])
+    # the simulations stage's code version and the libraries its code imports
+    assert attrs["provenance"]["code_version"] == code_version("hrtem_wf.simulations.stage:run")
+    assert {"abTEM", "ase", "numpy", "zarr"} <= set(attrs["provenance"]["libraries"])
     assert not (tmp_path / "sim.zarr.partial").exists()
 
 

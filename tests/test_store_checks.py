@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import zarr
 
-from conftest import TINY_MODEL_BLOCK
+from conftest import BLOCK, ENERGY_EV, SAMPLING_A, TINY_MODEL_BLOCK, demo_waves
 from hrtem_wf import cli
 from hrtem_wf.datasets import build_dataset
 from hrtem_wf.io import StoreError, open_arrays, read_arrays, write_arrays
 from hrtem_wf.models import data, read_split, train_model
 from test_curation import SPLIT, _write_stores
-from test_imaging import BLOCK, ENERGY_EV, SAMPLING_A, _demo_waves
 
 DAMAGES = {  # what each damage's message says
     "deleted": "chunks are missing",
@@ -40,7 +39,7 @@ def damage(store: Path, array: str, item: int, how: str) -> None:
 
 def simulation_store(path: Path) -> Path:
     """A small exit-wave store as the simulate stage writes it (3 frozen phonons)."""
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     attrs = {
         "sampling_A": SAMPLING_A,
         "energy_eV": ENERGY_EV,
@@ -140,7 +139,7 @@ def test_a_split_read_item_by_item_is_checked_too(curated_dataset, monkeypatch):
 
 
 def test_an_undamaged_store_reads_back_what_was_written(tmp_path):
-    full, _ = _demo_waves(shape=(16, 12))
+    full, _ = demo_waves(shape=(16, 12))
     masks = np.zeros((3, 16, 12), np.uint8)
     masks[1, 4:9, 2:5] = 1  # items 0 and 2 all zero: their chunks must be stored all the same
     attrs = {"records": [{"image_index": i} for i in range(3)], "energy_eV": ENERGY_EV}

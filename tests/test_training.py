@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from importlib.metadata import version as metadata_version
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 import yaml
 
 from conftest import TINY_MODEL_BLOCK
+from hrtem_wf.codeversion import code_version, provenance
 from hrtem_wf.config import validate_block
 from hrtem_wf.models import (
     HISTORY_COLUMNS,
@@ -39,6 +41,7 @@ from hrtem_wf.models.train import _nominal_pixel_size_A
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
 TINY_BLOCK = {**TINY_MODEL_BLOCK, "seeds": [0], "epochs": 4}
+MODELS_STAGE = "hrtem_wf.models.stage:run"
 STUDY_LOSS = {"cross_entropy": 1.0, "soft_f1": 1.0}  # the study's loss weights
 
 
@@ -46,7 +49,14 @@ STUDY_LOSS = {"cross_entropy": 1.0, "soft_f1": 1.0}  # the study's loss weights
 def trained(dataset, tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("models") / "tiny" / "seed0"
     log_lines: list[str] = []
-    summary = train_model(TINY_BLOCK, *dataset, seed=0, out_dir=str(out_dir), log=log_lines.append)
+    summary = train_model(
+        TINY_BLOCK,
+        *dataset,
+        seed=0,
+        out_dir=str(out_dir),
+        log=log_lines.append,
+        provenance=provenance(MODELS_STAGE),
+    )
     return out_dir, summary, log_lines
 
 
@@ -138,8 +148,13 @@ def test_training_lowers_the_loss_and_writes_its_outputs(trained):
     assert metadata["block"]["decoder_channels"] == [16, 8, 8]
     assert (metadata["n_train"], metadata["n_val"]) == (16, 4)
     assert metadata["parameter_count"] == sum(p.numel() for p in model.parameters())
-    for package in ("torch", "segmentation-models-pytorch", "hrtem_wf"):
-        assert metadata["versions"][package]
+    # the models stage's code version and the libraries its code imports
+    assert metadata["provenance"]["code_version"] == code_version(MODELS_STAGE)
+    libraries = {
+        name.replace("-", "_"): v for name, v in metadata["provenance"]["libraries"].items()
+    }
+    for package in ("torch", "segmentation_models_pytorch", "numpy"):
+        assert libraries[package] == metadata_version(package)
     assert not list(out_dir.glob("*.partial"))
 
 
@@ -245,7 +260,7 @@ def test_config_knows_which_architectures_take_per_stage_decoder_widths():
     assert set(PER_STAGE_DECODER_ARCHITECTURES) == {
         a for a in architectures() if takes_decoder_channels(a)
     }
-    schema = yaml.safe_load((CONFIG.parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    schema = yaml.safe_load((CONFIG.parents[1] / "src/hrtem_wf/config.schema.yaml").read_text())
     assert set(
         schema["properties"]["models"]["additionalProperties"]["properties"]["architecture"]["enum"]
     ) == set(architectures()) | {"MSDNet"}  # smp's, and ours (hrtem_wf.models.msdnet)
@@ -254,7 +269,7 @@ def test_config_knows_which_architectures_take_per_stage_decoder_widths():
 def test_schema_knows_every_smp_encoder():
     import segmentation_models_pytorch as smp
 
-    schema = yaml.safe_load((CONFIG.parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    schema = yaml.safe_load((CONFIG.parents[1] / "src/hrtem_wf/config.schema.yaml").read_text())
     encoder = schema["properties"]["models"]["additionalProperties"]["properties"]["encoder"]
     assert set(encoder["anyOf"][1]["enum"]) == set(smp.encoders.get_encoder_names())
     assert encoder["anyOf"][0] == {"pattern": "^tu-.+"}  # any timm model, checked with timm

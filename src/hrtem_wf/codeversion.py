@@ -2,15 +2,18 @@
 
 A stage's code version is a short hash of everything that makes its outputs, derived by following
 imports, never listed by hand:
-- its entry point: one function of a module (`hrtem_wf.cli:_images`), with the module-level
-  names that function uses, or a whole script (`workflow/scripts/datasets.py`);
+- its entry point: one function of a module (`hrtem_wf.images.stage:run`), with the
+  module-level names that function uses, or a whole script;
 - every `hrtem_wf` module that entry imports, transitively (imports at the top of a module and
-  inside its functions alike; a package import brings its `__init__`);
+  inside its functions alike; a package import brings its `__init__`), but this one;
 - the installed version of every third-party distribution those modules import (abTEM, czone,
   numpy, numba, torch, smp, ...).
 Sources are hashed as abstract syntax trees without docstrings: editing a comment or a docstring
 changes nothing; any change to code (a constant, an expression, a new function) gives a new
 version, and Snakemake reruns that stage and everything downstream of it.
+
+The same derivation is what every output records of the code that made it: `provenance(entry)`
+is the stage's code version and the installed versions of the libraries its code imports.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import re
 import sys
-from importlib.metadata import PackageNotFoundError, packages_distributions, version
+from importlib.metadata import PackageNotFoundError, distributions, version
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 ROOT_MODULE = PACKAGE.name  # "hrtem_wf"
+# Not followed: this module only records which code made an output (every stage imports it for
+# that); it makes no output, and editing it must not rerun the whole workflow.
+NOT_FOLLOWED = {__name__}
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -159,7 +166,8 @@ def source_closure(entry: str, package: Path = PACKAGE) -> tuple[dict[str, str],
         third_party |= theirs
     seen: set[Path] = set()
     while pending:
-        module_path = sources.path_of(pending.pop())
+        imported = pending.pop()
+        module_path = None if imported in NOT_FOLLOWED else sources.path_of(imported)
         if module_path is None or module_path in seen:
             continue
         seen.add(module_path)
@@ -176,7 +184,22 @@ def source_closure(entry: str, package: Path = PACKAGE) -> tuple[dict[str, str],
 
 @functools.cache
 def _distributions() -> dict[str, list[str]]:
-    return packages_distributions()
+    """{top-level import name: [distribution names]}, what importlib.metadata's
+    packages_distributions() gives, read from the files as text: it parses every distribution's
+    metadata as e-mail (0.2 to 0.6 s), and every stage job records its libraries."""
+    found: dict[str, list[str]] = {}
+    for dist in distributions():
+        names = (dist.read_text("top_level.txt") or "").split()
+        if not names:  # no top_level.txt: the top level of the .py files it installed
+            for line in (dist.read_text("RECORD") or "").splitlines():
+                path = line.split(",")[0]
+                if path.endswith(".py"):
+                    names.append(path.split("/")[0] if "/" in path else path[:-3])
+        metadata = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+        name = re.search(r"^Name:[ \t]*(.*?)[ \t]*$", metadata, re.M)
+        for top in dict.fromkeys(names):
+            found.setdefault(top, []).append(name.group(1) if name else None)
+    return found
 
 
 def library_versions(top_level_names: set[str]) -> dict[str, str]:
@@ -192,15 +215,33 @@ def library_versions(top_level_names: set[str]) -> dict[str, str]:
     return found
 
 
-@functools.cache
-def code_version(entry: str, package: Path = PACKAGE) -> str:
-    """12 hex digits that change exactly when the code `entry` runs (not its comments or
-    docstrings), or the version of a library it imports, changes."""
+def _provenance(entry: str, package: Path) -> dict:
     dumps, third_party = source_closure(entry, package)
+    libraries = library_versions(third_party)
     digest = hashlib.sha256()
     for name in sorted(dumps):
         digest.update(name.encode())
         digest.update(dumps[name].encode())
-    for distribution, installed in library_versions(third_party).items():
+    for distribution, installed in libraries.items():
         digest.update(f"{distribution}=={installed}".encode())
-    return digest.hexdigest()[:12]
+    return {"code_version": digest.hexdigest()[:12], "libraries": libraries}
+
+
+@functools.cache
+def code_version(entry: str, package: Path = PACKAGE) -> str:
+    """12 hex digits that change exactly when the code `entry` runs (not its comments or
+    docstrings), or the version of a library it imports, changes."""
+    return _provenance(entry, package)["code_version"]
+
+
+@functools.cache
+def _cached_provenance(entry: str, package: Path) -> dict:
+    return _provenance(entry, package)
+
+
+def provenance(entry: str, package: Path = PACKAGE) -> dict:
+    """What an output of the stage `entry` records of the code that made it, in place of a hand
+    list of versions: {"code_version": code_version(entry), "libraries": {distribution: installed
+    version} of the third-party distributions its code imports}. Derived once per process."""
+    record = _cached_provenance(entry, package)
+    return {"code_version": record["code_version"], "libraries": dict(record["libraries"])}

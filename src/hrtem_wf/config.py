@@ -3,11 +3,11 @@ datasets -> models).
 
 `validate` runs before Snakemake builds any job, and is the one home of every default and every
 check of a config:
-- defaults are the schema's `default:` values (workflow/schemas/config.schema.yaml), filled into
-  the config as it is validated, so the user reads them where the keys are documented and every
-  stage receives complete blocks; the few defaults that depend on another key (an FCC particle's
-  `elements` is [material]; a real set is scored by every segmentation model) are filled by
-  `_fill_derived`;
+- defaults are the schema's `default:` values (config.schema.yaml beside this module, package
+  data), filled into the config as it is validated, so the user reads them where the keys are
+  documented and every stage receives complete blocks; the few defaults that depend on another
+  key (an FCC particle's `elements` is [material]; a real set is scored by every segmentation
+  model) are filled by `_fill_derived`;
 - the schema checks keys, types and ranges;
 - `check_references` checks what a schema cannot: parents exist, splits sum to 1, distributions
   are well formed (and a `sequence` only where draws are numbered), crops fit the detector image
@@ -36,7 +36,7 @@ from hrtem_wf.materials import (
 )
 from hrtem_wf.sampling import support
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = Path(__file__).resolve().parent / "config.schema.yaml"  # package data (pyproject.toml)
 PARENT_KEY = {
     "simulations": "structures",
     "images": "simulations",

@@ -146,3 +146,26 @@ def release_gpu() -> None:
     if _held is not None:
         _held.close()  # closing the only descriptor drops the flock
     _held, _held_device = None, None
+
+
+def write_probe(output: str | os.PathLike, seconds: float = 0.0, failed: bool = False) -> dict:
+    """Diagnostic (`hrtem-wf gpu-probe`): hold this job's GPU binding `seconds` long (so that
+    concurrent jobs overlap), then write it as JSON to `output`: CUDA_VISIBLE_DEVICES, pid, host,
+    start and end, and `failed` (the job then fails on purpose). Tests prove the binding with it,
+    without a GPU."""
+    import json
+    import socket
+
+    start = time.time()
+    time.sleep(seconds)
+    record = {
+        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "start": start,
+        "end": time.time(),
+        "failed": failed,
+    }
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(json.dumps(record, indent=2) + "\n")
+    return record

@@ -1,4 +1,6 @@
-"""File formats shared by the stages: Zarr v3 stores written atomically, JSON, provenance."""
+"""File formats shared by the stages: Zarr v3 stores written atomically and checked on read, JSON.
+
+Provenance (code and library versions) is derived from imports: hrtem_wf.codeversion."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -21,29 +22,6 @@ COMPRESSORS = (BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle),
 
 # Decoding a damaged chunk raises these (Blosc: RuntimeError, checksum and shape: ValueError).
 _DECODE_ERRORS = (RuntimeError, ValueError, OSError)
-
-_PACKAGES = (
-    "hrtem_wf",
-    "numpy",
-    "abtem",
-    "czone",
-    "ase",
-    "zarr",
-    "torch",
-    "segmentation-models-pytorch",
-    "snakemake",
-)
-
-
-def versions() -> dict[str, str]:
-    """Versions of the packages an output depends on (for provenance attributes)."""
-    found = {}
-    for name in _PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return found
 
 
 @contextlib.contextmanager

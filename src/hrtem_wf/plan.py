@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from hrtem_wf.config import ConfigError, structure_ids, structures_of, validate
+from hrtem_wf.errors import InputError
 
 # rule -> (stage, the wildcard naming the rule's config block; None: one job per workflow)
 RULE_STAGE = {
@@ -208,7 +209,7 @@ def load_config(
     if not config:
         raise PlanError(f"no config: {default} does not exist and no --configfile was given")
     try:
-        return validate(config, Path(directory) / "workflow" / "schemas" / "config.schema.yaml")
+        return validate(config)
     except ConfigError as error:
         raise PlanError(str(error)) from None
 
@@ -527,19 +528,23 @@ def draw_rulegraph(
 # --- the command -------------------------------------------------------------------------------
 
 
-def run(args) -> None:
-    """`hrtem-wf plan`: print the table; with --rulegraph also draw the rule graph."""
+def run(
+    directory: str = ".",
+    configfile: str | None = None,
+    rulegraph_png: str | None = None,
+    snakemake_args: list[str] = (),
+) -> None:
+    """`hrtem-wf plan`: print the table; with `rulegraph_png` also draw the rule graph. A failed
+    or unreadable dry run: InputError."""
     try:
-        rows = plan(args.directory, args.configfile, args.snakemake_args)
+        rows = plan(directory, configfile, snakemake_args)
         print(format_plan(rows))
-        if args.rulegraph:
-            nodes, edges = parse_rulegraph(
-                rulegraph(args.directory, args.configfile, args.snakemake_args)
-            )
+        if rulegraph_png:
+            nodes, edges = parse_rulegraph(rulegraph(directory, configfile, snakemake_args))
             counts = {}
             for row in rows:
                 counts[row["rule"]] = counts.get(row["rule"], 0) + row["would_run"]
-            png = draw_rulegraph(nodes, edges, args.rulegraph, job_counts=counts)
+            png = draw_rulegraph(nodes, edges, rulegraph_png, job_counts=counts)
             print(f"\nrule graph: {png}")
     except PlanError as error:
-        sys.exit(f"hrtem-wf plan: {error}")
+        raise InputError(str(error)) from None

@@ -6,7 +6,11 @@ version (which reruns every structure).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+log = logging.getLogger("hrtem_wf")
 
 COLOURS = {"Au": "#d4a017", "C": "#9e9e9e", "Cd": "#2a7ab0", "Se": "#c0392b"}
 
@@ -60,3 +64,12 @@ def write_preview(structures, path: str, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def preview_files(structures: list[str], output: str, title: str = "") -> None:
+    """The preview (`write_preview`) of the extxyz files `structures`, into the PNG `output`."""
+    import ase.io
+
+    atoms = [ase.io.read(path, format="extxyz") for path in structures]
+    write_preview(atoms, output, title=title)
+    log.info("preview of %d structures: %s", len(atoms), output)

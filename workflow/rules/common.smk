@@ -8,8 +8,6 @@ from hrtem_wf.codeversion import code_version
 from hrtem_wf.config import structure_ids, structures_of
 
 RESULTS = "results"
-# The datasets rule runs a script (its input lists are too long for a shell command line).
-DATASET_SCRIPT = os.path.join(workflow.basedir, "workflow", "scripts", "datasets.py")
 REAL_SETS = config["real_sets"]
 REPORT = [
     f"{RESULTS}/report/summary.md",

@@ -17,6 +17,7 @@ rule datasets:
         spec=lambda wc: block_spec("datasets", wc.datasets),
         seed=config["seed"],
         scale=config.get("scale", 1.0),  # scales the counts of the block's `select`
-        code=code_version(DATASET_SCRIPT),  # library code version: reruns the stage when its code changes
+        code=code_version("hrtem_wf.datasets.stage:run"),  # library code version: reruns the stage when its code changes
+    # a script, not a shell command: a large dataset's input list outruns a command line
     script:
         "../scripts/datasets.py"

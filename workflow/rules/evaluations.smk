@@ -17,7 +17,7 @@ rule evaluations:
         constraint=lambda wc: node_constraint("models", wc.models),
         slurm_account=lambda wc: slurm_account("models", wc.models),
     params:
-        code=code_version("hrtem_wf.cli:_evaluations"),
+        code=code_version("hrtem_wf.evaluations.stage:evaluate"),
         bind_gpu=lambda wc: bind_gpu_flag("models", wc.models),
     shell:
         "hrtem-wf --log {log} {params.bind_gpu} evaluations --model-dir $(dirname {input.weights})"
@@ -45,7 +45,7 @@ rule scores:
         slurm_account=lambda wc: slurm_account("models", wc.models),
     params:
         spec=lambda wc: block_spec("real_sets", wc.real_set),
-        code=code_version("hrtem_wf.cli:_scores"),
+        code=code_version("hrtem_wf.evaluations.stage:score"),
         bind_gpu=lambda wc: bind_gpu_flag("models", wc.models),
     shell:
         "hrtem-wf --log {log} {params.bind_gpu} scores --model-dir $(dirname {input.weights})"
@@ -71,7 +71,7 @@ rule realism:
         constraint="cpu",
     params:
         spec=lambda wc: block_spec("real_sets", wc.real_set),
-        code=code_version("hrtem_wf.cli:_realism"),
+        code=code_version("hrtem_wf.evaluations.stage:realism_gaps"),
     shell:
         "hrtem-wf --log {log} realism --real-set {wildcards.real_set} --spec {params.spec:q}"
         " --dataset-zarr {input.zarr} --output {output.json}"
@@ -105,7 +105,7 @@ rule report:
     params:
         model_dirs=[f"{RESULTS}/models/{m}/seed{s}" for m, s in model_runs()],
         real_sets=json.dumps(REAL_SETS, sort_keys=True),
-        code=code_version("hrtem_wf.cli:_report"),
+        code=code_version("hrtem_wf.evaluations.stage:report"),
     shell:
         "hrtem-wf --log {log} report --evaluations {input.evaluations}"
         " --scores {input.scores} --realism {input.realism} --dataset-parquets {input.parquets}"

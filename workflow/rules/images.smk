@@ -18,7 +18,7 @@ rule images:
     params:
         spec=lambda wc: block_spec("images", wc.images),
         seed=config["seed"],
-        code=code_version("hrtem_wf.cli:_images"),  # library code version: reruns the stage when its code changes
+        code=code_version("hrtem_wf.images.stage:run"),  # library code version: reruns the stage when its code changes
         bind_gpu=lambda wc: bind_gpu_flag("images", wc.images),
         structure=lambda wc, input: f"--structure {input.structure}" if input.structure else "",
     shell:

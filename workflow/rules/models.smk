@@ -22,7 +22,7 @@ rule models:
         spec=lambda wc: block_spec("models", wc.models, drop=("seeds",)),
         # on_the_fly: the images block that draws the training images (changing it retrains)
         on_the_fly=lambda wc: on_the_fly_arguments(wc.models),
-        code=code_version("hrtem_wf.cli:_models"),  # library code version: reruns the stage when its code changes
+        code=code_version("hrtem_wf.models.stage:run"),  # library code version: reruns the stage when its code changes
         bind_gpu=lambda wc: bind_gpu_flag("models", wc.models),
     shell:
         "hrtem-wf --log {log} {params.bind_gpu} models --spec {params.spec:q} --model-seed {wildcards.seed}"

@@ -16,7 +16,7 @@ rule simulations:
     params:
         spec=lambda wc: block_spec("simulations", wc.simulations),
         seed=config["seed"],
-        code=code_version("hrtem_wf.cli:_simulations"),  # library code version: reruns the stage when its code changes
+        code=code_version("hrtem_wf.simulations.stage:run"),  # library code version: reruns the stage when its code changes
         bind_gpu=lambda wc: bind_gpu_flag("simulations", wc.simulations),
     shell:
         "hrtem-wf --log {log} {params.bind_gpu} simulations --spec {params.spec:q} --seed {params.seed}"

@@ -20,7 +20,7 @@ rule structures:
         # `count` is left out: growing a set must not rerun the structures it already has.
         spec=lambda wc: block_spec("structures", wc.structures, drop=("count",)),
         seed=config["seed"],
-        code=code_version("hrtem_wf.cli:_structures"),  # library code version: reruns the stage when its code changes
+        code=code_version("hrtem_wf.structures.stage:run"),  # library code version: reruns the stage when its code changes
     shell:
         "hrtem-wf --log {log} structures --spec {params.spec:q} --seed {params.seed}"
         " --block {wildcards.structures} --index {wildcards.item} --output {output}"

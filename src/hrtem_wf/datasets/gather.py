@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hrtem_wf.io import atomic_path, read_arrays, versions, write_arrays, write_json
+from hrtem_wf.io import atomic_path, read_arrays, write_arrays, write_json
 from hrtem_wf.sampling import derive_seed
 
 from .curate import curate, scaled_select, selection_report
@@ -86,9 +86,12 @@ def build_dataset(
     parquet_path: str,
     selection_path: str | None = None,
     scale: float = 1.0,
+    provenance: dict | None = None,
 ) -> pd.DataFrame:
     """Gather the stores' images, keep those the block's `select` picks (all without one), split
-    them by structure and write the Zarr, the Parquet table and the selection report (JSON)."""
+    them by structure and write the Zarr, the Parquet table and the selection report (JSON).
+    `provenance`: what the Zarr records of the code that made it (the datasets stage's,
+    hrtem_wf.codeversion.provenance)."""
     images, masks, rows = [], [], []
     targets: dict[str, list] = {}
     positions, first_row = [], 0
@@ -151,7 +154,7 @@ def build_dataset(
             "focal_series": spec.get("focal_series"),
             "n_images": len(table),
             "split_counts": table["split"].value_counts().to_dict(),
-            "versions": versions(),
+            "provenance": provenance,
         },
     )
     with atomic_path(parquet_path) as tmp:

@@ -1,6 +1,6 @@
 """Scoring trained particle segmenters and reporting on them."""
 
-from .evaluate import EVALUATION_CODE_VERSION, evaluate_model, predict_particle_probability
+from .evaluate import evaluate_model, predict_particle_probability
 from .metrics import (
     SegmentationCounts,
     metrics_from_counts,
@@ -10,7 +10,6 @@ from .metrics import (
 from .report import write_report
 
 __all__ = [
-    "EVALUATION_CODE_VERSION",
     "SegmentationCounts",
     "evaluate_model",
     "metrics_from_counts",

@@ -17,9 +17,6 @@ from .metrics import SegmentationCounts, metrics_from_counts, segmentation_count
 #: The Y-scramble baseline's derangement is drawn from this seed (reproducible reports).
 Y_SCRAMBLE_SEED = 0
 
-#: Bumped when a change here changes what evaluation produces (for the workflow's rerun triggers).
-EVALUATION_CODE_VERSION = "1"
-
 
 def predict_maps(
     model: torch.nn.Module,
@@ -92,7 +89,6 @@ def evaluate_model(
         "split": split,
         "n_images": len(data),
         "best_epoch": trained.best_epoch,
-        "evaluation_code_version": EVALUATION_CODE_VERSION,
     }
     if trained.task == "columns":
         return common | _column_metrics(model, data, batches, torch_device)

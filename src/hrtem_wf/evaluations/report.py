@@ -380,9 +380,8 @@ def _plot_distributions(parquets: dict[str, str], path: Path) -> None:
 
 def _plot_real_set_examples(trained: TrainedModel, label: str, real_sets: dict, path: Path) -> None:
     """The first images of each real set: micrograph (preprocessed), mask, prediction."""
-    from hrtem_wf.inference import preprocess
-
-    from .real_sets import predict_real_image, read_real_set
+    from hrtem_wf.real.inference import preprocess
+    from hrtem_wf.real.sets import predict_real_image, read_real_set
 
     model = trained.load_network()
     training = trained.pixel_size_A

@@ -8,10 +8,9 @@ from .aberrations import (
     spatial_frequencies,
     wavelength_A,
 )
-from .draw import draw_images, draw_images_from_spectra, exit_wave_spectra
+from .draw import draw_images, draw_images_from_spectra, draw_lens, exit_wave_spectra
 from .formation import (
     apply_mtf,
-    focal_spread_defoci,
     image_blur,
     intensity,
     mtf,
@@ -20,16 +19,20 @@ from .formation import (
     resample_to_pixel_size,
     spatial_envelope,
     temporal_envelope,
+    wave_spectrum,
 )
 from .labels import particle_mask
+from .lens import Lens, focal_spread_defoci
 
 __all__ = [
     "PRESETS",
+    "Lens",
     "aberration_phase",
     "apply_mtf",
     "draw_aberrations",
     "draw_images",
     "draw_images_from_spectra",
+    "draw_lens",
     "exit_wave_spectra",
     "focal_spread_defoci",
     "image_blur",
@@ -43,5 +46,6 @@ __all__ = [
     "spatial_envelope",
     "spatial_frequencies",
     "temporal_envelope",
+    "wave_spectrum",
     "wavelength_A",
 ]

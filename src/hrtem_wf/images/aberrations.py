@@ -151,6 +151,32 @@ def _check_symbols(coefficients: Mapping[str, float]) -> None:
         )
 
 
+def polar_terms(coefficients: Mapping[str, float]) -> list[tuple[float, int, int, float]]:
+    """The nonzero polar terms (C_nm [A], n, m, phi_nm [rad]) in POLAR_MAGNITUDES order.
+
+    `coefficients` maps abTEM polar symbols to values in A / rad; missing symbols are zero, and a
+    term whose magnitude is zero is left out (its angle with it). The one reading of the
+    coefficients that chi, its gradient and the fused lens kernel all share."""
+    _check_symbols(coefficients)
+    terms = []
+    for symbol in POLAR_MAGNITUDES:
+        magnitude = float(coefficients.get(symbol, 0.0))
+        if magnitude != 0.0:
+            n, m = int(symbol[1]), int(symbol[2])
+            terms.append((magnitude, n, m, float(coefficients.get(f"phi{n}{m}", 0.0))))
+    return terms
+
+
+def _polar_grid(kx: np.ndarray, ky: np.ndarray, wavelength_A: float):
+    """(xp, alpha [rad], phi [rad], broadcast shape) of spatial frequencies kx, ky [1/A]."""
+    xp = array_module(kx)
+    kx = xp.asarray(kx, dtype=xp.float64)
+    ky = xp.asarray(ky, dtype=xp.float64)
+    alpha = wavelength_A * xp.sqrt(kx**2 + ky**2)  # scattering angle [rad]
+    phi = xp.arctan2(ky, kx)  # azimuth measured from the x axis, as abTEM
+    return xp, alpha, phi, np.broadcast_shapes(kx.shape, ky.shape)
+
+
 def aberration_phase(
     kx: np.ndarray, ky: np.ndarray, wavelength_A: float, coefficients: Mapping[str, float]
 ) -> np.ndarray:
@@ -160,19 +186,10 @@ def aberration_phase(
     missing symbols are zero. Evaluated in float64: chi reaches ~1e4 rad at Nyquist for Cs ~ 2 um,
     where float32 would lose the phase to ~1e-3 rad.
     """
-    _check_symbols(coefficients)
-    xp = array_module(kx)
-    kx = xp.asarray(kx, dtype=xp.float64)
-    ky = xp.asarray(ky, dtype=xp.float64)
-    alpha = wavelength_A * xp.sqrt(kx**2 + ky**2)  # scattering angle [rad]
-    phi = xp.arctan2(ky, kx)  # azimuth measured from the x axis, as abTEM
-    chi = xp.zeros(np.broadcast_shapes(kx.shape, ky.shape), dtype=xp.float64)
-    for symbol in POLAR_MAGNITUDES:
-        magnitude = float(coefficients.get(symbol, 0.0))
-        if magnitude == 0.0:
-            continue
-        n, m = int(symbol[1]), int(symbol[2])
-        angle = float(coefficients.get(f"phi{n}{m}", 0.0))
+    terms = polar_terms(coefficients)
+    xp, alpha, phi, shape = _polar_grid(kx, ky, wavelength_A)
+    chi = xp.zeros(shape, dtype=xp.float64)
+    for magnitude, n, m, angle in terms:
         azimuthal = 1.0 if m == 0 else xp.cos(m * (phi - angle))
         chi += magnitude / (n + 1) * alpha ** (n + 1) * azimuthal
     return 2 * np.pi / wavelength_A * chi
@@ -185,21 +202,11 @@ def aberration_gradient(
 
     From the chi above, term by term: 2 pi / lambda C alpha^n (cos, -m / (n + 1) sin) of
     m (phi - phi_nm); the same sums abTEM's SpatialEnvelope evaluates. float64."""
-    _check_symbols(coefficients)
-    xp = array_module(kx)
-    kx = xp.asarray(kx, dtype=xp.float64)
-    ky = xp.asarray(ky, dtype=xp.float64)
-    alpha = wavelength_A * xp.sqrt(kx**2 + ky**2)
-    phi = xp.arctan2(ky, kx)
-    shape = np.broadcast_shapes(kx.shape, ky.shape)
+    terms = polar_terms(coefficients)
+    xp, alpha, phi, shape = _polar_grid(kx, ky, wavelength_A)
     radial = xp.zeros(shape, dtype=xp.float64)
     azimuthal = xp.zeros(shape, dtype=xp.float64)
-    for symbol in POLAR_MAGNITUDES:
-        magnitude = float(coefficients.get(symbol, 0.0))
-        if magnitude == 0.0:
-            continue
-        n, m = int(symbol[1]), int(symbol[2])
-        angle = float(coefficients.get(f"phi{n}{m}", 0.0))
+    for magnitude, n, m, angle in terms:
         power = magnitude * alpha**n
         radial += power * (1.0 if m == 0 else xp.cos(m * (phi - angle)))
         if m:

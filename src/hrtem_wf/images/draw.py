@@ -55,13 +55,17 @@ from .formation import (
     detector_counts,
     gaussian_blur,
     image_blur,
-    intensity_from_spectrum,
+    intensity,
     median_filter,
     resample_to_pixel_size,
     resampled_shape,
     wave_spectrum,
 )
-from .labels import mask_from_spectrum
+from .labels import particle_mask
+from .lens import Lens
+
+#: images float32 (k, H, W) or (k, n_offsets, H, W), masks uint8 (k, H, W), one record per image
+DrawnImages = tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]
 
 
 def _sampling_pair(sampling_A: float | tuple[float, float]) -> tuple[float, float]:
@@ -100,6 +104,34 @@ def exit_wave_spectra(full: np.ndarray, particle: np.ndarray, block: Mapping[str
     )
 
 
+def draw_lens(
+    block: Mapping[str, Any], rng: np.random.Generator, energy_eV: float, focal_point: int
+) -> Lens:
+    """The lens of one focal point, drawn once and imaged by all its repeats: defocus (a
+    `sequence` indexed by the focal point), aberrations, focal-spread sigma, objective aperture,
+    illumination semi-angle, in that order. null and fixed numbers draw nothing: blocks without
+    these effects keep their random stream."""
+    focal = block["focal_spread"]
+    defocus = float(sample(block["defocus_A"], rng, index=focal_point))
+    aberrations = draw_aberrations(block["aberrations"], rng)
+    sigma = float(sample(focal["sigma_A"], rng))
+    aperture = block["objective_aperture_mrad"]
+    aperture = None if aperture is None else float(sample(aperture, rng))
+    illumination = block["illumination_semiangle_mrad"]
+    illumination = 0.0 if illumination is None else float(sample(illumination, rng))
+    return Lens(
+        energy_eV=energy_eV,
+        defocus_A=defocus,
+        aberrations=aberrations,
+        focal_spread_sigma_A=sigma,
+        focal_spread_method=focal["method"],
+        focal_spread_samples=int(focal["samples"]),
+        focal_spread_extent_sigmas=float(focal["extent_sigmas"]),
+        objective_aperture_mrad=aperture,
+        illumination_semiangle_mrad=illumination,
+    )
+
+
 def draw_images(
     full: np.ndarray,
     particle: np.ndarray,
@@ -108,7 +140,7 @@ def draw_images(
     block: Mapping[str, Any],
     rng: np.random.Generator,
     material: str | None = None,
-) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+) -> DrawnImages:
     """k = block['draws_per_structure'] images, masks and records from one structure.
 
     full, particle: exit waves (frozen_phonon, ny, nx), vacuum = 1 + 0j, sampled at
@@ -124,18 +156,13 @@ def draw_images(
 
 
 def draw_images_from_spectra(
-    full_spectrum,
-    particle_spectrum,
-    sampling_A: float | tuple[float, float],
-    energy_eV: float,
-    block: Mapping[str, Any],
-    rng: np.random.Generator,
-    material: str | None = None,
-) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """`draw_images` from the spectra `exit_wave_spectra` returns (numpy or CuPy)."""
+    full_spectrum, particle_spectrum, sampling_A, energy_eV, block, rng, material=None
+) -> DrawnImages:
+    """`draw_images` from the spectra `exit_wave_spectra` returns (numpy or CuPy); the other
+    arguments as draw_images's."""
     sampling_A = _sampling_pair(sampling_A)
     k = int(block["draws_per_structure"])
-    focal, detector, label = block["focal_spread"], block["detector"], block["label"]
+    detector, label = block["detector"], block["label"]
     smallest_pixel_size_A, largest_pixel_size_A = support(detector["pixel_size_A"])
     nominal_pixel_size_A = nominal(detector["pixel_size_A"])
     crop_px = None if block["crop_px"] is None else tuple(int(c) for c in block["crop_px"])
@@ -149,25 +176,22 @@ def draw_images_from_spectra(
     mtf = detector["mtf"]
     out_shape = smallest_detector_shape if crop_px is None else crop_px  # one pixel size if None
 
-    def label_mask(defocus_A, aberrations, aperture_mrad):
-        mask = mask_from_spectrum(
+    def label_mask(lens: Lens) -> np.ndarray:
+        mask = particle_mask(
             particle_spectrum,
             sampling_A,
-            energy_eV,
-            defocus_A,
-            aberrations,
+            lens,
             label["method"],
             threshold,
             float(label["smoothing_sigma_px"]),
             float(label["smoothing_threshold"]),
-            objective_aperture_mrad=aperture_mrad,
             grow_A=float(label["grow_A"]),
         )
         # Resampled as the image (linear) per image, back to binary at one half.
         return mask.astype(np.float32)
 
     # lens none: the footprint at focus without aberrations or aperture, one for every lens.
-    footprint = label_mask(0.0, None, None) if label["lens"] == "none" else None
+    footprint = label_mask(Lens(energy_eV)) if label["lens"] == "none" else None
 
     focal_points = int(block["focal_points"] or k)
     per_focal_point = k // focal_points if k else 0
@@ -182,18 +206,9 @@ def draw_images_from_spectra(
         focal_point, repeat = divmod(index, per_focal_point)
         if repeat == 0:
             # The lens of this focal point: drawn once, imaged per_focal_point times.
-            defocus = float(sample(block["defocus_A"], rng, index=focal_point))
-            aberrations = draw_aberrations(block["aberrations"], rng)
-            sigma = float(sample(focal["sigma_A"], rng))
-            # null and fixed numbers draw nothing: blocks without these effects keep their stream
-            aperture = block["objective_aperture_mrad"]
-            aperture = None if aperture is None else float(sample(aperture, rng))
-            illumination = block["illumination_semiangle_mrad"]
-            illumination = 0.0 if illumination is None else float(sample(illumination, rng))
+            lens = draw_lens(block, rng, energy_eV, focal_point)
             # On the wave grid; resampled with the image to its pixel size below.
-            label_on_wave_grid = (
-                footprint if footprint is not None else label_mask(defocus, aberrations, aperture)
-            )
+            label_on_wave_grid = footprint if footprint is not None else label_mask(lens)
         # Per image: plasmons, dose, blur, the detector, then the noise and the crop.
         plasmon = None
         if block["plasmons"] is not None:
@@ -215,19 +230,11 @@ def draw_images_from_spectra(
             noise_free_of, resampled_of = (focal_point, plasmon), None
             noise_free_on_wave_grid = [
                 to_host(
-                    intensity_from_spectrum(
+                    intensity(
                         full_spectrum,
                         sampling_A,
-                        energy_eV,
-                        defocus + offset_A,
-                        aberrations,
-                        sigma,
-                        int(focal["samples"]),
-                        float(focal["extent_sigmas"]),
-                        focal["method"],
-                        plasmon,
-                        aperture,
-                        illumination,
+                        lens.at_defocus(lens.defocus_A + offset_A),
+                        plasmon=plasmon,
                     )
                 )
                 for offset_A in offsets_A
@@ -256,27 +263,29 @@ def draw_images_from_spectra(
         images[index] = cropped[0] if series is None else np.stack(cropped)
         masks[index] = crop(mask, origin, crop_px)
 
+        coefficients = lens.coefficients
         record = {
             "image_index": index,
             "focal_point": focal_point,
             "device": block["device"],
             "material": material,
             "energy_eV": float(energy_eV),
-            "defocus_A": defocus,
+            "defocus_A": lens.defocus_A,
             # the series' images are at defocus_A + each offset, in channel order
             "focal_series_offsets_A": None if series is None else offsets_A,
             "aberration_preset": block["aberrations"]["preset"],
             **{
-                f"aberration_{symbol}": aberrations[symbol]
+                f"aberration_{symbol}": coefficients[symbol]
                 for symbol in POLAR_SYMBOLS
                 if symbol != "C10"
             },
-            "focal_spread_method": focal["method"],
-            "focal_spread_sigma_A": sigma,
-            "focal_spread_samples": int(focal["samples"]),
-            "focal_spread_extent_sigmas": float(focal["extent_sigmas"]),
-            "objective_aperture_mrad": aperture,  # null in the Parquet table: no aperture
-            "illumination_semiangle_mrad": illumination,
+            "focal_spread_method": lens.focal_spread_method,
+            "focal_spread_sigma_A": lens.focal_spread_sigma_A,
+            "focal_spread_samples": lens.focal_spread_samples,
+            "focal_spread_extent_sigmas": lens.focal_spread_extent_sigmas,
+            # null in the Parquet table: no aperture
+            "objective_aperture_mrad": lens.objective_aperture_mrad,
+            "illumination_semiangle_mrad": lens.illumination_semiangle_mrad,
             "blur_A": blur_A,
             "frozen_phonons": block["frozen_phonons"],
             "frozen_phonons_used": int(full_spectrum.shape[0]),

@@ -16,25 +16,19 @@ The order follows the microscope (and DaCosta et al. 2024, methods and SI):
      the detector pixels, then the detector: Poisson counts, MTF, blur, median filter.
 Steps 1-4 run on numpy or CuPy arrays alike (see backend.py); on the CPU the per-pixel work
 between the FFTs runs as fused numba kernels (kernels.py). The detector runs on the host.
+Steps 1-2 take their optics from one `Lens` (lens.py); `intensity` takes the exit waves' spectra
+(`wave_spectrum`: one forward FFT per phonon, shared by every draw of a structure).
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import numpy as np
 import scipy.fft
 import scipy.ndimage
 
-from .aberrations import (
-    aberration_gradient,
-    aberration_phase,
-    spatial_frequencies,
-    wavelength_A,
-)
+from .aberrations import aberration_gradient, aberration_phase, spatial_frequencies
 from .backend import array_module, fft2, ifft2
-
-FOCAL_SPREAD_METHODS = ("incoherent", "quasi_coherent")
+from .lens import Lens
 
 
 def as_wave_stack(waves: np.ndarray) -> np.ndarray:
@@ -53,26 +47,6 @@ def as_wave_stack(waves: np.ndarray) -> np.ndarray:
 def wave_spectrum(waves: np.ndarray) -> np.ndarray:
     """2D FFT of every phonon's exit wave (one forward FFT per phonon, reused for every draw)."""
     return fft2(as_wave_stack(waves))
-
-
-def focal_spread_defoci(
-    defocus_A: float, focal_spread_sigma_A: float, samples: int, extent_sigmas: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Defocus values [A] and Gaussian weights (sum 1) for the incoherent focal-spread average.
-
-    `samples` values evenly span defocus +- extent_sigmas * sigma; sigma = 0 (or one sample)
-    collapses to the coherent image at the central defocus."""
-    sigma = float(focal_spread_sigma_A)
-    if sigma < 0:
-        raise ValueError(f"focal spread sigma must be >= 0 A, got {sigma}")
-    samples = int(samples)
-    if samples < 1:
-        raise ValueError(f"focal spread needs at least 1 sample, got {samples}")
-    if sigma == 0.0 or samples == 1:
-        return np.array([float(defocus_A)]), np.array([1.0])
-    offsets = np.linspace(-extent_sigmas * sigma, extent_sigmas * sigma, samples)
-    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
-    return float(defocus_A) + offsets, weights / weights.sum()
 
 
 def temporal_envelope(k2_per_A2, wavelength: float, focal_spread_sigma_A: float):
@@ -111,26 +85,20 @@ def objective_aperture(
 
 
 def spatial_envelopes(
-    shape_yx: tuple[int, int],
-    sampling_A: tuple[float, float],
-    wavelength: float,
-    aberrations: Mapping[str, float] | None,
-    illumination_semiangle_mrad: float,
-    xp=np,
+    shape_yx: tuple[int, int], sampling_A: tuple[float, float], lens: Lens, xp=np
 ):
-    """defocus_A -> the quasi-coherent spatial envelope E_s(k) (float64, ny, nx, FFT order).
+    """defocus_A -> the lens's quasi-coherent spatial envelope E_s(k) (float64, ny, nx, FFT order).
 
     E_s = exp(-(alpha_i / 2)^2 |grad_alpha chi|^2), alpha_i the illumination semi-angle [rad]:
     abTEM's SpatialEnvelope with angular_spread = alpha_i, Kirkland's exp(-(pi alpha_i /
     lambda)^2 (Cs lambda^3 k^3 - defocus lambda k)^2); pure defocus: exp(-(pi alpha_i defocus
     k)^2). The gradient is linear in defocus, so the fixed aberrations' part is computed once."""
-    fixed = {} if aberrations is None else dict(aberrations)
     ky, kx = spatial_frequencies(shape_yx, sampling_A, xp)
-    radial, azimuthal = aberration_gradient(kx, ky, wavelength, fixed)
+    radial, azimuthal = aberration_gradient(kx, ky, lens.wavelength_A, lens.coefficients)
     # d chi / d alpha of C10 = -defocus: 2 pi / lambda C10 alpha = -2 pi k defocus
     radial_per_defocus = -2 * np.pi * xp.sqrt(kx**2 + ky**2)
     azimuthal2 = azimuthal**2
-    factor = -((0.5e-3 * float(illumination_semiangle_mrad)) ** 2)
+    factor = -((0.5e-3 * lens.illumination_semiangle_mrad) ** 2)
 
     def at(defocus_A: float):
         return xp.exp(factor * ((radial + float(defocus_A) * radial_per_defocus) ** 2 + azimuthal2))
@@ -139,53 +107,43 @@ def spatial_envelopes(
 
 
 def spatial_envelope(
-    shape_yx: tuple[int, int],
-    sampling_A: tuple[float, float],
-    energy_eV: float,
-    defocus_A: float,
-    aberrations: Mapping[str, float] | None,
-    illumination_semiangle_mrad: float,
-    xp=np,
+    shape_yx: tuple[int, int], sampling_A: tuple[float, float], lens: Lens, xp=np
 ) -> np.ndarray:
-    """The spatial envelope E_s(k) at one defocus (see spatial_envelopes)."""
-    return spatial_envelopes(
-        shape_yx, sampling_A, wavelength_A(energy_eV), aberrations, illumination_semiangle_mrad, xp
-    )(defocus_A)
+    """The lens's spatial envelope E_s(k) at its defocus (see spatial_envelopes)."""
+    return spatial_envelopes(shape_yx, sampling_A, lens, xp)(lens.defocus_A)
+
+
+def _aperture(shape_yx, sampling_A, lens: Lens, xp=np):
+    """The lens's objective-aperture transmission A(k), or None without an aperture."""
+    if lens.objective_aperture_mrad is None:
+        return None
+    return objective_aperture(
+        shape_yx, sampling_A, lens.wavelength_A, lens.objective_aperture_mrad, xp
+    )
 
 
 def lens_transfer(
-    shape_yx: tuple[int, int],
-    sampling_A: tuple[float, float],
-    energy_eV: float,
-    defoci_A,
-    aberrations: Mapping[str, float] | None = None,
-    envelope_sigma_A: float = 0.0,
-    xp=np,
-    objective_aperture_mrad: float | None = None,
-    illumination_semiangle_mrad: float = 0.0,
+    shape_yx: tuple[int, int], sampling_A: tuple[float, float], lens: Lens, xp=np
 ) -> np.ndarray:
-    """exp(-i chi(k)) for each defocus, complex64 (n_defoci, ny, nx) in FFT order.
+    """A(k) E_s,d(k) E_t(k) exp(-i chi_d(k)) for each defocus d of the lens's focal spread,
+    complex64 (n_defoci, ny, nx) in FFT order.
 
-    `aberrations`: abTEM polar symbols other than C10 (Cs is C30) in A / rad. chi is linear in
-    C10 = -defocus, so exp(-i chi_d) = exp(-i chi_fixed) exp(i d chi_1) with chi_1 = pi lambda
-    k^2; for evenly spaced defoci the second factor is a running product (no sin/cos per
-    sample). envelope_sigma_A > 0 multiplies by the quasi-coherent temporal envelope,
-    objective_aperture_mrad by the aperture, illumination_semiangle_mrad > 0 by each defocus's
-    spatial envelope."""
-    fixed = {} if aberrations is None else dict(aberrations)
-    if "C10" in fixed:
-        raise ValueError("defocus is a separate argument; do not repeat it as C10")
-    wavelength = wavelength_A(energy_eV)
+    chi is linear in C10 = -defocus, so exp(-i chi_d) = exp(-i chi_fixed) exp(i d chi_1) with
+    chi_1 = pi lambda k^2; for evenly spaced defoci the second factor is a running product (no
+    sin/cos per sample). E_t is the quasi-coherent temporal envelope (1 for the incoherent
+    average), A the objective aperture and E_s,d the spatial envelope at d, each 1 when the lens
+    has none."""
+    defoci, _, envelope_sigma_A = lens.focal_samples()
+    wavelength = lens.wavelength_A
     ky, kx = spatial_frequencies(shape_yx, sampling_A, xp)
-    chi_fixed = aberration_phase(kx, ky, wavelength, fixed)
+    chi_fixed = aberration_phase(kx, ky, wavelength, lens.coefficients)
     k2 = kx**2 + ky**2
     chi_1 = np.pi * wavelength * k2  # d chi / d defocus (abTEM sign: positive = underfocus)
-    defoci = np.atleast_1d(np.asarray(defoci_A, dtype=np.float64))
     base = xp.exp(-1j * (chi_fixed - defoci[0] * chi_1))
     if envelope_sigma_A > 0:
         base = base * temporal_envelope(k2, wavelength, envelope_sigma_A)
-    if objective_aperture_mrad is not None:
-        aperture = objective_aperture(shape_yx, sampling_A, wavelength, objective_aperture_mrad, xp)
+    aperture = _aperture(shape_yx, sampling_A, lens, xp)
+    if aperture is not None:
         base = base * aperture
     transfer = xp.empty((len(defoci), *base.shape), dtype=xp.complex64)
     transfer[0] = base
@@ -198,12 +156,10 @@ def lens_transfer(
     else:
         for index in range(1, len(defoci)):
             transfer[index] = xp.exp(-1j * (chi_fixed - defoci[index] * chi_1))
-            if objective_aperture_mrad is not None:  # the temporal envelope has one defocus
+            if aperture is not None:  # the temporal envelope has one defocus
                 transfer[index] *= aperture
-    if illumination_semiangle_mrad:
-        envelope_at = spatial_envelopes(
-            shape_yx, sampling_A, wavelength, fixed, illumination_semiangle_mrad, xp
-        )
+    if lens.illumination_semiangle_mrad:
+        envelope_at = spatial_envelopes(shape_yx, sampling_A, lens, xp)
         for index, defocus in enumerate(defoci):
             transfer[index] *= envelope_at(defocus)
     return transfer
@@ -235,54 +191,33 @@ def plasmon_affine(mean_intensity, weight: float, background: float):
     return weight + (1.0 - weight) * renorm, (1.0 - weight) * background * renorm
 
 
-def _lens_terms(aberrations: Mapping[str, float] | None):
-    """The nonzero polar coefficients as arrays (magnitude A, power n + 1, fold m, angle rad)."""
-    from .aberrations import POLAR_MAGNITUDES, _check_symbols
+def _fused_lens_phase(
+    shape_yx, sampling_A, lens: Lens, defocus_A, step_A, envelope_sigma_A, aperture
+):
+    """The fused kernels' lens (complex128 phase x temporal envelope x aperture at defocus_A, and
+    the phase step to defocus_A + step_A), on the host."""
+    from . import kernels
 
-    aberrations = {} if aberrations is None else dict(aberrations)
-    _check_symbols(aberrations)
-    if "C10" in aberrations:
-        raise ValueError("defocus is a separate argument; do not repeat it as C10")
-    rows = [
-        (
-            float(aberrations[s]),
-            int(s[1]) + 1,
-            int(s[2]),
-            float(aberrations.get(f"phi{s[1:]}", 0.0)),
-        )
-        for s in POLAR_MAGNITUDES
-        if float(aberrations.get(s, 0.0)) != 0.0
-    ]
-    magnitudes, powers, folds, angles = (
-        (np.array(c) for c in zip(*rows))
-        if rows
-        else (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    ky, kx = (f.ravel() for f in spatial_frequencies(shape_yx, sampling_A))
+    phase, step = kernels.lens_phase_and_step(
+        ky,
+        kx,
+        lens.wavelength_A,
+        *lens.polar_arrays(),
+        float(defocus_A),
+        step_A,
+        float(envelope_sigma_A),
     )
-    return (
-        magnitudes.astype(np.float64),
-        powers.astype(np.int64),
-        folds.astype(np.int64),
-        angles.astype(np.float64),
-    )
-
-
-def _focal_samples(defocus_A, sigma_A, samples, extent_sigmas, method):
-    """(defoci, weights, envelope sigma) of the focal-spread model."""
-    if method == "incoherent":
-        defoci, weights = focal_spread_defoci(defocus_A, sigma_A, samples, extent_sigmas)
-        return defoci, weights, 0.0
-    if method == "quasi_coherent":
-        if sigma_A < 0:
-            raise ValueError(f"focal spread sigma must be >= 0 A, got {sigma_A}")
-        return np.array([float(defocus_A)]), np.array([1.0]), float(sigma_A)
-    raise ValueError(f"focal spread method must be one of {FOCAL_SPREAD_METHODS}, got {method!r}")
+    if aperture is not None:
+        phase *= aperture  # the running product by the defocus step keeps it
+    return phase, step
 
 
 def _use_kernels(xp, fused: bool | None) -> bool:
     return xp is np if fused is None else bool(fused)
 
 
-def _mean_intensities(spectrum, sampling_A, energy_eV, envelope_sigma_A, transmission=None):
+def _mean_intensities(spectrum, sampling_A, wavelength, envelope_sigma_A, transmission=None):
     """Each phonon's mean image intensity, from its spectrum (Parseval): the lens is unitary,
     so every defocus sample has this mean; the quasi-coherent envelope damps it by E(k)^2, and
     the aperture and spatial envelope by `transmission` = sum_d w_d (A E_s,d)^2."""
@@ -293,53 +228,39 @@ def _mean_intensities(spectrum, sampling_A, energy_eV, envelope_sigma_A, transmi
     power = spectrum.real.astype(xp.float64) ** 2 + spectrum.imag.astype(xp.float64) ** 2
     if envelope_sigma_A > 0:
         ky, kx = spatial_frequencies(spectrum.shape[-2:], sampling_A, xp)
-        power = (
-            power * temporal_envelope(kx**2 + ky**2, wavelength_A(energy_eV), envelope_sigma_A) ** 2
-        )
+        power = power * temporal_envelope(kx**2 + ky**2, wavelength, envelope_sigma_A) ** 2
     if transmission is not None:
         power = power * transmission
     return power.sum(axis=(-2, -1)) / n_pixels**2
 
 
-def intensity_from_spectrum(
+def intensity(
     spectrum: np.ndarray,
     sampling_A: tuple[float, float],
-    energy_eV: float,
-    defocus_A: float,
-    aberrations: Mapping[str, float] | None = None,
-    focal_spread_sigma_A: float = 0.0,
-    samples: int = 1,
-    extent_sigmas: float = 3.0,
-    focal_spread_method: str = "incoherent",
+    lens: Lens,
+    *,
     plasmon: tuple[float, float] | None = None,
-    objective_aperture_mrad: float | None = None,
-    illumination_semiangle_mrad: float = 0.0,
     fused: bool | None = None,
 ) -> np.ndarray:
-    """Noise-free image (float64, ny, nx) from exit-wave spectra (phonon, ny, nx).
+    """Noise-free HRTEM image (float64, ny, nx) from exit-wave spectra (phonon, ny, nx).
 
-    mean_p [ scale_p sum_d w_d |IFFT(T_d Psi_p)|^2 + offset_p ]: the focal-spread sum with
-    Gaussian weights w_d, the plasmon model per phonon (an affine map whose coefficients depend
-    only on the phonon's mean intensity, known from its spectrum), then the phonon mean. Vacuum
-    gives exactly 1 (without an aperture or spatial envelope). objective_aperture_mrad (None:
-    none) and illumination_semiangle_mrad (0: coherent) multiply every lens T_d by A(k) and by
-    the spatial envelope at its own defocus d. The result lives where `spectrum` lives. fused:
-    the numba kernels (default for numpy arrays) or the array expressions (CuPy, and the
-    reference the tests compare to)."""
+    spectrum: `wave_spectrum(waves)` of exit waves normalized as abTEM plane waves (vacuum =
+    1 + 0j), sampled at sampling_A = (sy, sx) [A]; lens: the optics (Lens: defocus in abTEM's
+    sign, aberrations, focal spread, aperture, spatial coherence); plasmon: (weight, background)
+    or None. Computes mean_p [ scale_p sum_d w_d |IFFT(T_d Psi_p)|^2 + offset_p ]: the
+    focal-spread sum with Gaussian weights w_d, the plasmon model per phonon (an affine map whose
+    coefficients depend only on the phonon's mean intensity, known from its spectrum), then the
+    phonon mean. Every lens T_d carries the aperture A(k) and the spatial envelope at its own
+    defocus d. Vacuum gives exactly 1 (without an aperture or spatial envelope). The result lives
+    where `spectrum` lives. fused: the numba kernels (default for numpy arrays) or the array
+    expressions (CuPy, and the reference the tests compare to)."""
     xp = array_module(spectrum)
     n_phonons, ny, nx = spectrum.shape
-    defoci, weights, envelope_sigma = _focal_samples(
-        defocus_A, focal_spread_sigma_A, samples, extent_sigmas, focal_spread_method
-    )
-    wavelength = wavelength_A(energy_eV)
-    aperture = None
-    if objective_aperture_mrad is not None:
-        aperture = objective_aperture((ny, nx), sampling_A, wavelength, objective_aperture_mrad, xp)
+    defoci, weights, envelope_sigma = lens.focal_samples()
+    aperture = _aperture((ny, nx), sampling_A, lens, xp)
     envelope_at = None
-    if illumination_semiangle_mrad:
-        envelope_at = spatial_envelopes(
-            (ny, nx), sampling_A, wavelength, aberrations, illumination_semiangle_mrad, xp
-        )
+    if lens.illumination_semiangle_mrad:
+        envelope_at = spatial_envelopes((ny, nx), sampling_A, lens, xp)
     scale = xp.ones(n_phonons, dtype=xp.float64)
     offset = 0.0
     if plasmon is not None:
@@ -348,25 +269,18 @@ def intensity_from_spectrum(
             transmission = sum(w * envelope_at(d) ** 2 for w, d in zip(weights, defoci))
         if aperture is not None:
             transmission = aperture**2 if transmission is None else transmission * aperture**2
-        means = _mean_intensities(spectrum, sampling_A, energy_eV, envelope_sigma, transmission)
+        means = _mean_intensities(
+            spectrum, sampling_A, lens.wavelength_A, envelope_sigma, transmission
+        )
         scale, offsets = plasmon_affine(means, *plasmon)
         offset = float(offsets.sum())
     if _use_kernels(xp, fused):
         from . import kernels
 
-        ky, kx = (f.ravel() for f in spatial_frequencies((ny, nx), sampling_A))
         step = float(defoci[1] - defoci[0]) if len(defoci) > 1 else 0.0
-        phase, step_phase = kernels.lens_phase_and_step(
-            ky,
-            kx,
-            wavelength,
-            *_lens_terms(aberrations),
-            float(defoci[0]),
-            step,
-            float(envelope_sigma),
+        phase, step_phase = _fused_lens_phase(
+            (ny, nx), sampling_A, lens, defoci[0], step, envelope_sigma, aperture
         )
-        if aperture is not None:
-            phase *= aperture  # the running product by the defocus step keeps it
         scale = np.asarray(scale, dtype=np.float64)
         buffer = np.empty_like(spectrum)
         acc = np.zeros((ny, nx), dtype=np.float64)
@@ -392,98 +306,30 @@ def intensity_from_spectrum(
             else:
                 kernels.accumulate_intensity(buffer, scale, acc)
     else:
-        transfer = lens_transfer(
-            (ny, nx),
-            sampling_A,
-            energy_eV,
-            defoci,
-            aberrations,
-            envelope_sigma,
-            xp=xp,
-            objective_aperture_mrad=objective_aperture_mrad,
-            illumination_semiangle_mrad=illumination_semiangle_mrad,
-        )
+        transfer = lens_transfer((ny, nx), sampling_A, lens, xp=xp)
         acc = xp.zeros((ny, nx), dtype=xp.float64)
-        for weight, lens in zip(weights, transfer):
-            waves = ifft2(spectrum * lens[None], overwrite=True)
+        for weight, lens_d in zip(weights, transfer):
+            waves = ifft2(spectrum * lens_d[None], overwrite=True)
             acc += weight * xp.tensordot(scale, waves.real**2 + waves.imag**2, axes=1)
     return (acc + offset) / n_phonons
 
 
 def waves_at_defocus(
-    spectrum: np.ndarray,
-    sampling_A: tuple[float, float],
-    energy_eV: float,
-    defocus_A: float,
-    aberrations: Mapping[str, float] | None = None,
-    fused: bool | None = None,
-    objective_aperture_mrad: float | None = None,
+    spectrum: np.ndarray, sampling_A: tuple[float, float], lens: Lens, fused: bool | None = None
 ) -> np.ndarray:
-    """Real-space waves (phonon, ny, nx) after a coherent lens (no focal spread), through the
-    objective aperture when one is given."""
+    """Real-space waves (phonon, ny, nx) after the lens's coherent part (`Lens.coherent`: its
+    defocus, aberrations and objective aperture; no focal spread, no spatial envelope)."""
     xp = array_module(spectrum)
-    ny, nx = spectrum.shape[-2:]
+    shape = spectrum.shape[-2:]
     if _use_kernels(xp, fused):
         from . import kernels
 
-        wavelength = wavelength_A(energy_eV)
-        ky, kx = (f.ravel() for f in spatial_frequencies((ny, nx), sampling_A))
-        phase, step = kernels.lens_phase_and_step(
-            ky, kx, wavelength, *_lens_terms(aberrations), float(defocus_A), 0.0, 0.0
-        )
-        if objective_aperture_mrad is not None:
-            phase *= objective_aperture((ny, nx), sampling_A, wavelength, objective_aperture_mrad)
+        aperture = _aperture(shape, sampling_A, lens)
+        phase, step = _fused_lens_phase(shape, sampling_A, lens, lens.defocus_A, 0.0, 0.0, aperture)
         buffer = np.empty_like(spectrum)
         kernels.apply_lens(spectrum, phase, step, 1.0, buffer)
         return ifft2(buffer, overwrite=True)
-    transfer = lens_transfer(
-        (ny, nx),
-        sampling_A,
-        energy_eV,
-        [defocus_A],
-        aberrations,
-        xp=xp,
-        objective_aperture_mrad=objective_aperture_mrad,
-    )
-    return waves_after_lens(spectrum, transfer)[0]
-
-
-def intensity(
-    waves: np.ndarray,
-    sampling_A: tuple[float, float],
-    energy_eV: float,
-    defocus_A: float,
-    aberrations: Mapping[str, float] | None = None,
-    focal_spread_sigma_A: float = 0.0,
-    samples: int = 1,
-    extent_sigmas: float = 3.0,
-    focal_spread_method: str = "incoherent",
-    plasmon: tuple[float, float] | None = None,
-    objective_aperture_mrad: float | None = None,
-    illumination_semiangle_mrad: float = 0.0,
-    fused: bool | None = None,
-) -> np.ndarray:
-    """Noise-free HRTEM intensity (float64, ny, nx) of exit waves (phonon, ny, nx) or (ny, nx).
-
-    defocus_A: abTEM sign (positive = underfocus, C10 = -defocus); aberrations: further abTEM
-    polar coefficients (C12, phi12, C30 = Cs, ...) in A / rad; objective_aperture_mrad: the
-    aperture's semi-angle (None: none); illumination_semiangle_mrad: the spatial-coherence
-    envelope's semi-angle (0: coherent)."""
-    return intensity_from_spectrum(
-        wave_spectrum(waves),
-        sampling_A,
-        energy_eV,
-        defocus_A,
-        aberrations,
-        focal_spread_sigma_A,
-        samples,
-        extent_sigmas,
-        focal_spread_method,
-        plasmon,
-        objective_aperture_mrad,
-        illumination_semiangle_mrad,
-        fused,
-    )
+    return waves_after_lens(spectrum, lens_transfer(shape, sampling_A, lens.coherent(), xp=xp))[0]
 
 
 def resampled_shape(

@@ -14,42 +14,39 @@ particle's projected footprint, the same for every lens. Computed where the spec
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 import scipy.ndimage
 
 from .backend import array_module, to_host
-from .formation import _use_kernels, as_wave_stack, wave_spectrum, waves_at_defocus
+from .formation import _use_kernels, waves_at_defocus
+from .lens import Lens
 
 LABEL_METHODS = ("phase", "intensity")
 
 
-def mask_from_spectrum(
+def particle_mask(
     spectrum: np.ndarray,
     sampling_A: tuple[float, float],
-    energy_eV: float,
-    defocus_A: float,
-    aberrations: Mapping[str, float] | None = None,
+    lens: Lens,
     method: str = "phase",
     threshold: float = np.pi / 12,
     smoothing_sigma_px: float = 0.0,
     smoothing_threshold: float = 0.5,
-    fused: bool | None = None,
-    objective_aperture_mrad: float | None = None,
+    *,
     grow_A: float = 0.0,
+    fused: bool | None = None,
 ) -> np.ndarray:
-    """Boolean particle mask (ny, nx) from particle-only exit-wave spectra (phonon, ny, nx).
+    """Boolean particle mask (ny, nx) on the exit-wave grid from particle-only exit-wave spectra
+    (phonon, ny, nx): `wave_spectrum(particle_waves)`.
 
-    aberrations: abTEM polar symbols other than C10 (Cs is C30), A / rad; objective_aperture_mrad:
-    the image's aperture (None: none); grow_A: the outline's signed margin."""
+    lens: the image's Lens, of which the label takes the coherent part (defocus, aberrations,
+    objective aperture); `Lens(energy_eV)` gives the projected footprint at focus. grow_A: the
+    outline's signed margin [A]."""
     if method not in LABEL_METHODS:
         raise ValueError(f"label method must be one of {LABEL_METHODS}, got {method!r}")
     xp = array_module(spectrum)
     n_phonons = spectrum.shape[0]
-    waves = waves_at_defocus(
-        spectrum, sampling_A, energy_eV, defocus_A, aberrations, fused, objective_aperture_mrad
-    )
+    waves = waves_at_defocus(spectrum, sampling_A, lens, fused)
     if method == "phase":
         # Vacuum has phase 0 (abTEM plane wave 1 + 0j), so the phase is the particle's own shift.
         if _use_kernels(xp, fused):
@@ -94,35 +91,3 @@ def grow_mask(mask: np.ndarray, grow_A: float, sampling_A: tuple[float, float]) 
         distance_A = scipy.ndimage.distance_transform_edt(padded, sampling=sampling_A)
         grown = distance_A > -grow_A
     return grown[pad[0][0] : pad[0][0] + mask.shape[0], pad[1][0] : pad[1][0] + mask.shape[1]]
-
-
-def particle_mask(
-    particle_waves: np.ndarray,
-    sampling_A: tuple[float, float],
-    energy_eV: float,
-    defocus_A: float,
-    aberrations: Mapping[str, float] | None = None,
-    method: str = "phase",
-    threshold: float = np.pi / 12,
-    smoothing_sigma_px: float = 0.0,
-    smoothing_threshold: float = 0.5,
-    fused: bool | None = None,
-    objective_aperture_mrad: float | None = None,
-    grow_A: float = 0.0,
-) -> np.ndarray:
-    """Boolean particle mask (ny, nx) on the exit-wave grid from particle-only exit waves
-    (phonon, ny, nx) or (ny, nx); defocus in abTEM's sign, aberrations as abTEM symbols."""
-    return mask_from_spectrum(
-        wave_spectrum(as_wave_stack(particle_waves)),
-        sampling_A,
-        energy_eV,
-        defocus_A,
-        aberrations,
-        method,
-        threshold,
-        smoothing_sigma_px,
-        smoothing_threshold,
-        fused,
-        objective_aperture_mrad,
-        grow_A,
-    )

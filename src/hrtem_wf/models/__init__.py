@@ -3,11 +3,10 @@
 from .data import SegmentationDataset, d4_transform, normalize_min_max, random_d4, read_split
 from .loss import segmentation_loss, soft_f1
 from .model import TrainedModel, build_model, check_image_shape, resolve_device
-from .train import HISTORY_COLUMNS, TRAINING_CODE_VERSION, evaluate_loss, train_model
+from .train import HISTORY_COLUMNS, evaluate_loss, train_model
 
 __all__ = [
     "HISTORY_COLUMNS",
-    "TRAINING_CODE_VERSION",
     "SegmentationDataset",
     "TrainedModel",
     "build_model",

@@ -12,14 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hrtem_wf.io import atomic_path, versions, write_json
+from hrtem_wf.io import atomic_path, write_json
 
 from .data import SegmentationDataset, read_split
 from .loss import task_loss
 from .model import build_model, check_image_shape, count_parameters, resolve_device
-
-#: Bumped when a change here changes what training produces (for the workflow's rerun triggers).
-TRAINING_CODE_VERSION = "1"
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_f1", "val_loss", "val_f1", "lr", "seconds")
 
@@ -229,6 +226,7 @@ def train_model(
     log: Callable[[str], None] = print,
     image_spec: dict | None = None,
     simulations_dir: str | None = None,
+    provenance: dict | None = None,
 ) -> dict:
     """Train one network of a ``models.<N>`` block with one seed; write weights, history, metadata.
 
@@ -236,7 +234,8 @@ def train_model(
     ``out_dir/history.csv`` (one row per epoch) and, last, ``out_dir/metadata.json``; a block
     with `on_the_fly` draws its training images from the simulation stores in
     `simulations_dir` with the images block `image_spec`, and writes ``out_dir/drawn.parquet``
-    (one row per drawn image). Returns the metadata as a dict.
+    (one row per drawn image). `provenance`: what the metadata records of the code that made
+    it (the models stage's, hrtem_wf.codeversion.provenance). Returns the metadata as a dict.
     """
     out_dir = Path(out_dir)
     device = resolve_device(str(block["device"]))
@@ -414,8 +413,7 @@ def train_model(
         "seconds_training": time.perf_counter() - start,
         "parameter_count": n_parameters,
         "parameter_count_trained": n_parameters_used,  # smp keeps unused deeper encoder stages
-        "training_code_version": TRAINING_CODE_VERSION,
-        "versions": versions(),
+        "provenance": provenance,
     }
     write_json(out_dir / "metadata.json", metadata)
     log(

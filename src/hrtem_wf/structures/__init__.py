@@ -11,7 +11,7 @@ placement in `scene.py`.
 Output: ASE Atoms, orthorhombic cell [L, L, H], pbc (True, True, False), particle atoms first;
 `atoms.arrays["particle"]`: int8, 1 = particle atom, 0 = substrate atom.
 `atoms.info` (all scalars, strings or 1-D arrays, so it round-trips through extxyz):
-    seed, structure_code_version,
+    seed,
     material, lattice_constant_A, radius_A,
     center_A (x, y, z of the particle centre),
     rotation_matrix (9 floats, row-major R; lab position = R @ crystal position + center_A),
@@ -31,6 +31,6 @@ from hrtem_wf.structures._czone import import_czone
 
 import_czone()  # before scene imports czone: without matplotlib (see _czone.py)
 
-from hrtem_wf.structures.scene import STRUCTURE_CODE_VERSION, build_structure  # noqa: E402
+from hrtem_wf.structures.scene import build_structure  # noqa: E402
 
-__all__ = ["build_structure", "STRUCTURE_CODE_VERSION"]
+__all__ = ["build_structure"]

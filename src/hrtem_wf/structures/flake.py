@@ -90,7 +90,7 @@ def flake_elements(block: dict) -> set[str]:
     return elements
 
 
-def build_flake_scene(block: dict, seed: int, code_version: int) -> Atoms:
+def build_flake_scene(block: dict, seed: int) -> Atoms:
     """One scene of a `family: flake` block: the flake (label) on its support, if any."""
     rng = np.random.default_rng(int(seed))
     flake_spec, support = block["flake"], block["support"]
@@ -147,7 +147,6 @@ def build_flake_scene(block: dict, seed: int, code_version: int) -> Atoms:
     atoms.info.update(
         {
             "seed": int(seed),
-            "structure_code_version": code_version,
             "family": "flake",
             "material": block["material"],
             "radius_A": radius_A,

@@ -42,9 +42,6 @@ from hrtem_wf.structures.wurtzite import (
     max_faults_for_radius,
 )
 
-# Bump when a change here changes the structures made from the same (block, seed).
-STRUCTURE_CODE_VERSION = 2  # 2: the film by our own random sequential addition
-
 
 def particle_spec(block: dict) -> dict:
     """The particle settings of a validated block (hrtem_wf.config fills the defaults)."""
@@ -200,7 +197,7 @@ def build_structure(block: dict, seed: int) -> Atoms:
     0 = substrate) and every sampled parameter in `info` (keys listed in the package docstring,
     `hrtem_wf.structures`)."""
     if block["family"] == "flake":
-        return build_flake_scene(block, seed, STRUCTURE_CODE_VERSION)
+        return build_flake_scene(block, seed)
     spec = particle_spec(block)
     seed = int(seed)
     rng = np.random.default_rng(seed)
@@ -291,7 +288,6 @@ def build_structure(block: dict, seed: int) -> Atoms:
     boundary = first.grain_boundary or {}
     info = {
         "seed": seed,
-        "structure_code_version": STRUCTURE_CODE_VERSION,
         "material": block["material"],
         "lattice": spec["lattice"],
         "elements": ",".join(spec["elements"]),

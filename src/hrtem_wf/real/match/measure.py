@@ -42,7 +42,7 @@ def read_micrographs(
     sources: list[str | Path], masks: str | Path | None = None
 ) -> list[Micrograph]:
     """Micrograph files (or every micrograph in a folder), each with masks/<stem>.png if given."""
-    from hrtem_wf.micrographs import MICROGRAPH_EXTENSIONS, read_mask_png, read_micrograph
+    from hrtem_wf.real.micrographs import MICROGRAPH_EXTENSIONS, read_mask_png, read_micrograph
 
     paths: list[Path] = []
     for source in map(Path, sources):

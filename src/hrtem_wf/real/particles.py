@@ -47,12 +47,12 @@ The method, for each connected component of the mask (`analyze_particles`):
 Why the ratio over the brightest principal pairs and not over every detected pair: the dimmest
 of all detected pairs sits at the detection threshold (noise_factor x the noise median), so that
 ratio measures the signal-to-noise ratio more than the orientation. Measured on the simulated
-Au particle of tests/test_analysis.py on [110] with noise_factor 10: 1.9 at 1000 e/A^2 but 121
+Au particle of tests/real/test_particles.py on [110] with noise_factor 10: 1.9 at 1000 e/A^2 but 121
 at 4000 e/A^2, where a faint extra peak passed the threshold (with spacings down to 1.0 A: 8.5
 and 121). It is reported as ``ratio_all_pairs``, for comparison with thresholds of that kind.
 
 Defaults, from abTEM simulations of a 26 A Au sphere (300 kV, Cs 20 um, Scherzer defocus 75 A,
-0.125 A pixels, Poisson noise at 100 to 4000 e/A^2; see tests/test_analysis.py for the setup).
+0.125 A pixels, Poisson noise at 100 to 4000 e/A^2; see tests/real/test_particles.py for the setup).
 The ratio on [110] was 1.6 to 1.9, on [111] 1.0 to 1.1, on [211] (one {111} and one {220} set)
 3.1 to 3.6, 2 degrees off [110] 2.0 to 2.2 and 4 degrees off 7 to 9. Tilted 6, 8, 10 and 12
 degrees off [110] about 12 in-plane axes (every 15 degrees), it was >= 4.2 in 47 of the 48

@@ -17,7 +17,8 @@ import torch
 
 from conftest import TINY_MODEL_BLOCK
 from hrtem_wf.evaluations.evaluate import predict_particle_probability
-from hrtem_wf.inference import (
+from hrtem_wf.models.model import TrainedModel, build_model
+from hrtem_wf.real.inference import (
     DEFAULT_OVERLAP_PX,
     DEFAULT_TILE_PX,
     pixel_size_mismatch,
@@ -25,14 +26,13 @@ from hrtem_wf.inference import (
     predict_tiled,
     preprocess,
 )
-from hrtem_wf.micrographs import (
+from hrtem_wf.real.micrographs import (
     angstrom_per_unit,
     read_mask_png,
     read_micrograph,
     write_mask_png,
     write_probability_tiff,
 )
-from hrtem_wf.models.model import TrainedModel, build_model
 
 BLOCK = {
     **TINY_MODEL_BLOCK,

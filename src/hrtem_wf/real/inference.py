@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from .models.data import normalize_min_max
-from .models.model import resolve_device
+from hrtem_wf.models.data import normalize_min_max
+from hrtem_wf.models.model import resolve_device
 
 #: Defaults of predict_tiled (and `hrtem-wf predict`): tiles of 512 px overlapping by half.
 DEFAULT_TILE_PX = 512

@@ -45,7 +45,7 @@ def image_statistics(
     image: np.ndarray, mask: np.ndarray | None, pixel_size_A: float | None, median_px: int
 ) -> dict:
     """The realism statistics of one micrograph (see the module docstring)."""
-    from hrtem_wf.inference import preprocess
+    from hrtem_wf.real.inference import preprocess
 
     spectrum = radial_spectrum(image, mask)
     q, power = spectrum.q_per_px, spectrum.power

@@ -24,12 +24,12 @@ from hrtem_wf.evaluations.ensembles import (
     format_summary,
     seed_summary,
 )
-from hrtem_wf.evaluations.real_sets import read_real_set, score_real_set
 from hrtem_wf.evaluations.report import condition_table
-from hrtem_wf.inference import predict_micrograph
-from hrtem_wf.micrographs import write_mask_png
 from hrtem_wf.models import TrainedModel, read_split
 from hrtem_wf.models.synthetic import write_synthetic_dataset
+from hrtem_wf.real.inference import predict_micrograph
+from hrtem_wf.real.micrographs import write_mask_png
+from hrtem_wf.real.sets import read_real_set, score_real_set
 
 
 def _history(val_f1: list[float]) -> pd.DataFrame:
@@ -199,8 +199,8 @@ def test_pixel_size_mismatch_warns_and_resamples(models, tmp_path):
 def test_drawn_training_pixel_size_passes_its_range_and_resamples_to_its_nominal(monkeypatch):
     """A model trained on pixel sizes drawn from 0.18-0.26 A (nominal 0.22 A): a micrograph in
     that range (and 5 %) is used as it is; one outside is resampled to 0.22 A."""
-    import hrtem_wf.inference as inference
-    from hrtem_wf.evaluations.real_sets import RealImage, predict_real_image
+    import hrtem_wf.real.inference as inference
+    from hrtem_wf.real.sets import RealImage, predict_real_image
 
     seen_shapes = []
 
@@ -312,7 +312,7 @@ def test_a_new_real_set_scores_every_seed_without_retraining(tiny_run, tmp_path)
     assert "## Realism" in (flow.path / "results/report/summary.md").read_text()
 
 
-REAL_AU = Path(__file__).parent / "data" / "real_au"  # 3 real tiles, CC-BY-4.0: see its README
+REAL_AU = Path(__file__).parents[1] / "data" / "real_au"  # 3 real tiles, CC-BY-4.0: see its README
 
 
 def test_real_micrographs_read_as_the_user_has_them(models):

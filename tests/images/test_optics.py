@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
+from conftest import BLOCK, CS, CS_A, ENERGY_EV, SAMPLING_A, demo_waves, weak_phase_object
 from hrtem_wf.config import ConfigError, validate_block
-from hrtem_wf.images import draw_images, intensity, particle_mask, wavelength_A
+from hrtem_wf.images import Lens, draw_images, intensity, particle_mask, wavelength_A
 from hrtem_wf.images.formation import (
     objective_aperture,
     spatial_envelope,
     wave_spectrum,
     waves_at_defocus,
 )
-from test_imaging import BLOCK, CS, CS_A, ENERGY_EV, SAMPLING_A, _demo_waves, weak_phase_object
 
 # Non-square grid with different samplings (abTEM arrays are (x, y)): a swapped axis shows.
 NX, NY, SX, SY = 48, 40, 0.2, 0.25
@@ -73,16 +73,9 @@ def test_aperture_image_equals_abtem_ctf_image():
         )
         open_lens = abtem_image(abtem, wave_xy, defocus=80.0, Cs=CS_A, **LENS)
     assert np.abs(reference - open_lens).max() > 0.05  # the aperture matters on this object
+    lens = Lens(ENERGY_EV, 80.0, {**LENS, **CS}, objective_aperture_mrad=12.0)
     for fused in (True, False):
-        ours = intensity(
-            wave_xy.T,
-            (SY, SX),
-            ENERGY_EV,
-            80.0,
-            {**LENS, **CS},
-            objective_aperture_mrad=12.0,
-            fused=fused,
-        ).T
+        ours = intensity(wave_spectrum(wave_xy.T), (SY, SX), lens, fused=fused).T
         assert np.abs(ours - reference).max() < 5e-6
 
 
@@ -91,27 +84,22 @@ def test_no_power_beyond_the_aperture():
     semiangle = 10.0
     alpha = angles_mrad((96, 128), SAMPLING_A)
     step = 1e3 * wavelength_A(ENERGY_EV) / (96 * SAMPLING_A[0])  # the coarser angular step
+    lens = Lens(
+        ENERGY_EV,
+        60.0,
+        CS,
+        focal_spread_sigma_A=15.0,
+        focal_spread_samples=9,
+        objective_aperture_mrad=semiangle,
+    )
     for fused in (True, False):
-        lensed = waves_at_defocus(
-            wave_spectrum(waves), SAMPLING_A, ENERGY_EV, 60.0, CS, fused, semiangle
-        )
+        lensed = waves_at_defocus(wave_spectrum(waves), SAMPLING_A, lens, fused)
         power = np.abs(np.fft.fft2(lensed)) ** 2
         outside = alpha > semiangle + step / 2  # beyond the soft edge
         assert outside.sum() > 0.5 * alpha.size
         assert power[:, outside].sum() < 1e-12 * power.sum()
         # the image is the wave's autocorrelation in Fourier space: nothing beyond 2 alpha_c
-        image = intensity(
-            waves,
-            SAMPLING_A,
-            ENERGY_EV,
-            60.0,
-            CS,
-            15.0,
-            9,
-            3.0,
-            objective_aperture_mrad=semiangle,
-            fused=fused,
-        )
+        image = intensity(wave_spectrum(waves), SAMPLING_A, lens, fused=fused)
         image_power = np.abs(np.fft.fft2(image - image.mean())) ** 2
         # complex64 waves: round-off leaves ~1e-12 of the power there
         assert image_power[alpha > 2 * semiangle + step].sum() < 1e-10 * image_power.sum()
@@ -138,20 +126,19 @@ def test_label_wave_passes_the_same_aperture():
                 for p in particle.astype(np.complex128)
             ]
         )
+    particle, apertured = wave_spectrum(particle), wave_spectrum(apertured)
+    at_focus = Lens(ENERGY_EV)
     for fused in (True, False):
         ours = particle_mask(
             particle,
             (SY, SX),
-            ENERGY_EV,
-            0.0,
-            None,
+            Lens(ENERGY_EV, objective_aperture_mrad=8.0),
             "phase",
             0.2618,
             fused=fused,
-            objective_aperture_mrad=8.0,
         )
-        reference = particle_mask(apertured, (SY, SX), ENERGY_EV, 0.0, None, "phase", 0.2618)
-        plain = particle_mask(particle, (SY, SX), ENERGY_EV, 0.0, None, "phase", 0.2618)
+        reference = particle_mask(apertured, (SY, SX), at_focus, "phase", 0.2618)
+        plain = particle_mask(particle, (SY, SX), at_focus, "phase", 0.2618)
         assert np.array_equal(ours, reference) and not np.array_equal(ours, plain)
         assert shape == ours.shape
 
@@ -168,7 +155,9 @@ def test_spatial_envelope_equals_abtem(semiangle_mrad):
             angular_spread=semiangle_mrad, energy=ENERGY_EV, C10=-150.0, **lens
         )
         kernel = abtem_kernel(abtem, envelope)
-    ours = spatial_envelope((NY, NX), (SY, SX), ENERGY_EV, 150.0, lens, semiangle_mrad).T
+    ours = spatial_envelope(
+        (NY, NX), (SY, SX), Lens(ENERGY_EV, 150.0, lens, illumination_semiangle_mrad=semiangle_mrad)
+    ).T
     assert ours.min() < (0.99 if semiangle_mrad < 0.5 else 0.5)  # real damping on this grid
     assert np.abs(ours - kernel.real).max() < 1e-9 and np.abs(kernel.imag).max() < 1e-9
 
@@ -176,7 +165,8 @@ def test_spatial_envelope_equals_abtem(semiangle_mrad):
 def test_spatial_envelope_of_pure_defocus_is_kirklands():
     """Kirkland: E_s = exp(-(pi alpha / lambda)^2 (defocus lambda k)^2) = exp(-(pi alpha d k)^2)."""
     shape, sampling, alpha_mrad, defocus_A = (64, 64), (0.2, 0.2), 0.5, 400.0
-    ours = spatial_envelope(shape, sampling, ENERGY_EV, defocus_A, None, alpha_mrad)
+    lens = Lens(ENERGY_EV, defocus_A, illumination_semiangle_mrad=alpha_mrad)
+    ours = spatial_envelope(shape, sampling, lens)
     for index in (1, 5, 12, 20, 31):  # k = index / (64 x 0.2 A) along x
         k = index / (shape[1] * sampling[1])
         expected = np.exp(-((np.pi * alpha_mrad * 1e-3 * defocus_A * k) ** 2))
@@ -210,21 +200,17 @@ def test_partial_coherence_image_equals_abtem_ctf_image():
             **LENS,
         )
     assert np.abs(reference - temporal_only).max() > 1e-2
+    lens = Lens(
+        ENERGY_EV,
+        80.0,
+        {**LENS, **CS},
+        sigma_A,
+        "quasi_coherent",
+        objective_aperture_mrad=25.0,
+        illumination_semiangle_mrad=alpha_mrad,
+    )
     for fused in (True, False):
-        ours = intensity(
-            wave_xy.T,
-            (SY, SX),
-            ENERGY_EV,
-            80.0,
-            {**LENS, **CS},
-            sigma_A,
-            1,
-            3.0,
-            "quasi_coherent",
-            objective_aperture_mrad=25.0,
-            illumination_semiangle_mrad=alpha_mrad,
-            fused=fused,
-        ).T
+        ours = intensity(wave_spectrum(wave_xy.T), (SY, SX), lens, fused=fused).T
         assert np.abs(ours - reference).max() < 5e-6
 
 
@@ -240,19 +226,10 @@ def test_incoherent_focal_spread_takes_each_defocus_envelope():
             w * abtem_image(abtem, wave_xy, defocus=d, Cs=CS_A, angular_spread=0.7, **LENS)
             for d, w in zip(defoci, weights)
         )
+    lens = Lens(ENERGY_EV, -60.0, {**LENS, **CS}, 30.0, "incoherent", 5, 2.0, None, 0.7)
     for fused in (True, False):
         ours = intensity(
-            wave_xy.T,
-            (SY, SX),
-            ENERGY_EV,
-            -60.0,
-            {**LENS, **CS},
-            30.0,
-            5,
-            2.0,
-            illumination_semiangle_mrad=0.7,
-            plasmon=(0.5, 1.0),
-            fused=fused,
+            wave_spectrum(wave_xy.T), (SY, SX), lens, plasmon=(0.5, 1.0), fused=fused
         ).T
         # the plasmon model is affine with the mean kept: undo it with the image's own mean
         mean = reference.mean()
@@ -272,7 +249,7 @@ def _noise_free_draws(monkeypatch, block):
         "detector_counts",
         lambda image, dose, pixel, rng: (image * dose * pixel**2).astype(np.float32),
     )
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     return draw_images(full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(4))
 
 
@@ -327,7 +304,7 @@ def test_defaults_are_bit_identical():
         "blur_A": 0.0,
     }
     coherent = {**explicit, "illumination_semiangle_mrad": None}
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     draws = [
         draw_images(
             full,
@@ -357,7 +334,7 @@ def test_drawn_optics_are_recorded_and_change_the_image():
             "blur_A": 0.5,
         },
     )
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     images, masks, records = draw_images(
         full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(11)
     )

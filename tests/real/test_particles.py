@@ -1,4 +1,4 @@
-"""Particle analysis (hrtem_wf.analysis): per-particle Fourier peaks and the zone-axis flag.
+"""Particle analysis (hrtem_wf.real.particles): per-particle Fourier peaks and the zone-axis flag.
 
 Synthetic fringe images check the mechanics (pairs, spacings, the ratio, labels); abTEM
 simulations of a small Au particle on and off the [110] zone axis check that the flag tells them
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from hrtem_wf.analysis import (
+from hrtem_wf.real.particles import (
     CSV_COLUMNS,
     DEFAULT_MAX_RATIO,
     analyze_particles,
@@ -219,19 +219,15 @@ def footprint_mask(atoms, shape, pixel_size_A=PIXEL_SIZE_A, radius_A=1.5) -> np.
 @pytest.fixture(scope="module")
 def simulated():
     """{'zone axis' | 'tilted': (noise-free image at PIXEL_SIZE_A, mask)}."""
-    from hrtem_wf.images.formation import (
-        intensity_from_spectrum,
-        resample_to_pixel_size,
-        wave_spectrum,
-    )
+    from hrtem_wf.images.formation import intensity, resample_to_pixel_size, wave_spectrum
+    from hrtem_wf.images.lens import Lens
 
     out = {}
     for name, tilt_deg in (("zone axis", 0.0), ("tilted", TILT_DEG)):
         atoms = au_particle(tilt_deg)
         sampling = (POTENTIAL_SAMPLING_A, POTENTIAL_SAMPLING_A)
-        image = intensity_from_spectrum(
-            wave_spectrum(exit_wave(atoms)), sampling, ENERGY_EV, DEFOCUS_A, {"C30": CS_A}
-        )
+        lens = Lens(ENERGY_EV, DEFOCUS_A, {"C30": CS_A})
+        image = intensity(wave_spectrum(exit_wave(atoms)), sampling, lens)
         image = resample_to_pixel_size(image, sampling, PIXEL_SIZE_A)
         out[name] = (image, footprint_mask(atoms, image.shape))
     return out
@@ -308,7 +304,7 @@ def test_cli_predict_analyze(simulated, tmp_path, caplog):
     must be what analyze_particles gives for the written mask, at the model's pixel size (the
     .npy micrograph records none)."""
     from hrtem_wf.cli import main
-    from hrtem_wf.micrographs import read_mask_png
+    from hrtem_wf.real.micrographs import read_mask_png
 
     image = noisy(simulated["zone axis"][0], 4000.0)
     np.save(tmp_path / "au.npy", image)

@@ -18,9 +18,9 @@ import h5py
 import numpy as np
 import pytest
 
-from hrtem_wf.micrographs import read_micrograph
+from hrtem_wf.real.micrographs import read_micrograph
 
-DATA = Path(__file__).parent / "data" / "instrument_files"
+DATA = Path(__file__).parents[1] / "data" / "instrument_files"
 
 # name, shape, pixel size (Angstrom) as the file states it, a warning read_micrograph must give
 CASES = [

@@ -8,6 +8,8 @@ those estimates, and measure how far simulated micrographs are from the real one
     measure.py    the estimators over a set of micrographs, pooled (match.json) and its figure
     suggest.py    structures / simulations / images blocks around the estimates (YAML)
     realism.py    the same statistics of simulated and real micrographs, one gap each
+    files.py      from files to files: micrographs in; match.json, suggested.yaml, config.yaml,
+                  realism.json out (`match_files`)
 """
 
 from .measure import Micrograph, match_micrographs, plot_match, read_micrographs

@@ -8,10 +8,21 @@ import json
 import numpy as np
 import pytest
 
-from conftest import iou
+from conftest import (
+    BLOCK,
+    CS,
+    CS_A,
+    ENERGY_EV,
+    SAMPLING_A,
+    demo_waves,
+    disk,
+    iou,
+    weak_phase_object,
+)
 from hrtem_wf.config import validate_block
 from hrtem_wf.images import (
     PRESETS,
+    Lens,
     aberration_phase,
     apply_mtf,
     draw_aberrations,
@@ -21,45 +32,12 @@ from hrtem_wf.images import (
     particle_mask,
     plasmon_losses,
     temporal_envelope,
+    wave_spectrum,
     wavelength_A,
 )
-from hrtem_wf.images.formation import detector_counts, focal_spread_defoci, median_filter
+from hrtem_wf.images.formation import detector_counts, median_filter
 from hrtem_wf.images.labels import grow_mask
-
-ENERGY_EV = 300e3
-SAMPLING_A = (0.2, 0.2)
-CS_A = -19130.0
-CS = {"C30": CS_A}
-
-# The demo config's image block, copied so other edits of config.yaml cannot change these tests
-# (validated: the defaults filled as the workflow does).
-BLOCK = validate_block(
-    "images",
-    {
-        "simulations": "au_small_fp",
-        "device": "cpu",
-        "draws_per_structure": 4,
-        "defocus_A": {"distribution": "uniform", "low": -100.0, "high": 100.0},
-        "aberrations": {"preset": "none", "coefficients": {"C30": CS_A}},
-        "focal_spread": {
-            "method": "incoherent",
-            "sigma_A": {"distribution": "fixed", "value": 15.0},
-            "samples": 9,
-            "extent_sigmas": 3.0,
-        },
-        "frozen_phonons": "all",
-        "plasmons": None,
-        "dose_e_per_A2": {"distribution": "uniform", "low": 400.0, "high": 1000.0},
-        "detector": {"pixel_size_A": 0.2, "mtf": None, "blur_sigma_px": 0.0, "median_filter_px": 3},
-        "crop_px": [96, 96],
-        "label": {
-            "method": "phase",
-            "threshold": 0.2618,
-            "smoothing_sigma_px": 3.0,
-            "smoothing_threshold": 0.1,
-        },
-    },
-)
+from hrtem_wf.images.lens import focal_spread_defoci
 
 # Every effect on, as the study's Optimal Au images (SI section 1.8).
 ALL_EFFECTS = validate_block(
@@ -127,18 +105,6 @@ def block_with(base=BLOCK, **changes):
         else:
             block[key] = value
     return block
-
-
-def disk(shape, radius_px, center=None):
-    ny, nx = shape
-    cy, cx = (ny // 2, nx // 2) if center is None else center
-    y, x = np.mgrid[:ny, :nx]
-    return (y - cy) ** 2 + (x - cx) ** 2 < radius_px**2
-
-
-def weak_phase_object(shape, phonons=1, seed=0, strength_rad=0.05):
-    rng = np.random.default_rng(seed)
-    return np.exp(1j * strength_rad * rng.standard_normal((phonons, *shape))).astype(np.complex64)
 
 
 def band_power(image, sampling_A, k_low, k_high):
@@ -210,7 +176,8 @@ def test_intensity_matches_abtem_ctf_image():
         ctf = abtem.CTF(energy=ENERGY_EV, defocus=defocus_A, Cs=CS_A, **extra)
         waves = abtem.Waves(wave_xy, energy=ENERGY_EV, sampling=(sx, sy))
         reference = np.asarray(waves.apply_transform(ctf).intensity().compute().array)
-    ours = intensity(wave_xy.T, (sy, sx), ENERGY_EV, defocus_A, {**extra, **CS}).T
+    lens = Lens(ENERGY_EV, defocus_A, {**extra, **CS})
+    ours = intensity(wave_spectrum(wave_xy.T), (sy, sx), lens).T
     assert reference.std() > 0.05
     assert np.abs(ours - reference).max() < 1e-4
 
@@ -227,10 +194,97 @@ def test_aberration_phase_rejects_unknown_symbols():
 @pytest.mark.parametrize("sigma_A", [0.0, 15.0])
 def test_vacuum_image_is_flat(defocus_A, sigma_A):
     vacuum = np.ones((3, 64, 80), dtype=np.complex64)
-    image = intensity(vacuum, SAMPLING_A, ENERGY_EV, defocus_A, CS, sigma_A, 9, 3.0)
+    lens = Lens(ENERGY_EV, defocus_A, CS, focal_spread_sigma_A=sigma_A, focal_spread_samples=9)
+    image = intensity(wave_spectrum(vacuum), SAMPLING_A, lens)
     assert image.shape == (64, 80)
     assert abs(image.mean() - 1.0) < 1e-5
     assert image.std() / image.mean() < 1e-5
+
+
+# --- the Lens ---------------------------------------------------------------------------------
+
+
+def test_lens_is_a_frozen_value():
+    import dataclasses
+
+    lens = Lens(ENERGY_EV, 80.0, {"phi12": 0.7, "C30": CS_A, "C12": 20.0}, 15.0, "incoherent", 9)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        lens.defocus_A = 0.0
+    # the coefficients are stored in abTEM's symbol order, whatever order they came in
+    assert lens.aberrations == (("C12", 20.0), ("C30", CS_A), ("phi12", 0.7))
+    same = Lens(ENERGY_EV, 80, (("C30", CS_A), ("C12", 20), ("phi12", 0.7)), 15, "incoherent", 9)
+    assert same == lens and hash(same) == hash(lens) and len({lens, same}) == 1
+    assert lens.coefficients == {"C12": 20.0, "C30": CS_A, "phi12": 0.7}
+    assert lens.wavelength_A == wavelength_A(ENERGY_EV)
+    assert Lens(ENERGY_EV, aberrations=None) == Lens(ENERGY_EV)
+    assert Lens(ENERGY_EV).aberrations == ()
+    for bad in (
+        dict(aberrations={"C10": -50.0}),  # the defocus has its own field
+        dict(aberrations={"C11": 1.0}),
+        dict(focal_spread_method="coherent"),
+        dict(focal_spread_sigma_A=-1.0),
+        dict(focal_spread_samples=0),
+        dict(objective_aperture_mrad=0.0),
+    ):
+        with pytest.raises(ValueError):
+            Lens(ENERGY_EV, **bad)
+
+
+def test_lens_at_defocus_and_coherent_change_only_their_fields():
+    lens = Lens(ENERGY_EV, 80.0, CS, 15.0, "incoherent", 9, 2.5, 20.0, 0.4)
+    moved = lens.at_defocus(-40.0)
+    assert moved.defocus_A == -40.0 and lens.defocus_A == 80.0
+    assert moved == Lens(ENERGY_EV, -40.0, CS, 15.0, "incoherent", 9, 2.5, 20.0, 0.4)
+    assert lens.at_defocus(80.0) == lens
+    coherent = lens.coherent()
+    assert coherent == Lens(
+        ENERGY_EV, 80.0, CS, objective_aperture_mrad=20.0, focal_spread_extent_sigmas=2.5
+    )
+    defoci, weights, envelope_sigma_A = coherent.focal_samples()
+    assert defoci.tolist() == [80.0] and weights.tolist() == [1.0] and envelope_sigma_A == 0.0
+    defoci, weights, envelope_sigma_A = lens.focal_samples()
+    assert np.array_equal(defoci, focal_spread_defoci(80.0, 15.0, 9, 2.5)[0])
+    assert envelope_sigma_A == 0.0 and weights.sum() == pytest.approx(1.0)
+    quasi = Lens(ENERGY_EV, 80.0, CS, 15.0, "quasi_coherent", 9)
+    assert [a.tolist() for a in quasi.focal_samples()[:2]] == [[80.0], [1.0]]
+    assert quasi.focal_samples()[2] == 15.0
+
+
+def test_lens_polar_arrays_are_the_nonzero_terms():
+    lens = Lens(ENERGY_EV, aberrations={"C12": 20.0, "phi12": 0.7, "C21": 0.0, "phi21": 1.0, **CS})
+    magnitudes, powers, folds, angles = lens.polar_arrays()
+    assert magnitudes.tolist() == [20.0, CS_A] and angles.tolist() == [0.7, 0.0]
+    assert powers.tolist() == [2, 4] and folds.tolist() == [2, 0]
+    assert (magnitudes.dtype, powers.dtype, folds.dtype) == (np.float64, np.int64, np.int64)
+    empty = Lens(ENERGY_EV).polar_arrays()
+    assert [a.shape for a in empty] == [(0,)] * 4 and empty[1].dtype == np.int64
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_one_intensity_function_on_waves(fused):
+    """Waves go in through their spectrum: vacuum is exactly 1 through any coherent or
+    quasi-coherent lens (plasmons keep the mean), and a weak object's image is the textbook
+    mean_p |IFFT(FFT(psi_p) exp(-i chi))|^2 with chi of C10 = -defocus."""
+    vacuum = wave_spectrum(np.ones((2, 64, 80), dtype=np.complex64))
+    lenses = (
+        Lens(ENERGY_EV, 73.5, {**CS, "C12": 30.0, "phi12": 0.3}),
+        Lens(ENERGY_EV, -250.0, CS, 20.0, "quasi_coherent"),
+    )
+    for lens in lenses:
+        for plasmon in (None, (0.5, 1.0)):
+            image = intensity(vacuum, SAMPLING_A, lens, plasmon=plasmon, fused=fused)
+            assert np.array_equal(image, np.ones((64, 80)))
+    waves = weak_phase_object((64, 80), phonons=2, strength_rad=0.3)
+    lens = lenses[0]
+    ky = np.fft.fftfreq(64, SAMPLING_A[0])[:, None]
+    kx = np.fft.fftfreq(80, SAMPLING_A[1])[None, :]
+    chi = aberration_phase(kx, ky, lens.wavelength_A, {**lens.coefficients, "C10": -73.5})
+    psi = np.fft.ifft2(np.fft.fft2(waves.astype(np.complex128)) * np.exp(-1j * chi))
+    expected = (np.abs(psi) ** 2).mean(axis=0)
+    image = intensity(wave_spectrum(waves), SAMPLING_A, lens, fused=fused)
+    assert np.abs(image - expected).max() < 1e-5
+    single = intensity(wave_spectrum(waves[0]), SAMPLING_A, lens, fused=fused)  # (ny, nx) wave
+    assert np.abs(single - np.abs(psi[0]) ** 2).max() < 1e-5
 
 
 def test_focal_spread_weights():
@@ -241,24 +295,34 @@ def test_focal_spread_weights():
     assert np.array_equal(focal_spread_defoci(30.0, 0.0, 9, 3.0)[0], [30.0])
 
 
-def test_zero_focal_spread_is_the_coherent_image():
-    waves = weak_phase_object((64, 64), phonons=2)
-    coherent = intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS)
-    assert np.array_equal(intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS, 0.0, 25, 3.0), coherent)
-    # and continuously so: a vanishing spread, sampled 25 times, converges to it
-    for sigma_A in (1e-4, 1e-6):
-        tiny = intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS, sigma_A, 25, 3.0)
-        assert np.abs(tiny / coherent - 1).max() < 1e-6
-    assert (
-        np.abs(intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS, 15.0, 25, 3.0) - coherent).max()
-        > 1e-3
+def spread_lens(defocus_A, sigma_A, samples=9, aberrations=CS, **kwargs):
+    """The incoherent focal spread of `samples` defoci over +- 3 sigma at ENERGY_EV."""
+    return Lens(
+        ENERGY_EV,
+        defocus_A,
+        aberrations,
+        focal_spread_sigma_A=sigma_A,
+        focal_spread_samples=samples,
+        **kwargs,
     )
 
 
+def test_zero_focal_spread_is_the_coherent_image():
+    spectrum = wave_spectrum(weak_phase_object((64, 64), phonons=2))
+    coherent = intensity(spectrum, SAMPLING_A, Lens(ENERGY_EV, 60.0, CS))
+    assert np.array_equal(intensity(spectrum, SAMPLING_A, spread_lens(60.0, 0.0, 25)), coherent)
+    # and continuously so: a vanishing spread, sampled 25 times, converges to it
+    for sigma_A in (1e-4, 1e-6):
+        tiny = intensity(spectrum, SAMPLING_A, spread_lens(60.0, sigma_A, 25))
+        assert np.abs(tiny / coherent - 1).max() < 1e-6
+    spread = intensity(spectrum, SAMPLING_A, spread_lens(60.0, 15.0, 25))
+    assert np.abs(spread - coherent).max() > 1e-3
+
+
 def test_focal_spread_damps_high_spatial_frequencies():
-    waves = weak_phase_object((256, 256))
-    coherent = intensity(waves, SAMPLING_A, ENERGY_EV, 50.0, CS)
-    spread = intensity(waves, SAMPLING_A, ENERGY_EV, 50.0, CS, 15.0, 25, 3.0)
+    spectrum = wave_spectrum(weak_phase_object((256, 256)))
+    coherent = intensity(spectrum, SAMPLING_A, Lens(ENERGY_EV, 50.0, CS))
+    spread = intensity(spectrum, SAMPLING_A, spread_lens(50.0, 15.0, 25))
     # temporal envelope exp(-(pi lambda sigma k^2)^2 / 2): ~1 at 0.2 /A, ~0.04 at 1.5 /A
     low = band_power(spread, SAMPLING_A, 0.1, 0.25) / band_power(coherent, SAMPLING_A, 0.1, 0.25)
     high = band_power(spread, SAMPLING_A, 1.3, 1.6) / band_power(coherent, SAMPLING_A, 1.3, 1.6)
@@ -271,8 +335,9 @@ def test_phonon_average_uses_every_phonon():
     phonons = np.stack(
         [np.exp(1j * 0.5 * disk(shape, 10, center)) for center in [(30, 30), (60, 40), (45, 70)]]
     ).astype(np.complex64)
-    averaged = intensity(phonons, SAMPLING_A, ENERGY_EV, 80.0, CS, 15.0, 9, 3.0)
-    singles = [intensity(p, SAMPLING_A, ENERGY_EV, 80.0, CS, 15.0, 9, 3.0) for p in phonons]
+    lens = spread_lens(80.0, 15.0)
+    averaged = intensity(wave_spectrum(phonons), SAMPLING_A, lens)
+    singles = [intensity(wave_spectrum(p), SAMPLING_A, lens) for p in phonons]
     assert np.allclose(averaged, np.mean(singles, axis=0), atol=1e-6)
     for single in singles:
         assert np.abs(averaged - single).max() > 0.05
@@ -317,11 +382,12 @@ def test_draw_mean_counts_follow_dose_and_pixel_size(pixel_size_A):
 def test_phase_label_of_weak_phase_disk(defocus_A):
     shape = (256, 256)
     truth = disk(shape, 30)
-    particle = np.exp(1j * 0.5 * truth)[None].astype(np.complex64)
-    mask = particle_mask(particle, SAMPLING_A, ENERGY_EV, defocus_A, CS, "phase", 0.2618, 3.0, 0.5)
+    particle = wave_spectrum(np.exp(1j * 0.5 * truth)[None].astype(np.complex64))
+    lens = Lens(ENERGY_EV, defocus_A, CS)
+    mask = particle_mask(particle, SAMPLING_A, lens, "phase", 0.2618, 3.0, 0.5)
     assert iou(mask, truth) >= 0.8
     # the config's low smoothing threshold (0.1) grows the outline by ~1.3 sigma, no more
-    grown = particle_mask(particle, SAMPLING_A, ENERGY_EV, defocus_A, CS, "phase", 0.2618, 3.0, 0.1)
+    grown = particle_mask(particle, SAMPLING_A, lens, "phase", 0.2618, 3.0, 0.1)
     assert (grown & truth).sum() / truth.sum() > 0.99
     assert iou(grown, truth) >= 0.75
 
@@ -332,15 +398,19 @@ def test_phase_label_needs_more_than_half_the_phonons():
     vacuum = np.ones(shape, dtype=np.complex64)
     two_of_three = np.stack([inside, inside, vacuum])
     two_of_four = np.stack([inside, inside, vacuum, vacuum])
-    assert particle_mask(two_of_three, SAMPLING_A, ENERGY_EV, 0.0, None, "phase", 0.2618)[32, 32]
-    assert not particle_mask(two_of_four, SAMPLING_A, ENERGY_EV, 0.0, None, "phase", 0.2618).any()
+    at_focus = Lens(ENERGY_EV)
+    assert particle_mask(wave_spectrum(two_of_three), SAMPLING_A, at_focus, "phase", 0.2618)[32, 32]
+    assert not particle_mask(
+        wave_spectrum(two_of_four), SAMPLING_A, at_focus, "phase", 0.2618
+    ).any()
 
 
 def test_intensity_label_of_absorbing_disk():
     shape = (128, 128)
     truth = disk(shape, 25)
     particle = (1.0 - 0.5 * truth)[None].astype(np.complex64)  # |I - 1| = 0.75 inside
-    mask = particle_mask(particle, SAMPLING_A, ENERGY_EV, 20.0, CS, "intensity", 0.1, 3.0, 0.5)
+    lens = Lens(ENERGY_EV, 20.0, CS)
+    mask = particle_mask(wave_spectrum(particle), SAMPLING_A, lens, "intensity", 0.1, 3.0, 0.5)
     assert iou(mask, truth) >= 0.8
 
 
@@ -396,7 +466,9 @@ def test_footprint_label_is_the_same_for_every_lens():
             full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(3)
         )
         assert {r["label_lens"] for r in records} == {lens}
-    at_focus = particle_mask(particle, SAMPLING_A, ENERGY_EV, 0.0, None, "phase", 0.2618, 3.0, 0.5)
+    at_focus = particle_mask(
+        wave_spectrum(particle), SAMPLING_A, Lens(ENERGY_EV), "phase", 0.2618, 3.0, 0.5
+    )
     assert all(np.array_equal(m, at_focus) for m in masks["none"])
     assert iou(at_focus, truth) >= 0.9
     assert not all(np.array_equal(m, masks["image"][0]) for m in masks["image"][1:])
@@ -405,15 +477,8 @@ def test_footprint_label_is_the_same_for_every_lens():
 # --- draw_images: contract --------------------------------------------------------------------
 
 
-def _demo_waves(shape=(128, 128), phonons=3):
-    particle = np.stack(
-        [np.exp(1j * 0.4 * disk(shape, 20, (60 + 3 * p, 64))) for p in range(phonons)]
-    ).astype(np.complex64)
-    return particle * weak_phase_object(shape, phonons, seed=1), particle
-
-
 def test_draw_images_shapes_records_and_ranges():
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     images, masks, records = draw_images(
         full, particle, SAMPLING_A, ENERGY_EV, BLOCK, np.random.default_rng(7)
     )
@@ -454,7 +519,7 @@ def test_draw_images_shapes_records_and_ranges():
 
 
 def test_single_phonon_mode_uses_phonon_zero():
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     block = block_with(frozen_phonons="single", draws_per_structure=1)
     one = draw_images(full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(2))
     only_first = draw_images(
@@ -465,7 +530,7 @@ def test_single_phonon_mode_uses_phonon_zero():
 
 
 def test_draw_images_is_deterministic():
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     a = draw_images(full, particle, SAMPLING_A, ENERGY_EV, BLOCK, np.random.default_rng(5))
     b = draw_images(full, particle, SAMPLING_A, ENERGY_EV, BLOCK, np.random.default_rng(5))
     c = draw_images(full, particle, SAMPLING_A, ENERGY_EV, BLOCK, np.random.default_rng(6))
@@ -474,7 +539,7 @@ def test_draw_images_is_deterministic():
 
 
 def test_crop_larger_than_image_raises():
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     with pytest.raises(ValueError, match="crop_px"):
         draw_images(
             full,
@@ -497,7 +562,7 @@ def test_crop_larger_than_image_raises():
 
 
 def test_bad_block_values_raise():
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     rng = np.random.default_rng(0)
     # block values: one home, config validation (before any job; library callers use it too)
     with pytest.raises(ValueError, match="images.block.frozen_phonons"):
@@ -579,16 +644,14 @@ def test_randomized_aberrations_follow_their_distributions():
 
 @pytest.mark.parametrize("coefficients", [PRESETS["team05_table_s1"], COEFFICIENT_SETS[3]])
 def test_fused_lens_kernel_matches_the_aberration_phase(coefficients):
-    from hrtem_wf.images.formation import _lens_terms
     from hrtem_wf.images.kernels import lens_phase_and_step
 
     ny, nx, sampling = 40, 48, (0.25, 0.2)
     ky = np.fft.fftfreq(ny, sampling[0])
     kx = np.fft.fftfreq(nx, sampling[1])
     wavelength = wavelength_A(ENERGY_EV)
-    phase, step = lens_phase_and_step(
-        ky, kx, wavelength, *_lens_terms(coefficients), 70.0, 5.0, 0.0
-    )
+    terms = Lens(ENERGY_EV, aberrations=coefficients).polar_arrays()
+    phase, step = lens_phase_and_step(ky, kx, wavelength, *terms, 70.0, 5.0, 0.0)
     chi = aberration_phase(kx[None, :], ky[:, None], wavelength, {**coefficients, "C10": -70.0})
     assert np.abs(np.angle(phase * np.exp(1j * chi))).max() < 1e-8
     chi_next = aberration_phase(
@@ -604,9 +667,9 @@ def test_focal_spread_damps_a_weak_phase_object_as_the_temporal_envelope():
     """Linear image of a weak phase object: FT(I - 1)(k) ~ 2 Phi(k) sin chi(k). Averaging over a
     Gaussian defocus spread multiplies it by E(k) = exp(-(pi lambda sigma k^2)^2 / 2)."""
     shape, sigma_A = (256, 256), 20.0
-    wave = weak_phase_object(shape, strength_rad=0.01, seed=4)
-    coherent = np.fft.fft2(intensity(wave, SAMPLING_A, ENERGY_EV, 200.0, CS) - 1)
-    spread = np.fft.fft2(intensity(wave, SAMPLING_A, ENERGY_EV, 200.0, CS, sigma_A, 25, 3.0) - 1)
+    wave = wave_spectrum(weak_phase_object(shape, strength_rad=0.01, seed=4))
+    coherent = np.fft.fft2(intensity(wave, SAMPLING_A, Lens(ENERGY_EV, 200.0, CS)) - 1)
+    spread = np.fft.fft2(intensity(wave, SAMPLING_A, spread_lens(200.0, sigma_A, 25)) - 1)
     ky = np.fft.fftfreq(shape[0], SAMPLING_A[0])[:, None]
     kx = np.fft.fftfreq(shape[1], SAMPLING_A[1])[None, :]
     k = np.hypot(kx, ky)
@@ -636,12 +699,12 @@ def test_quasi_coherent_focal_spread_matches_abtem():
         ctf = abtem.CTF(energy=ENERGY_EV, defocus=80.0, Cs=CS_A, focal_spread=np.sqrt(2) * sigma_A)
         waves = abtem.Waves(wave_xy, energy=ENERGY_EV, sampling=(sx, sy))
         reference = np.asarray(waves.apply_transform(ctf).intensity().compute().array)
+    spectrum = wave_spectrum(wave_xy.T)
+    lens = Lens(ENERGY_EV, 80.0, CS, sigma_A, "quasi_coherent")
     for fused in (True, False):
-        ours = intensity(
-            wave_xy.T, (sy, sx), ENERGY_EV, 80.0, CS, sigma_A, 1, 3.0, "quasi_coherent", fused=fused
-        ).T
+        ours = intensity(spectrum, (sy, sx), lens, fused=fused).T
         assert np.abs(ours - reference).max() < 1e-4
-    coherent = intensity(wave_xy.T, (sy, sx), ENERGY_EV, 80.0, CS).T
+    coherent = intensity(spectrum, (sy, sx), lens.coherent()).T
     assert np.abs(coherent - reference).max() > 1e-2
 
 
@@ -663,9 +726,9 @@ def test_plasmon_losses_keep_the_mean_and_reduce_contrast():
 
 def test_plasmons_in_image_formation():
     """Through the whole formation: the mean stays 1, the contrast drops by 0.5 + 0.5/2."""
-    waves = weak_phase_object((96, 96), phonons=2, strength_rad=0.2)
-    plain = intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS, 15.0, 9, 3.0)
-    lossy = intensity(waves, SAMPLING_A, ENERGY_EV, 60.0, CS, 15.0, 9, 3.0, plasmon=(0.5, 1.0))
+    spectrum = wave_spectrum(weak_phase_object((96, 96), phonons=2, strength_rad=0.2))
+    plain = intensity(spectrum, SAMPLING_A, spread_lens(60.0, 15.0))
+    lossy = intensity(spectrum, SAMPLING_A, spread_lens(60.0, 15.0), plasmon=(0.5, 1.0))
     assert lossy.mean() == pytest.approx(plain.mean(), abs=1e-6)
     assert lossy.std() / plain.std() == pytest.approx(0.75, rel=1e-4)
 
@@ -722,16 +785,18 @@ def test_median_kernel_equals_scipy():
 def test_fused_kernels_equal_the_generic_path():
     waves = weak_phase_object((80, 96), phonons=3, strength_rad=0.3, seed=9)
     waves[1] *= 0.9  # phonons with different means
-    args = (SAMPLING_A, ENERGY_EV, -120.0, PRESETS["team05_table_s1"], 18.0, 25, 3.0)
+    spectrum = wave_spectrum(waves)
     for method in ("incoherent", "quasi_coherent"):
-        fused = intensity(waves, *args, method, plasmon=(0.4, 1.0), fused=True)
-        generic = intensity(waves, *args, method, plasmon=(0.4, 1.0), fused=False)
+        lens = spread_lens(-120.0, 18.0, 25, PRESETS["team05_table_s1"], focal_spread_method=method)
+        fused = intensity(spectrum, SAMPLING_A, lens, plasmon=(0.4, 1.0), fused=True)
+        generic = intensity(spectrum, SAMPLING_A, lens, plasmon=(0.4, 1.0), fused=False)
         assert np.abs(fused / generic - 1).max() < 1e-5
     particle = np.exp(1j * 0.6 * disk((80, 96), 20)).astype(np.complex64)[None].repeat(3, 0)
     particle[1] *= np.exp(-0.3j)
+    particle, lens = wave_spectrum(particle), Lens(ENERGY_EV, 40.0, CS)
     for method, threshold in [("phase", 0.2618), ("phase", -0.5), ("intensity", 0.05)]:
         masks = [
-            particle_mask(particle, SAMPLING_A, ENERGY_EV, 40.0, CS, method, threshold, fused=f)
+            particle_mask(particle, SAMPLING_A, lens, method, threshold, fused=f)
             for f in (True, False)
         ]
         assert masks[0].any() and np.array_equal(*masks)
@@ -741,7 +806,7 @@ def test_fused_kernels_equal_the_generic_path():
 
 
 def test_all_effects_draw_records_every_parameter():
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     block = block_with(
         ALL_EFFECTS,
         crop_px=[96, 96],
@@ -770,7 +835,7 @@ def test_all_effects_draw_records_every_parameter():
 
 
 def test_effects_switched_off_record_neutral_values():
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     _, _, records = draw_images(
         full, particle, SAMPLING_A, ENERGY_EV, BLOCK, np.random.default_rng(3)
     )
@@ -788,7 +853,7 @@ def test_gpu_device_without_a_gpu_is_a_clear_error():
             pytest.skip("a GPU is visible")
     except Exception:
         pass
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     with pytest.raises(RuntimeError, match="gpu"):
         draw_images(
             full,
@@ -802,7 +867,7 @@ def test_gpu_device_without_a_gpu_is_a_clear_error():
 
 def test_focal_points_share_the_lens_and_doses_form_a_grid():
     """The study's Baseline: 4 defoci per structure, each imaged at the 5 doses."""
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     block = block_with(
         draws_per_structure=20,
         focal_points=4,
@@ -823,7 +888,7 @@ def test_focal_points_share_the_lens_and_doses_form_a_grid():
 
 def test_focal_series_with_jitter():
     """Varying Substrate: 11 focal points -50..+50 nm in 10 nm steps, each +- N(0, 2 nm)."""
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     grid = list(np.arange(-500.0, 501.0, 100.0))
     block = block_with(
         draws_per_structure=22,
@@ -845,13 +910,11 @@ def test_repeats_of_a_focal_point_share_the_noise_free_image(monkeypatch):
     import hrtem_wf.images.draw as draw
 
     calls = []
-    real = draw.intensity_from_spectrum
+    real = draw.intensity
     monkeypatch.setattr(
-        draw,
-        "intensity_from_spectrum",
-        lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs),
+        draw, "intensity", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs)
     )
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     fixed = block_with(
         draws_per_structure=6, focal_points=2, plasmons={"weight": 0.5, "background": 1.0}
     )
@@ -865,7 +928,7 @@ def test_repeats_of_a_focal_point_share_the_noise_free_image(monkeypatch):
 
 # --- the detector as distributions (Madsen 2018: the sampling jittered per image) -------------
 
-# BLOCK drawn from _demo_waves with seed 7 by the code before the detector could be drawn
+# BLOCK drawn from demo_waves with seed 7 by the code before the detector could be drawn
 # (commit 390fe0f): a detector of fixed numbers draws nothing, so the stream and the images
 # stay what they were. (defocus_A, dose_e_per_A2, crop_y0_px, crop_x0_px, mean_counts)
 BEFORE_DETECTOR_DRAWS = [
@@ -888,7 +951,7 @@ JITTERED_DETECTOR = {
 
 
 def test_fixed_detector_keeps_the_random_stream_and_the_images():
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     _, _, records = draw_images(
         full, particle, SAMPLING_A, ENERGY_EV, BLOCK, np.random.default_rng(7)
     )
@@ -936,7 +999,7 @@ def test_drawn_detector_values_lie_in_their_support_are_used_and_recorded(monkey
             used["resampled_to"].append(size) or real_resample(image, sampling, size)
         ),
     )
-    full, particle = _demo_waves()  # 128 x 128 px at 0.2 A: 85 px at the largest pixel size
+    full, particle = demo_waves()  # 128 x 128 px at 0.2 A: 85 px at the largest pixel size
     block = validate_block(
         "images", block_with(draws_per_structure=8, detector=JITTERED_DETECTOR, crop_px=[80, 80])
     )
@@ -1006,7 +1069,7 @@ def test_drawn_pixel_size_resamples_image_and_mask_alike():
 
 
 def test_drawn_pixel_size_needs_a_crop_that_fits_the_largest():
-    full, particle = _demo_waves()  # 128 px at 0.2 A: 64 px at 0.4 A
+    full, particle = demo_waves()  # 128 px at 0.2 A: 64 px at 0.4 A
     drawn = {"distribution": "uniform", "low": 0.2, "high": 0.4}
     too_large = block_with(pixel_size_A=drawn, crop_px=[72, 72])  # fits at 0.2 A to 0.35 A
     with pytest.raises(ValueError, match=r"crop_px \[72, 72\] is larger than the detector image"):
@@ -1036,7 +1099,7 @@ def test_drawn_pixel_size_needs_a_crop_that_fits_the_largest():
 
 def test_a_focal_series_of_one_offset_zero_is_the_single_image_draw():
     """One channel at offset 0 draws the same random stream and images as no series."""
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     single = draw_images(full, particle, SAMPLING_A, ENERGY_EV, BLOCK, np.random.default_rng(4))
     block = block_with(focal_series={"offsets_A": [0.0]})
     series = draw_images(full, particle, SAMPLING_A, ENERGY_EV, block, np.random.default_rng(4))
@@ -1050,15 +1113,15 @@ def test_focal_series_images_are_at_the_drawn_defocus_plus_each_offset(monkeypat
     noise; the label is the drawn defocus's."""
     import hrtem_wf.images.draw as draw
 
-    full, particle = _demo_waves()
+    full, particle = demo_waves()
     seen = []
-    real = draw.intensity_from_spectrum
+    real = draw.intensity
 
-    def recording(spectrum, sampling, energy, defocus_A, *args, **kwargs):
-        seen.append(defocus_A)
-        return real(spectrum, sampling, energy, defocus_A, *args, **kwargs)
+    def recording(spectrum, sampling, lens, **kwargs):
+        seen.append(lens.defocus_A)
+        return real(spectrum, sampling, lens, **kwargs)
 
-    monkeypatch.setattr(draw, "intensity_from_spectrum", recording)
+    monkeypatch.setattr(draw, "intensity", recording)
     offsets = [-170.0, -40.0, 90.0]
     block = block_with(draws_per_structure=2, focal_series={"offsets_A": offsets})
     images, masks, records = draw_images(
@@ -1070,8 +1133,7 @@ def test_focal_series_images_are_at_the_drawn_defocus_plus_each_offset(monkeypat
     # the channels differ by their lens, not only by their noise: correlate the noise-free images
     # of the draw with the channels
     noise_free = [
-        real(draw.wave_spectrum(full), SAMPLING_A, ENERGY_EV, d, {"C30": CS_A}, 15.0, 9, 3.0)
-        for d in expected[:3]
+        real(draw.wave_spectrum(full), SAMPLING_A, spread_lens(d, 15.0)) for d in expected[:3]
     ]
     y0, x0 = records[0]["crop_y0_px"], records[0]["crop_x0_px"]
     for channel in range(3):

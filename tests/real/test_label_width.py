@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from hrtem_wf.match.label_width import edge_profile, label_offset_A, signed_distance_A
+from hrtem_wf.real.match.label_width import edge_profile, label_offset_A, signed_distance_A
 
 PIXEL_SIZE_A = 0.4
 

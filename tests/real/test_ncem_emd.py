@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 import pytest
 
-from hrtem_wf.micrographs import read_micrograph
+from hrtem_wf.real.micrographs import read_micrograph
 
 ROWS, COLUMNS = 30, 40
 

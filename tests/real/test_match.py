@@ -15,9 +15,10 @@ import yaml
 
 from hrtem_wf.cli import main
 from hrtem_wf.config import validate, validate_block
-from hrtem_wf.images.formation import apply_mtf, detector_counts, intensity, mtf
+from hrtem_wf.images.formation import apply_mtf, detector_counts, intensity, mtf, wave_spectrum
+from hrtem_wf.images.lens import Lens
 from hrtem_wf.io import write_arrays
-from hrtem_wf.match import (
+from hrtem_wf.real.match import (
     Micrograph,
     image_statistics,
     match_micrographs,
@@ -25,10 +26,10 @@ from hrtem_wf.match import (
     realism_report,
     suggest_blocks,
 )
-from hrtem_wf.match.estimate import fit_thon_rings
-from hrtem_wf.match.spectra import radial_spectrum
+from hrtem_wf.real.match.estimate import fit_thon_rings
+from hrtem_wf.real.match.spectra import radial_spectrum
 
-REAL = Path(__file__).parent / "data" / "real_au"
+REAL = Path(__file__).parents[1] / "data" / "real_au"
 ENERGY_EV = 200e3
 CS_A = 1.0e7  # 1 mm
 PIXEL_A = 0.6
@@ -43,16 +44,8 @@ def carbon_intensity(defocus_A: float, rng, n_px: int = 512, pixel_A: float = PI
     through formation.intensity: 200 kV, Cs 1 mm, quasi-coherent focal spread."""
     phase = scipy.ndimage.gaussian_filter(rng.standard_normal((n_px, n_px)), 0.3 / pixel_A)
     wave = np.exp(1j * 0.1 * phase / phase.std()).astype(np.complex64)
-    return intensity(
-        wave,
-        (pixel_A, pixel_A),
-        ENERGY_EV,
-        defocus_A,
-        {"C30": CS_A},
-        focal_spread_sigma_A=FOCAL_SPREAD_A,
-        focal_spread_method="quasi_coherent",
-        fused=False,
-    )
+    lens = Lens(ENERGY_EV, defocus_A, {"C30": CS_A}, FOCAL_SPREAD_A, "quasi_coherent")
+    return intensity(wave_spectrum(wave), (pixel_A, pixel_A), lens, fused=False)
 
 
 def detector(image, rng, pixel_A: float = PIXEL_A, dose: float = DOSE):

@@ -1,6 +1,6 @@
 """Power spectra of micrographs: the windowed 2-D periodogram and its radial average.
 
-Conventions shared by hrtem_wf.match: spatial frequency q in cycles per pixel (Nyquist 0.5),
+Conventions shared by hrtem_wf.real.match: spatial frequency q in cycles per pixel (Nyquist 0.5),
 k = q / pixel_size_A in 1/A. A spectrum is normalized so that white noise of variance s^2 per
 pixel has power s^2 at every q (|FFT(w x)|^2 / sum w^2 with the window w), whatever the window:
 the noise level read off a spectrum is a per-pixel variance.

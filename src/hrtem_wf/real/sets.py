@@ -25,7 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import SegmentationCounts, metrics_from_counts, segmentation_counts
+from hrtem_wf.evaluations.metrics import (
+    SegmentationCounts,
+    metrics_from_counts,
+    segmentation_counts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +87,7 @@ def read_pairs_set(
     micrographs: str | Path, masks: str | Path, pixel_size_A: float | None = None
 ) -> list[RealImage]:
     """Every micrograph in the folder with its <stem>.png mask in `masks`."""
-    from hrtem_wf.micrographs import MICROGRAPH_EXTENSIONS, read_mask_png, read_micrograph
+    from hrtem_wf.real.micrographs import MICROGRAPH_EXTENSIONS, read_mask_png, read_micrograph
 
     files = sorted(
         p for p in Path(micrographs).iterdir() if p.suffix.lower() in MICROGRAPH_EXTENSIONS
@@ -131,7 +135,7 @@ def predict_real_image(
     training_pixel_size_A: the training images' pixel size, a number or [low, high] (the model's
     `pixel_size_A`); a micrograph off it gets a warning and, with the block's `resample`, is
     resampled to nominal_pixel_size_A (the model's `nominal_pixel_size_A`; None: not at all)."""
-    from hrtem_wf.inference import pixel_size_mismatch, predict_micrograph
+    from hrtem_wf.real.inference import pixel_size_mismatch, predict_micrograph
 
     median_px = block["median_filter_px"]
     warning = pixel_size_mismatch(

@@ -1,0 +1,118 @@
+"""The images stage: the micrographs and masks drawn from one simulation under an `images.<I>`
+block, as the `images` rule draws them.
+
+Input: the block's config, the config's global seed, the block's name, the item's index, the
+simulation store (from the simulations stage) and, for `targets.columns`, the simulated structure
+(extxyz). Output: results/images/<I>/<index>.zarr with the arrays `images` and `masks` (one per
+draw), the block's targets (`column_maps` and `column_positions`, `exit_waves`; made here from
+the block's `targets`, hrtem_wf.images.targets) and attributes: block_name, config, seed,
+structure_id, records (every drawn imaging parameter, one per image), the simulation's block,
+seed, path, config and structure, and provenance (this stage's code version and library
+versions).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from hrtem_wf.codeversion import provenance
+from hrtem_wf.errors import InputError
+from hrtem_wf.images import draw_images
+from hrtem_wf.io import read_arrays, write_arrays
+from hrtem_wf.sampling import derive_seed
+
+log = logging.getLogger("hrtem_wf")
+
+
+def run(
+    spec: dict,
+    seed: int,
+    block: str,
+    index: int,
+    output: str,
+    simulation: str,
+    structure: str | None = None,
+) -> dict:
+    """Draw the images of item `index` of block `block` (config `spec`, global seed `seed`) from
+    the exit waves in the Zarr store `simulation` into the Zarr store `output`; `structure`: the
+    simulated structure's extxyz, needed by `targets.columns`. Returns the store's attributes."""
+    waves, sim_attrs = read_arrays(
+        simulation,
+        {"full": np.complex64, "particle": np.complex64},
+        items_attr="frozen_phonons",
+    )
+    item_seed = derive_seed(seed, block, index)
+    images, masks, records = draw_images(
+        waves["full"],
+        waves["particle"],
+        sampling_A=tuple(sim_attrs["sampling_A"]),
+        energy_eV=sim_attrs["energy_eV"],
+        block=spec,
+        rng=np.random.default_rng(item_seed),
+        material=sim_attrs["structure"]["info"].get("material"),
+    )
+    attrs = {
+        "block_name": block,
+        "config": spec,
+        "seed": item_seed,
+        "structure_id": sim_attrs["structure_id"],
+        "records": records,
+        "simulation": {
+            "block_name": sim_attrs["block_name"],
+            "seed": sim_attrs["seed"],
+            "path": simulation,
+            "config": sim_attrs["config"],
+            "structure": sim_attrs["structure"],
+        },
+        "provenance": provenance(f"{__name__}:run"),
+    }
+    sampling_A = tuple(sim_attrs["sampling_A"])
+    arrays = {
+        "images": images,
+        "masks": masks,
+        **image_targets(spec["targets"], waves["full"], sampling_A, records, structure),
+    }
+    write_arrays(output, arrays, attrs)
+    log.info(
+        "images %s/%05d: %d draws of %s%s",
+        block,
+        index,
+        len(images),
+        images.shape[1:],
+        "".join(
+            f", {name} {array.shape[1:]}" for name, array in arrays.items() if name != "images"
+        ),
+    )
+    return attrs
+
+
+def image_targets(
+    targets: dict,
+    full: np.ndarray,
+    sampling_A: tuple[float, float],
+    records: list[dict],
+    structure: str | None,
+) -> dict[str, np.ndarray]:
+    """The arrays of an images block's `targets` (hrtem_wf.images.targets) for these draws:
+    `full` the exit waves (frozen phonons, H, W) at `sampling_A`, `records` the draws' records,
+    `structure` the simulated structure's extxyz (for `columns`)."""
+    arrays = {}
+    if targets.get("columns") is not None:
+        import ase.io
+
+        from hrtem_wf.images.columns import projected_columns
+        from hrtem_wf.images.targets import column_targets
+
+        if structure is None:
+            raise InputError("targets.columns needs --structure (the .xyz)")
+        spec = targets["columns"]
+        columns = projected_columns(ase.io.read(structure, format="extxyz"), spec["tolerance_A"])
+        maps, positions = column_targets(columns, spec, records, sampling_A, full.shape[-2:])
+        arrays |= {"column_maps": maps, "column_positions": positions}
+    if targets.get("exit_wave") is not None:
+        from hrtem_wf.images.targets import exit_wave_targets
+
+        arrays["exit_waves"] = exit_wave_targets(full, targets["exit_wave"], records, sampling_A)
+    return arrays
