@@ -115,6 +115,8 @@ def test_a_focal_series_store_holds_its_channels_and_targets(tasks_run):
     positions = read_arrays(dataset, {"column_positions": np.float32})[0]["column_positions"]
     assert images.shape == (3 * k, len(OFFSETS_A), *crop)
     table = pd.read_parquet(dataset.with_suffix(".parquet"))
+    # the dataset's own name, not a target array's, names its rows (and seeds its split)
+    assert set(table["dataset"]) == {"tiny_tasks_set"}
     for row, store, image in table[["row", "image_store", "image.image_index"]].itertuples(False):
         store_positions = read_arrays(tasks_run.path / store, {"column_positions": np.float32})[0]
         expected = store_positions["column_positions"]

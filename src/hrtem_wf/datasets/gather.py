@@ -100,9 +100,9 @@ def build_dataset(
         images.append(arrays["images"])
         masks.append(read_arrays(store_path, {"masks": np.uint8}, "records")[0]["masks"])
         spec = attrs.get("config", {})  # the images block (stores of tests may lack it)
-        for name in _target_arrays(spec):
-            targets.setdefault(name, []).append(
-                read_arrays(store_path, {name: np.float32}, "records")[0][name]
+        for target in _target_arrays(spec):
+            targets.setdefault(target, []).append(
+                read_arrays(store_path, {target: np.float32}, "records")[0][target]
             )
         if spec.get("targets", {}).get("columns") is not None:
             table = read_arrays(store_path, {"column_positions": np.float32})[0]
