@@ -161,7 +161,7 @@ def test_column_maps_peak_at_the_structures_projected_columns(tasks_run):
 
 
 def test_the_exit_wave_target_is_the_stored_wave_low_passed_and_resampled(tasks_run):
-    """(tests/images/test_columns.py checks the low pass against scipy's Gaussian filter.)"""
+    """(tests/imaging/test_columns.py checks the low pass against scipy's Gaussian filter.)"""
     from hrtem_wf.images.formation import resample_to_pixel_size
     from hrtem_wf.images.targets import low_pass
 
