@@ -272,6 +272,15 @@ MALFORMED = [
 ]
 # The kinds that once reached a job: through Snakemake, none may start one.
 ONCE_REACHED_A_JOB = MALFORMED[22:27]
+# A count too large to plan: stopped from the config alone, before Snakemake builds the DAG.
+TOO_MANY_JOBS = [
+    (
+        "structures.au_small.count",
+        10**9,
+        ["3,000,000,010 jobs", "above max_jobs = 200,000", "structures.au_small.count -> 1,0"],
+    )
+]
+MALFORMED += TOO_MANY_JOBS
 
 
 @pytest.mark.parametrize("path, value, words", MALFORMED, ids=[m[0] for m in MALFORMED])
@@ -287,8 +296,8 @@ def test_malformed_config_names_the_key(default_config, path, value, words):
 @pytest.mark.workflow
 @pytest.mark.parametrize(
     "path, value, words",
-    MALFORMED[:5] + ONCE_REACHED_A_JOB,
-    ids=[m[0] for m in MALFORMED[:5] + ONCE_REACHED_A_JOB],
+    MALFORMED[:5] + ONCE_REACHED_A_JOB + TOO_MANY_JOBS,
+    ids=[m[0] for m in MALFORMED[:5] + ONCE_REACHED_A_JOB + TOO_MANY_JOBS],
 )
 def test_snakemake_stops_before_any_job(default_config, workflow_copy, path, value, words):
     flow = workflow_copy(_set(copy.deepcopy(default_config), path, value))
@@ -406,3 +415,37 @@ def test_a_column_model_is_not_scored_on_real_sets_nor_drawn_on_the_fly(default_
     model["on_the_fly"] = {"images": "au_small_hrtem"}
     with pytest.raises(ConfigError, match="models.unet_demo.on_the_fly"):
         validate(copy.deepcopy(config), SCHEMA)
+
+
+def test_planned_jobs_count_what_rule_all_reaches(default_config):
+    """The demo's 82 jobs, per rule, from its blocks; a block no dataset uses adds none."""
+    from hrtem_wf.config import planned_jobs
+
+    expected = {
+        "structures": 24,
+        "simulations": 24,
+        "images": 24,
+        "datasets": 1,
+        "models": 2,
+        "evaluations": 2,
+        "scores": 2,
+        "realism": 1,
+        "report": 1,
+        "all": 1,
+    }
+    assert planned_jobs(default_config) == expected
+    config = copy.deepcopy(default_config)
+    config["images"]["unused"] = copy.deepcopy(config["images"]["au_small_hrtem"])
+    config["structures"]["au_small"]["count"] = 5
+    assert planned_jobs(validate(config, SCHEMA)) == {
+        **expected,
+        **dict.fromkeys(("structures", "simulations", "images"), 5),
+    }
+
+
+def test_max_jobs_is_the_ceiling(default_config):
+    """A huge count passes where max_jobs admits it: the check lists nothing, so it costs no
+    memory either way."""
+    config = _set(copy.deepcopy(default_config), "structures.au_small.count", 10**9)
+    config["max_jobs"] = 4 * 10**9
+    assert validate(config, SCHEMA)["structures"]["au_small"]["count"] == 10**9

@@ -299,6 +299,7 @@ def test_cli_prints_table_and_draws_rulegraph(default_flow, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:3] == ["stage", "block", "rule"]
     assert any(line.split()[:2] == ["total", "82"] for line in out.splitlines())
+    assert "the config's jobs, counted from its blocks: 82 (max_jobs 200,000;" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
@@ -325,6 +326,22 @@ def test_grown_config_via_configfile(default_flow, tmp_path):
         "report": (1, 1),
         "all": (1, 1),
     }
+
+
+@pytest.mark.workflow
+def test_the_configs_job_count_is_snakemakes(default_flow, tmp_path):
+    """hrtem_wf.config.planned_jobs, counted from the blocks, equals the dry run's job stats,
+    also with a block that no dataset uses (Snakemake plans none of its jobs)."""
+    from hrtem_wf.config import planned_jobs
+    from hrtem_wf.plan import dry_run, load_config, parse_job_stats
+
+    overlay = tmp_path / "unused.yaml"
+    images = default_flow.config["images"]["au_small_hrtem"]
+    overlay.write_text(yaml.safe_dump({"images": {"unused": images}, "seed": 7}))
+    for configfile in (None, overlay):
+        stats = parse_job_stats(dry_run(default_flow.path, configfile))
+        jobs = planned_jobs(load_config(default_flow.path, configfile))
+        assert stats == {**jobs, "total": sum(jobs.values())}
 
 
 @pytest.mark.workflow

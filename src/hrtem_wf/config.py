@@ -121,6 +121,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     apply_device_override(config)
     if config.get("smoke"):
         apply_smoke(config)
+    check_job_count(config)
     return config
 
 
@@ -692,3 +693,64 @@ def scaled_count(config: dict, structures_block: str) -> int:
     count = config["structures"][structures_block]["count"]
     count = max(1, int(round(count * float(config.get("scale", 1.0)))))
     return min(count, SMOKE_STRUCTURES) if config.get("smoke") else count
+
+
+# --- the size of a run, before Snakemake builds its DAG ---------------------------------------
+
+NO_BLOCK = "-"  # the report and `all` belong to no block
+# Snakemake's DAG of the study recipe: 523 MB for 21,339 jobs (make bench-dag, 2026-12-07).
+DAG_MB_PER_JOB = 0.025
+
+
+def block_jobs(config: dict) -> list[tuple[str, str, str, int]]:
+    """(stage, block, rule, jobs) of every block a run of the validated config reaches from rule
+    all, counted without listing the jobs: every model's seeds and evaluations, the datasets they
+    train on, those datasets' images blocks (and an on_the_fly model's simulations), their
+    simulations and structures; each real set's scores and realism; the report and `all`."""
+    models = config["models"]
+    datasets = dict.fromkeys(block["dataset"] for block in models.values())
+    images = dict.fromkeys(i for d in datasets for i in config["datasets"][d]["images"])
+    fly = [b["on_the_fly"]["images"] for b in models.values() if b.get("on_the_fly")]
+    simulations = dict.fromkeys(config["images"][i]["simulations"] for i in [*images, *fly])
+    structures = dict.fromkeys(config["simulations"][m]["structures"] for m in simulations)
+    rows = [("structures", s, "structures", scaled_count(config, s)) for s in structures]
+    rows += [
+        (section, name, section, scaled_count(config, structures_of(config, section, name)))
+        for section, names in (("simulations", simulations), ("images", images))
+        for name in names
+    ]
+    rows += [("datasets", d, "datasets", 1) for d in datasets]
+    for name, block in models.items():
+        rows += [("models", name, rule, len(block["seeds"])) for rule in ("models", "evaluations")]
+    for name, block in config.get("real_sets", {}).items():
+        scores = sum(len(models[m]["seeds"]) for m in block["models"])
+        realism = len({models[m]["dataset"] for m in block["models"]})
+        rows += [("real_sets", name, "scores", scores), ("real_sets", name, "realism", realism)]
+    return rows + [("report", NO_BLOCK, "report", 1), ("report", NO_BLOCK, "all", 1)]
+
+
+def planned_jobs(config: dict) -> dict[str, int]:
+    """The jobs a run of the validated config builds, per rule (`block_jobs` summed)."""
+    jobs: dict[str, int] = {}
+    for _, _, rule, n in block_jobs(config):
+        jobs[rule] = jobs.get(rule, 0) + n
+    return jobs
+
+
+def check_job_count(config: dict) -> None:
+    """Raise ConfigError, naming the counts that drive it, when the run would build more than
+    `max_jobs` jobs: Snakemake holds every job in memory before it starts one."""
+    jobs = planned_jobs(config)
+    total = sum(jobs.values())
+    if total <= config["max_jobs"]:
+        return
+    drivers = sorted(((scaled_count(config, s), s) for s in config["structures"]), reverse=True)[:3]
+    named = ", ".join(f"structures.{s}.count -> {n:,} items" for n, s in drivers)
+    scale = f" (x scale {config['scale']})" if "scale" in config else ""
+    per_rule = ", ".join(f"{rule} {n:,}" for rule, n in jobs.items() if n)
+    raise ConfigError(
+        f"the run would build {total:,} jobs ({per_rule}), "
+        f"above max_jobs = {config['max_jobs']:,}: Snakemake would need about "
+        f"{total * DAG_MB_PER_JOB / 1024:,.0f} GB to plan them. Largest counts{scale}: {named}. "
+        "Lower them, set `scale` (e.g. 0.01), or raise `max_jobs`."
+    )

@@ -31,7 +31,14 @@ from pathlib import Path
 
 import yaml
 
-from hrtem_wf.config import ConfigError, structure_ids, structures_of, validate
+from hrtem_wf.config import (
+    DAG_MB_PER_JOB,
+    NO_BLOCK,
+    ConfigError,
+    block_jobs,
+    planned_jobs,
+    validate,
+)
 from hrtem_wf.errors import InputError
 
 # rule -> (stage, the wildcard naming the rule's config block; None: one job per workflow)
@@ -48,7 +55,6 @@ RULE_STAGE = {
     "all": ("report", None),
 }
 STAGES = ["structures", "simulations", "images", "datasets", "models", "real_sets", "report"]
-NO_BLOCK = "-"
 
 CATEGORIES = ["missing", "params", "code", "upstream", "other"]
 CATEGORY_TITLES = {
@@ -215,39 +221,12 @@ def load_config(
 
 
 def targets(config: dict) -> list[dict]:
-    """One row per (stage, block, rule) with the number of files the config asks for."""
-    rows = []
-
-    def add(stage, block, rule, n):
-        rows.append({"stage": stage, "block": block, "rule": rule, "targets": n})
-
-    for name in config["structures"]:
-        add("structures", name, "structures", len(structure_ids(config, name)))
-    for section in ("simulations", "images"):
-        for name in config[section]:
-            root = structures_of(config, section, name)
-            add(section, name, section, len(structure_ids(config, root)))
-    for name in config["datasets"]:
-        add("datasets", name, "datasets", 1)
-    for name, block in config["models"].items():
-        add("models", name, "models", len(block["seeds"]))
-        add("models", name, "evaluations", len(block["seeds"]))
-    for name, block in config["real_sets"].items():
-        add(
-            "real_sets",
-            name,
-            "scores",
-            sum(len(config["models"][m]["seeds"]) for m in block["models"]),
-        )
-        add(
-            "real_sets",
-            name,
-            "realism",
-            len({config["models"][m]["dataset"] for m in block["models"]}),
-        )
-    add("report", NO_BLOCK, "report", 1)
-    add("report", NO_BLOCK, "all", 1)
-    return rows
+    """One row per (stage, block, rule) that a run reaches, with the number of jobs the config
+    asks for (hrtem_wf.config.block_jobs: counted from the blocks, never listed)."""
+    return [
+        {"stage": stage, "block": block, "rule": rule, "targets": n}
+        for stage, block, rule, n in block_jobs(config)
+    ]
 
 
 def summarize(jobs: list[dict], config: dict) -> list[dict]:
@@ -537,8 +516,17 @@ def run(
     """`hrtem-wf plan`: print the table; with `rulegraph_png` also draw the rule graph. A failed
     or unreadable dry run: InputError."""
     try:
+        # the config's own job count first: a config too large to plan stops here, in seconds
+        replace = "--replace-workflow-config" in snakemake_args
+        config = load_config(directory, configfile, replace=replace)
         rows = plan(directory, configfile, snakemake_args)
         print(format_plan(rows))
+        total = sum(planned_jobs(config).values())
+        print(
+            f"\nthe config's jobs, counted from its blocks: {total:,} (max_jobs "
+            f"{config['max_jobs']:,}; Snakemake's DAG of them takes about "
+            f"{total * DAG_MB_PER_JOB:,.0f} MB)"
+        )
         if rulegraph_png:
             nodes, edges = parse_rulegraph(rulegraph(directory, configfile, snakemake_args))
             counts = {}
