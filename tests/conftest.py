@@ -99,6 +99,21 @@ def demo_waves(shape=(128, 128), phonons=3):
     return particle * weak_phase_object(shape, phonons, seed=1), particle
 
 
+# The demo config's jobs per rule (config/config.yaml): the dry run's and the config's count.
+DEMO_JOBS = {
+    "structures": 24,
+    "simulations": 24,
+    "images": 24,
+    "datasets": 1,
+    "models": 2,
+    "evaluations": 2,
+    "scores": 2,
+    "realism": 1,
+    "report": 1,
+    "all": 1,
+}
+
+
 def build_validated(block: dict, seed: int):
     """build_structure on a hand-written structures block, validated and filled as the workflow
     does before any job."""

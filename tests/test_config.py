@@ -8,7 +8,7 @@ import copy
 import numpy as np
 import pytest
 
-from conftest import SCHEMA
+from conftest import DEMO_JOBS, SCHEMA
 from hrtem_wf.config import ConfigError, validate
 from hrtem_wf.sampling import nominal, sample, support
 
@@ -421,18 +421,7 @@ def test_planned_jobs_count_what_rule_all_reaches(default_config):
     """The demo's 82 jobs, per rule, from its blocks; a block no dataset uses adds none."""
     from hrtem_wf.config import planned_jobs
 
-    expected = {
-        "structures": 24,
-        "simulations": 24,
-        "images": 24,
-        "datasets": 1,
-        "models": 2,
-        "evaluations": 2,
-        "scores": 2,
-        "realism": 1,
-        "report": 1,
-        "all": 1,
-    }
+    expected = DEMO_JOBS
     assert planned_jobs(default_config) == expected
     config = copy.deepcopy(default_config)
     config["images"]["unused"] = copy.deepcopy(config["images"]["au_small_hrtem"])

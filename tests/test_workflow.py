@@ -12,26 +12,14 @@ import torch
 import zarr
 from ase.io import read
 
-from conftest import job_counts
+from conftest import DEMO_JOBS, job_counts
 
 pytestmark = pytest.mark.workflow
 
 
 def test_default_config_job_counts(default_config, workflow_copy):
     result = workflow_copy(default_config).snakemake("--dry-run")
-    assert job_counts(result.stdout) == {
-        "structures": 24,
-        "simulations": 24,
-        "images": 24,
-        "datasets": 1,
-        "models": 2,
-        "evaluations": 2,
-        "scores": 2,
-        "realism": 1,
-        "report": 1,
-        "all": 1,
-        "total": 82,
-    }
+    assert job_counts(result.stdout) == {**DEMO_JOBS, "total": 82}
 
 
 def test_lint_is_clean(default_config, workflow_copy):

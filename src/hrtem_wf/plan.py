@@ -342,13 +342,19 @@ def dry_run(directory: str | Path = ".", configfile=None, snakemake_args=()) -> 
 
 
 def plan(
-    directory: str | Path = ".", configfile: str | Path | None = None, snakemake_args=()
+    directory: str | Path = ".",
+    configfile: str | Path | None = None,
+    snakemake_args=(),
+    config: dict | None = None,
 ) -> list[dict]:
-    """The plan of a run in `directory` as table rows (see `summarize`)."""
+    """The plan of a run in `directory` as table rows (see `summarize`). The config (`config`:
+    already loaded with `load_config`) is validated before the dry run: a config too large or
+    malformed to plan stops here, in seconds."""
     snakemake_args = list(snakemake_args)
+    if config is None:
+        replace = "--replace-workflow-config" in snakemake_args
+        config = load_config(directory, configfile, replace=replace)
     jobs = read_dry_run(dry_run(directory, configfile, snakemake_args))
-    replace = "--replace-workflow-config" in snakemake_args
-    config = load_config(directory, configfile, replace=replace)
     return summarize(jobs, config)
 
 
@@ -516,10 +522,9 @@ def run(
     """`hrtem-wf plan`: print the table; with `rulegraph_png` also draw the rule graph. A failed
     or unreadable dry run: InputError."""
     try:
-        # the config's own job count first: a config too large to plan stops here, in seconds
         replace = "--replace-workflow-config" in snakemake_args
         config = load_config(directory, configfile, replace=replace)
-        rows = plan(directory, configfile, snakemake_args)
+        rows = plan(directory, configfile, snakemake_args, config=config)
         print(format_plan(rows))
         total = sum(planned_jobs(config).values())
         print(
