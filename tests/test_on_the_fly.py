@@ -261,12 +261,12 @@ def trained(stores, tmp_path_factory):
     seen = []
     evaluate = train.evaluate_loss
 
-    def recording(model, loader, device, loss_weights, task):
+    def recording(model, loader, device, loss_weights, task, split=None):
         digest = hashlib.sha256()
         for images, masks in loader:
             digest.update(images.numpy().tobytes() + masks.numpy().tobytes())
         seen.append(digest.hexdigest())
-        return evaluate(model, loader, device, loss_weights, task)
+        return evaluate(model, loader, device, loss_weights, task, split)
 
     root = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as patch:
@@ -364,6 +364,20 @@ def test_config_checks_name_what_is_wrong_with_an_on_the_fly_block():
     config["images"]["tiny_fly"]["defocus_A"] = {"distribution": "sequence", "values": [0, 50]}
     with pytest.raises(ConfigError, match="is a `sequence`"):
         check_references(config)
+    config = _config_with_fly()
+    config["images"]["tiny_fly"]["focal_series"] = {"offsets_A": [-50.0, 0.0, 50.0]}
+    with pytest.raises(ConfigError, match=r"tiny_fly.focal_series .* must be that of the dataset"):
+        check_references(config)
+    # a columns model draws the targets its dataset holds, at the same width
+    config = _config_with_fly()
+    columns = {"sigma_A": 0.5, "classes": {"kind": "element", "names": ["Au"]}}
+    config["images"]["tiny_hrtem"]["targets"] = {"columns": columns}
+    config["images"]["tiny_fly"]["targets"] = {"columns": {**columns, "sigma_A": 1.0}}
+    config["models"]["tiny_unet"]["task"] = "columns"
+    with pytest.raises(ConfigError, match=r"tiny_fly.targets.columns must be that of the dat"):
+        check_references(config)
+    config["images"]["tiny_fly"]["targets"] = {"columns": columns}
+    check_references(config)
 
 
 def test_statistics_set_is_a_fixed_capped_draw(stores, monkeypatch):

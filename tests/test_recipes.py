@@ -183,7 +183,11 @@ def test_other_families_recipe_dry_run(workflow_copy):
     assert counts["structures"] == counts["simulations"] == 30
     # 3 image blocks of Madsen's particles, 3 of the free MoS2 flakes, 1 of those on graphene
     assert counts["images"] == 70
-    assert counts["datasets"] == 6 and counts["models"] == 6
+    # 6 networks on the stored datasets; 2 (the GPU recipes) drawing images and targets anew
+    assert counts["datasets"] == 6 and counts["models"] == 8
+    for name in ("madsen_columns_fly", "mos2_exit_wave_fly"):
+        fly = recipe["models"][name]
+        assert fly["on_the_fly"]["images_per_structure"] == 8 and fly["device"] == "gpu"
 
 
 def test_other_families_build(tmp_path):

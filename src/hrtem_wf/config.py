@@ -455,10 +455,10 @@ def _model_problems(key: str, block: dict) -> list[str]:
             if augment[name] is not None:
                 problems += check(f"{key}.augment_photometric.{name}", augment[name])
     depth, architecture = block["encoder_depth"], block["architecture"]
-    if block["task"] != "segmentation" and block["checkpoint"] == "best_val_f1":
+    if block["task"] == "exit_wave" and block["checkpoint"] == "best_val_f1":
         problems.append(
-            f"{key}.checkpoint: best_val_f1 is a segmentation score; a {block['task']} model "
-            "keeps best_val_loss or last"
+            f"{key}.checkpoint: best_val_f1 scores particle masks or columns; an exit_wave "
+            "model keeps best_val_loss or last"
         )
     if architecture == "MSDNet":
         unknown = sorted(set(block["options"]) - {"depth", "width", "dilations"})
@@ -582,12 +582,26 @@ def _on_the_fly_problems(config: dict, key: str, block: dict) -> list[str]:
             f"(have: {sorted(config['images'])})"
         ]
     spec, problems = config["images"][name], []
-    if block["task"] != "segmentation" or spec["focal_series"] is not None:
-        problems.append(
-            f"{key}.on_the_fly: draws single images with particle masks; a {block['task']} "
-            "model or a focal series trains on a dataset's stored images"
-        )
     dataset_images = config["datasets"][block["dataset"]]["images"]
+    # What the network sees and learns must be what the dataset's images hold.
+    target = {"segmentation": None, "columns": "columns", "exit_wave": "exit_wave"}[block["task"]]
+    wanted = {
+        field: [config["images"][i][field] for i in dataset_images]
+        for field in ("focal_series", "targets")
+    }
+    if spec["focal_series"] not in wanted["focal_series"]:
+        problems.append(
+            f"{key}.on_the_fly.images: images.{name}.focal_series {spec['focal_series']} must be "
+            f"that of the dataset's images {wanted['focal_series'][0]}"
+        )
+    if target is not None and spec["targets"].get(target) not in [
+        t.get(target) for t in wanted["targets"]
+    ]:
+        problems.append(
+            f"{key}.on_the_fly.images: a {block['task']} model draws its targets with its "
+            f"images: images.{name}.targets.{target} must be that of the dataset's images "
+            f"{wanted['targets'][0].get(target)}"
+        )
     simulations = sorted({config["images"][i]["simulations"] for i in dataset_images})
     if spec["simulations"] not in simulations:
         problems.append(
@@ -596,7 +610,9 @@ def _on_the_fly_problems(config: dict, key: str, block: dict) -> list[str]:
             f"{block['dataset']!r} were simulated in {simulations}"
         )
     crops = {tuple(config["images"][i]["crop_px"] or ()) for i in dataset_images}
-    if tuple(spec["crop_px"] or ()) not in crops or spec["crop_px"] is None:
+    # Without a crop an image is the whole cell: the dataset's own block draws the same shape.
+    uncropped = spec["crop_px"] is None and name not in dataset_images
+    if tuple(spec["crop_px"] or ()) not in crops or uncropped:
         problems.append(
             f"{key}.on_the_fly.images: images.{name}.crop_px {spec['crop_px']} must be the "
             f"crop of the dataset's images {[list(c) for c in sorted(crops)]}"

@@ -194,8 +194,10 @@ def test_tiling_arguments_are_checked(model):
         predict_tiled(model, image01, tile_px=100, overlap_px=52)
     with pytest.raises(ValueError, match="stride"):
         predict_tiled(model, image01, tile_px=128, overlap_px=128)
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match="takes 1 image"):
         predict_tiled(model, np.zeros((2, 64, 64), np.float32))
+    with pytest.raises(ValueError, match="an image .* or a focal series"):
+        predict_tiled(model, np.zeros((1, 2, 64, 64), np.float32))
 
 
 def test_preprocess_median_filter_then_min_max():

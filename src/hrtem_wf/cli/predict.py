@@ -1,5 +1,5 @@
-"""`hrtem-wf predict`: particle maps of experimental micrographs with a trained model
-(hrtem_wf.real.predict does the work)."""
+"""`hrtem-wf predict`: particle maps, atomic columns or exit waves of experimental micrographs
+with a trained model (hrtem_wf.real.predict does the work)."""
 
 from __future__ import annotations
 
@@ -26,19 +26,23 @@ def predict(*, threshold: float, **options) -> None:
 PREDICT = Command(
     "predict",
     "hrtem_wf.cli.predict:predict",
-    "particle probability and mask of experimental micrographs",
+    "particle probability and mask (or atomic columns, or the exit wave) of experimental "
+    "micrographs",
     (
         arg("model_dir", metavar="MODEL_DIR", help="a trained model: metadata.json and weights.pt"),
         arg(
             "micrographs",
             nargs="+",
             metavar="MICROGRAPH",
-            help=".dm3 .dm4 .ser .emd .tif .tiff .npy .png",
+            help=".dm3 .dm4 .ser .emd .tif .tiff .npy .png; a model of focal series of C "
+            "images takes them C at a time, in the order of its defocus offsets",
         ),
         arg(
             "--out",
             required=True,
-            help="writes <stem>_probability.tif, <stem>_mask.png (and <stem>_particles.csv) here",
+            help="writes <stem>_probability.tif, <stem>_mask.png (and <stem>_particles.csv) "
+            "here; a columns model <stem>_columns.csv and .png, an exit-wave model "
+            "<stem>_exit_wave.npy (complex64) and .png",
         ),
         arg("--tile-px", type=int, default=512, help="tile size (default: 512)"),
         arg(

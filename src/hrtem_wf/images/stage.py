@@ -20,6 +20,7 @@ import numpy as np
 from hrtem_wf.codeversion import provenance
 from hrtem_wf.errors import InputError
 from hrtem_wf.images import draw_images
+from hrtem_wf.images.targets import image_targets, structure_columns
 from hrtem_wf.io import read_arrays, write_arrays
 from hrtem_wf.sampling import derive_seed
 
@@ -72,7 +73,9 @@ def run(
     arrays = {
         "images": images,
         "masks": masks,
-        **image_targets(spec["targets"], waves["full"], sampling_A, records, structure),
+        **image_targets(
+            spec["targets"], waves["full"], sampling_A, records, target_columns(spec, structure)
+        ),
     }
     write_arrays(output, arrays, attrs)
     log.info(
@@ -88,31 +91,11 @@ def run(
     return attrs
 
 
-def image_targets(
-    targets: dict,
-    full: np.ndarray,
-    sampling_A: tuple[float, float],
-    records: list[dict],
-    structure: str | None,
-) -> dict[str, np.ndarray]:
-    """The arrays of an images block's `targets` (hrtem_wf.images.targets) for these draws:
-    `full` the exit waves (frozen phonons, H, W) at `sampling_A`, `records` the draws' records,
-    `structure` the simulated structure's extxyz (for `columns`)."""
-    arrays = {}
-    if targets.get("columns") is not None:
-        import ase.io
-
-        from hrtem_wf.images.columns import projected_columns
-        from hrtem_wf.images.targets import column_targets
-
-        if structure is None:
-            raise InputError("targets.columns needs --structure (the .xyz)")
-        spec = targets["columns"]
-        columns = projected_columns(ase.io.read(structure, format="extxyz"), spec["tolerance_A"])
-        maps, positions = column_targets(columns, spec, records, sampling_A, full.shape[-2:])
-        arrays |= {"column_maps": maps, "column_positions": positions}
-    if targets.get("exit_wave") is not None:
-        from hrtem_wf.images.targets import exit_wave_targets
-
-        arrays["exit_waves"] = exit_wave_targets(full, targets["exit_wave"], records, sampling_A)
-    return arrays
+def target_columns(spec: dict, structure: str | None):
+    """The projected columns of the simulated structure when the block asks for column targets
+    (hrtem_wf.images.targets.structure_columns), else None."""
+    if spec["targets"].get("columns") is None:
+        return None
+    if structure is None:
+        raise InputError("targets.columns needs --structure (the .xyz)")
+    return structure_columns(structure, spec["targets"]["columns"])

@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from .columns import Columns, column_classes, confidence_maps, pixel_coordinates
+from .columns import (
+    Columns,
+    column_classes,
+    confidence_maps,
+    pixel_coordinates,
+    projected_columns,
+)
 from .formation import as_wave_stack, crop, resample_to_pixel_size
 
 #: The periodic images of the cell a crop can see columns of.
@@ -111,3 +117,36 @@ def exit_wave_targets(
         _, origin, crop_px = _detector(record)
         targets.append(crop(resampled[pixel_size_A].transpose(1, 2, 0), origin, crop_px))
     return np.asarray(targets, np.float32).transpose(0, 3, 1, 2)
+
+
+def structure_columns(structure: str, columns_spec: Mapping[str, Any]) -> Columns:
+    """The projected columns of a simulated structure (extxyz) under a `targets.columns` spec."""
+    import ase.io
+
+    return projected_columns(ase.io.read(structure, format="extxyz"), columns_spec["tolerance_A"])
+
+
+def image_targets(
+    targets: Mapping[str, Any],
+    full: np.ndarray | None,
+    sampling_A: tuple[float, float],
+    records: Sequence[Mapping[str, Any]],
+    columns: Columns | None = None,
+    wave_shape: tuple[int, int] | None = None,
+) -> dict[str, np.ndarray]:
+    """The arrays of an images block's `targets` for the draws of `records`, as the images rule
+    stores them: `column_maps` and `column_positions` of the structure's `columns`
+    (`structure_columns`, needed by targets.columns) and `exit_waves` of the exit waves `full`
+    (frozen phonons, H, W) at `sampling_A`; `wave_shape` (H, W) where `full` is not needed
+    (None: columns only). The images rule and on-the-fly training (hrtem_wf.models.on_the_fly)
+    both make their targets here."""
+    arrays = {}
+    if targets.get("columns") is not None:
+        if columns is None:
+            raise ValueError("targets.columns needs the structure's columns")
+        shape = full.shape[-2:] if wave_shape is None else wave_shape
+        maps, positions = column_targets(columns, targets["columns"], records, sampling_A, shape)
+        arrays |= {"column_maps": maps, "column_positions": positions}
+    if targets.get("exit_wave") is not None:
+        arrays["exit_waves"] = exit_wave_targets(full, targets["exit_wave"], records, sampling_A)
+    return arrays

@@ -13,6 +13,11 @@ reproducible, a draw depends neither on the number of loader workers nor on whic
 structures train, and epoch 0 is one fixed draw (the BatchNorm-statistics set). Each image is
 its own draw (one lens, dose and detector per image), so `sequence` distributions, which number
 the draws of one structure, have no place in the block.
+
+A column or exit-wave model draws its targets with each image, from the same draw's record, by
+the images rule's own `image_targets`: column confidence maps from the training structure's
+projected columns (read once, from the structure file the simulation store names) and exit waves
+from the stored frozen phonons. A focal series is drawn as the images rule draws it.
 """
 
 from __future__ import annotations
@@ -24,11 +29,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hrtem_wf.images.columns import Columns
 from hrtem_wf.images.draw import draw_images_from_spectra, exit_wave_spectra
+from hrtem_wf.images.targets import image_targets, structure_columns
 from hrtem_wf.io import StoreError, read_arrays
 from hrtem_wf.sampling import derive_seed
 
-from .data import normalize_min_max, random_d4, random_photometric
+from .data import TASK_TARGETS, as_channels, normalize_min_max, random_d4, random_photometric
+
+#: The images block's `targets` key each task draws (segmentation: the particle mask, always).
+TASK_TARGET_KEYS = {"segmentation": None, "columns": "columns", "exit_wave": "exit_wave"}
 
 #: BatchNorm statistics come from a fixed draw (epoch 0) of at most this many training images.
 STATISTICS_IMAGES = 1024
@@ -56,14 +66,20 @@ class StoredWaves:
     sampling_A: tuple[float, float]
     energy_eV: float
     material: str | None
+    full: np.ndarray | None = None  # the frozen phonons' waves, for exit-wave targets
+    columns: Columns | None = None  # the structure's projected columns, for column targets
 
     @property
     def nbytes(self) -> int:
-        return int(self.full_spectrum.nbytes + self.particle_spectrum.nbytes)
+        waves = 0 if self.full is None else self.full.nbytes
+        return int(self.full_spectrum.nbytes + self.particle_spectrum.nbytes + waves)
 
 
-def read_waves(store: str | Path, structure_id: str, image_spec: dict) -> StoredWaves:
-    """The spectra of the simulation store of `structure_id`, checked to be that structure's."""
+def read_waves(
+    store: str | Path, structure_id: str, image_spec: dict, task: str = "segmentation"
+) -> StoredWaves:
+    """The spectra of the simulation store of `structure_id`, checked to be that structure's,
+    with what the `task`'s targets are made from (the waves, the structure's columns)."""
     waves, attrs = read_arrays(
         store, {"full": np.complex64, "particle": np.complex64}, items_attr="frozen_phonons"
     )
@@ -73,6 +89,15 @@ def read_waves(store: str | Path, structure_id: str, image_spec: dict) -> Stored
             "(is it the simulations block the dataset's images were drawn from?)"
         )
     full, particle = exit_wave_spectra(waves["full"], waves["particle"], image_spec)
+    columns = None
+    if task == "columns":
+        structure = Path(attrs["structure"]["path"])
+        if not structure.is_file():
+            raise StoreError(
+                f"{store}: its structure file {structure} is missing (column targets are drawn "
+                "from it; run the workflow from the folder that holds results/)"
+            )
+        columns = structure_columns(structure, image_spec["targets"]["columns"])
     return StoredWaves(
         structure_id,
         full,
@@ -80,6 +105,8 @@ def read_waves(store: str | Path, structure_id: str, image_spec: dict) -> Stored
         tuple(float(s) for s in attrs["sampling_A"]),
         float(attrs["energy_eV"]),
         attrs["structure"]["info"].get("material"),
+        full=waves["full"] if task == "exit_wave" else None,
+        columns=columns,
     )
 
 
@@ -99,9 +126,15 @@ class ExitWaveCache:
     fit in `budget_bytes` (`preload`, before loader workers fork, so they share the pages); the
     others are read again for each draw."""
 
-    def __init__(self, stores: list[tuple[str, Path]], image_spec: dict, budget_bytes: float):
+    def __init__(
+        self,
+        stores: list[tuple[str, Path]],
+        image_spec: dict,
+        budget_bytes: float,
+        task: str = "segmentation",
+    ):
         self.stores, self.image_spec = list(stores), image_spec
-        self.budget_bytes = float(budget_bytes)
+        self.budget_bytes, self.task = float(budget_bytes), task
         self.kept: dict[int, StoredWaves] = {}
 
     def __len__(self) -> int:
@@ -123,14 +156,15 @@ class ExitWaveCache:
         if index in self.kept:
             return self.kept[index]
         structure_id, store = self.stores[index]
-        return read_waves(store, structure_id, self.image_spec)
+        return read_waves(store, structure_id, self.image_spec, self.task)
 
 
 class OnTheFlyImages(torch.utils.data.Dataset):
-    """(normalized image (1, H, W) float32, particle mask (H, W) int64, record) of the training
-    structures, drawn afresh for the epoch `set_epoch` gave: item i is image i % per_structure of
-    structure i // per_structure. augment_d4 and augment_photometric as in SegmentationDataset,
-    drawn from the image's own generator."""
+    """(normalized image (C, H, W) float32, target, record) of the training structures, drawn
+    afresh for the epoch `set_epoch` gave: item i is image i % per_structure of structure
+    i // per_structure. The target is the cache's task's: a particle mask (H, W) int64, column
+    maps or an exit wave (K, H, W) float32. augment_d4 (of image and target together) and
+    augment_photometric as in SegmentationDataset, drawn from the image's own generator."""
 
     def __init__(
         self,
@@ -154,8 +188,9 @@ class OnTheFlyImages(torch.utils.data.Dataset):
         return len(self.cache) * self.images_per_structure
 
     def draw(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray, dict]:
-        """Raw counts (H, W) float32, mask (H, W) uint8 and record of image `index` of `epoch`:
-        what the images rule writes for this structure with this seed and one draw."""
+        """Raw counts ([C,] H, W) float32, target (the mask (H, W) uint8, or the task's (K, H, W)
+        float32) and record of image `index` of `epoch`: what the images rule writes for this
+        structure with this seed and one draw."""
         structure, repeat = divmod(int(index), self.images_per_structure)
         waves = self.cache.waves(structure)
         seed = image_seed(self.model_seed, epoch, waves.structure_id, repeat)
@@ -175,11 +210,24 @@ class OnTheFlyImages(torch.utils.data.Dataset):
             "image_seed": seed,
             **{f"image.{key}": value for key, value in records[0].items()},
         }
-        return images[0], masks[0], record
+        task = self.cache.task
+        if TASK_TARGET_KEYS[task] is None:
+            return images[0], masks[0], record
+        key = TASK_TARGET_KEYS[task]
+        arrays = image_targets(
+            {key: self.spec["targets"][key]},
+            waves.full,
+            waves.sampling_A,
+            records,
+            waves.columns,
+            wave_shape=tuple(waves.full_spectrum.shape[-2:]),
+        )
+        return images[0], arrays[TASK_TARGETS[task]][0], record
 
     def __getitem__(self, index: int):
         image, mask, record = self.draw(self.epoch, index)
-        image, mask = normalize_min_max(image), np.asarray(mask, dtype=np.int64)
+        dtype = np.int64 if self.cache.task == "segmentation" else np.float32
+        image, mask = as_channels(normalize_min_max(image)), np.asarray(mask, dtype=dtype)
         if self.augment_d4 or self.augment_photometric is not None:
             rng = np.random.default_rng(
                 image_seed(
@@ -191,11 +239,12 @@ class OnTheFlyImages(torch.utils.data.Dataset):
             if self.augment_photometric is not None:
                 image, values = random_photometric(image, self.augment_photometric, rng)
                 record.update({f"augment.{key}": value for key, value in values.items()})
-        return torch.from_numpy(image)[None], torch.from_numpy(mask), record
+        return torch.from_numpy(image), torch.from_numpy(mask), record
 
 
 def collate_drawn(batch):
-    """(images (B, 1, H, W), masks (B, H, W), records) of a batch of OnTheFlyImages items."""
+    """(images (B, C, H, W), targets (B, [K,] H, W), records) of a batch of OnTheFlyImages
+    items."""
     images, masks, records = zip(*batch)
     return torch.stack(images), torch.stack(masks), list(records)
 
@@ -234,6 +283,7 @@ __all__ = [
     "ExitWaveCache",
     "OnTheFlyImages",
     "STATISTICS_IMAGES",
+    "TASK_TARGET_KEYS",
     "collate_drawn",
     "drawn_table",
     "image_seed",

@@ -15,7 +15,7 @@ import torch
 from hrtem_wf.io import atomic_path, write_json
 
 from .data import SegmentationDataset, read_split
-from .loss import task_loss
+from .loss import task_loss, task_output
 from .model import build_model, check_image_shape, count_parameters, resolve_device
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_f1", "val_loss", "val_f1", "lr", "seconds")
@@ -48,6 +48,42 @@ class PixelCounts:
         return self.true_positive / (self.true_positive + 0.5 * errors)
 
 
+class ColumnCounts:
+    """Running column-detection counts of a columns model on a split, in the split's order:
+    Madsen's watershed on the predicted maps (hrtem_wf.evaluations.columns, as the evaluation
+    finds them), matched to the split's true columns within the targets' match_radius_A; its F1
+    is the detection F1 (the validation F1 of a columns model's history)."""
+
+    def __init__(self, split) -> None:
+        from hrtem_wf.evaluations.columns import ColumnCounts as Counts
+
+        self.split, self.seen, self.pooled = split, 0, Counts()
+        self.radius_A = float(split.attrs["targets"]["columns"]["match_radius_A"])
+
+    def add(self, logits: torch.Tensor, _targets: torch.Tensor) -> None:
+        from hrtem_wf.evaluations.columns import column_counts, find_columns
+
+        maps = task_output("columns", logits.float()).cpu().numpy()
+        positions, table = self.split.column_positions, self.split.table
+        for image_maps in maps:
+            row = int(table["row"].iloc[self.seen])
+            true = positions[positions[:, 0] == row]
+            pixel_size_A = float(table["image.pixel_size_A"].iloc[self.seen])
+            self.pooled = self.pooled + column_counts(
+                find_columns(image_maps),
+                true[:, 1:3],
+                true[:, 3].astype(int),
+                self.radius_A / pixel_size_A,
+                image_maps.shape[0] - 1,
+            )
+            self.seen += 1
+
+    def f1(self) -> float:
+        from hrtem_wf.evaluations.columns import column_metrics
+
+        return float(column_metrics(self.pooled, 1.0)["f1"])
+
+
 #: Which epoch's weights a run keeps: the study's lowest validation loss, or the alternatives.
 def evaluate_loss(
     model: torch.nn.Module,
@@ -55,10 +91,14 @@ def evaluate_loss(
     device: torch.device,
     loss_weights: dict,
     task: str = "segmentation",
+    split=None,
 ) -> tuple[float, float]:
-    """(mean loss per image, pooled hard F1) of ``model`` in eval mode over ``loader``."""
+    """(mean loss per image, F1) of ``model`` in eval mode over ``loader``: the pooled hard pixel
+    F1 of particle masks; a columns model with its `split` (the loader's, in order): the column
+    detection F1; else NaN."""
     model.eval()
-    loss_sum, n_images, counts = 0.0, 0, PixelCounts(task)
+    loss_sum, n_images = 0.0, 0
+    counts = ColumnCounts(split) if task == "columns" and split is not None else PixelCounts(task)
     with torch.no_grad():
         for images, masks in loader:
             images, masks = images.to(device), masks.to(device)
@@ -165,6 +205,7 @@ class DrawnTraining:
             training_stores(train_split.table, simulations_dir),
             image_spec,
             float(fly["memory_GB"]) * 1024**3,
+            block.get("task", "segmentation"),
         )
         self.kept = cache.preload()
         self.dataset = OnTheFlyImages(
@@ -331,7 +372,9 @@ def train_model(
                 task,
             )
             recalibrate_batchnorm(model, statistics_loader, device)
-            val_loss, val_f1 = evaluate_loss(model, validation_loader, device, loss_weights, task)
+            val_loss, val_f1 = evaluate_loss(
+                model, validation_loader, device, loss_weights, task, validation_split
+            )
             scheduler.step()
             seconds = time.perf_counter() - epoch_start
             history.append(
@@ -408,7 +451,7 @@ def train_model(
         "checkpoint": checkpoint,
         "best_epoch": best_epoch,
         "best_val_loss": best["val_loss"],
-        "best_val_f1": best["val_f1"] if task == "segmentation" else None,
+        "best_val_f1": best["val_f1"] if task in ("segmentation", "columns") else None,
         "final_train_loss": history[-1]["train_loss"],
         "seconds_training": time.perf_counter() - start,
         "parameter_count": n_parameters,

@@ -56,6 +56,10 @@ def preprocess(image: np.ndarray, median_px: int = 3) -> np.ndarray:
 
 def model_encoder_depth(model: torch.nn.Module) -> int:
     """The number of halvings in the model's encoder (smp models), else ValueError."""
+    from hrtem_wf.models.msdnet import MSDNet
+
+    if isinstance(model, MSDNet):
+        return 0  # no poolings: any tile size
     encoder = getattr(model, "encoder", None)
     depth = getattr(encoder, "_depth", None)
     if depth is None and hasattr(encoder, "out_channels"):
@@ -110,8 +114,12 @@ def predict_tiled(
     encoder_depth: int | None = None,
     progress: bool = False,
     progress_desc: str | None = None,
+    task: str = "segmentation",
 ) -> np.ndarray:
-    """Particle probability (float32, the image's shape) of a preprocessed 2-D image.
+    """Particle probability (float32, the image's shape) of a preprocessed 2-D image; or, with a
+    columns or exit_wave `task`, the network's maps (K, H, W) (hrtem_wf.models.loss.task_output:
+    column confidences and background, or the exit wave's real and imaginary parts) of an image
+    (H, W) or a focal series (C, H, W), each image preprocessed.
 
     ``image01`` is a preprocessed micrograph (see `preprocess`), of any size. Tiles of
     ``tile_px`` overlap by ``overlap_px``; both ``tile_px`` and the stride ``tile_px -
@@ -131,8 +139,18 @@ def predict_tiled(
     border); any floor weight mixes tile-edge errors in, so it is small.
     """
     image = np.asarray(image01, dtype=np.float32)
-    if image.ndim != 2 or min(image.shape) < 1:
-        raise ValueError(f"predict_tiled takes a 2-D image, not shape {image.shape}")
+    series = image if image.ndim == 3 else image[None]
+    if image.ndim not in (2, 3) or min(image.shape) < 1:
+        raise ValueError(
+            f"predict_tiled takes an image (H, W) or a focal series (C, H, W), not shape "
+            f"{image.shape}"
+        )
+    takes = next((m.in_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    if takes is not None and takes != len(series):
+        raise ValueError(
+            f"the network takes {takes} image(s) per input (2-D: one, (C, H, W): a focal "
+            f"series), not {len(series)}"
+        )
     depth = model_encoder_depth(model) if encoder_depth is None else int(encoder_depth)
     factor = 2**depth
     tile_px, overlap_px, batch_size = int(tile_px), int(overlap_px), int(batch_size)
@@ -160,13 +178,13 @@ def predict_tiled(
         device = resolve_device(device)
     device = torch.device(device)
 
-    height, width = image.shape
+    height, width = series.shape[-2:]
     tile_h, n_y, padded_h = _axis_layout(height, tile_px, stride, factor)
     tile_w, n_x, padded_w = _axis_layout(width, tile_px, stride, factor)
     # Only the bottom and right are padded: the tile grid keeps the image's origin.
     padded = np.pad(
-        image,
-        ((0, padded_h - height), (0, padded_w - width)),
+        series,
+        ((0, 0), (0, padded_h - height), (0, padded_w - width)),
         mode="reflect" if min(height, width) > 1 else "edge",
     )
     # One tile along an axis needs no blending along it.
@@ -178,8 +196,7 @@ def predict_tiled(
     )
     weight = window_y[:, None] * window_x[None, :]
 
-    weighted_sum = np.zeros((padded_h, padded_w), dtype=np.float32)
-    weight_sum = np.zeros((padded_h, padded_w), dtype=np.float32)
+    weighted_sum = weight_sum = None  # (K, H, W) and (H, W), at the first batch's maps
     origins = [(iy * stride, ix * stride) for iy in range(n_y) for ix in range(n_x)]
 
     bar = None
@@ -191,25 +208,44 @@ def predict_tiled(
     try:
         with torch.no_grad():
             for batch in _batches(origins, batch_size):
-                tiles = np.stack([padded[y : y + tile_h, x : x + tile_w] for y, x in batch])
-                logits = model(torch.from_numpy(tiles[:, None]).to(device))
-                probability = torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
-                for (y, x), tile_probability in zip(batch, probability):
-                    weighted_sum[y : y + tile_h, x : x + tile_w] += weight * tile_probability
+                tiles = np.stack([padded[:, y : y + tile_h, x : x + tile_w] for y, x in batch])
+                maps = _task_maps(task, model(torch.from_numpy(tiles).to(device)))
+                if weighted_sum is None:
+                    weighted_sum = np.zeros((maps.shape[1], padded_h, padded_w), np.float32)
+                    weight_sum = np.zeros((padded_h, padded_w), dtype=np.float32)
+                for (y, x), tile_maps in zip(batch, maps):
+                    weighted_sum[:, y : y + tile_h, x : x + tile_w] += weight * tile_maps
                     weight_sum[y : y + tile_h, x : x + tile_w] += weight
                 if bar is not None:
                     bar.update(len(batch))
     finally:
         if bar is not None:
             bar.close()
-    result = weighted_sum[:height, :width] / weight_sum[:height, :width]
-    return np.clip(result, 0.0, 1.0).astype(np.float32, copy=False)
+    result = weighted_sum[:, :height, :width] / weight_sum[:height, :width]
+    if task == "exit_wave":
+        return result.astype(np.float32, copy=False)
+    result = np.clip(result, 0.0, 1.0).astype(np.float32, copy=False)
+    return result[0] if task == "segmentation" else result
+
+
+def _task_maps(task: str, outputs: torch.Tensor) -> np.ndarray:
+    """(B, K, h, w) float32: the particle probability (K = 1) or the task's maps."""
+    from hrtem_wf.models.loss import task_output
+
+    if task == "segmentation":
+        return torch.softmax(outputs.float(), dim=1)[:, 1:2].cpu().numpy()
+    return task_output(task, outputs.float()).cpu().numpy()
 
 
 def predict_micrograph(
     model: torch.nn.Module, raw_image: np.ndarray, *, median_px: int = 3, **tiling
 ) -> np.ndarray:
-    """Particle probability of a raw micrograph: `preprocess`, then `predict_tiled`."""
+    """Particle probability (or a task's maps) of a raw micrograph (H, W) or focal series
+    (C, H, W): `preprocess` each image, then `predict_tiled`."""
+    if np.ndim(raw_image) == 3:
+        return predict_tiled(
+            model, np.stack([preprocess(image, median_px) for image in raw_image]), **tiling
+        )
     return predict_tiled(model, preprocess(raw_image, median_px=median_px), **tiling)
 
 

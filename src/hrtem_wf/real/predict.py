@@ -1,10 +1,16 @@
-"""Particle maps of experimental micrographs, file by file (`hrtem-wf predict`).
+"""Particle maps, atomic columns or exit waves of experimental micrographs, file by file
+(`hrtem-wf predict`).
 
-Input: a trained segmentation model (a folder with metadata.json and weights.pt) and micrograph
-files (hrtem_wf.real.micrographs reads them). Output, per file, in one folder:
-<stem>_probability.tif (the particle probability, with the file's pixel size) and
-<stem>_mask.png (probability > threshold); with `analyze`, also <stem>_particles.csv (each
-particle's lattice peaks and zone-axis flag, hrtem_wf.real.particles).
+Input: a trained model (a folder with metadata.json and weights.pt) and micrograph files
+(hrtem_wf.real.micrographs reads them); a model of focal series of C images takes the files C
+at a time, in the order of its focal series' offsets. Output, per micrograph (or series, named
+after its first file), in one folder:
+segmentation  <stem>_probability.tif (the particle probability, with the file's pixel size) and
+              <stem>_mask.png (probability > threshold); with `analyze`, also
+              <stem>_particles.csv (each particle's lattice peaks and zone-axis flag,
+              hrtem_wf.real.particles);
+columns       <stem>_columns.csv and <stem>_columns.png (hrtem_wf.real.task_outputs);
+exit_wave     <stem>_exit_wave.npy and <stem>_exit_wave.png (hrtem_wf.real.task_outputs).
 """
 
 from __future__ import annotations
@@ -75,14 +81,40 @@ def predict_files(
         model = trained.load_network(torch_device)
     except (OSError, ValueError) as error:
         raise InputError(str(error)) from None
-    if trained.task != "segmentation" or trained.channels[0] != 1:
+    inputs = trained.channels[0]
+    if trained.task == "segmentation" and inputs != 1:
         raise InputError(
-            f"{model_dir} is a {trained.task} model of "
-            f"{trained.channels[0]} input image(s); predict maps particles in single micrographs "
-            "(a segmentation model)"
+            f"{model_dir} is a {trained.task} model of {inputs} input images; predict maps "
+            "particles in single micrographs"
+        )
+    if analyze and trained.task != "segmentation":
+        raise InputError(
+            f"--analyze measures particles in a particle mask; {model_dir} is a "
+            f"{trained.task} model"
+        )
+    if len(paths) % inputs:
+        offsets = (trained.metadata.get("focal_series") or {}).get("offsets_A")
+        raise InputError(
+            f"{model_dir} takes focal series of {inputs} micrographs (defocus offsets "
+            f"{offsets} A): give the files {inputs} at a time, in that order; "
+            f"{len(paths)} files given"
         )
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if trained.task != "segmentation":
+        for start in tqdm(range(0, len(paths), inputs), desc="micrographs", unit="input"):
+            _predict_task(
+                trained,
+                model,
+                paths[start : start + inputs],
+                out_dir,
+                median_px=median_px,
+                tile_px=tile_px,
+                overlap_px=overlap_px,
+                batch_size=batch_size,
+                device=torch_device,
+            )
+        return
 
     for path in tqdm(paths, desc="micrographs", unit="file", disable=len(paths) < 2):
         image, pixel_size = read_micrograph(path)
@@ -142,3 +174,45 @@ def predict_files(
             particles_path = out_dir / f"{path.stem}_particles.csv"
             analysis.write_particles_csv(particles_path, particles)
             log.info("analyze %s: %s -> %s", path, analysis.summary(particles), particles_path.name)
+
+
+def _predict_task(trained, model, paths: list[Path], out_dir: Path, **tiling) -> None:
+    """The columns or the exit wave of one micrograph (or focal series, `paths` in the model's
+    order) into `out_dir` (module docstring)."""
+    import numpy as np
+
+    from hrtem_wf.real.inference import pixel_size_mismatch, predict_micrograph, preprocess
+    from hrtem_wf.real.micrographs import read_micrograph
+    from hrtem_wf.real.task_outputs import write_columns, write_exit_wave
+
+    read = [read_micrograph(path) for path in paths]
+    shapes = {image.shape for image, _ in read}
+    if len(shapes) > 1:
+        raise InputError(
+            f"the focal series {[str(p) for p in paths]} holds images of different shapes "
+            f"{sorted(shapes)}"
+        )
+    pixel_size = next((size for _, size in read if size is not None), None)
+    mismatch = pixel_size_mismatch(
+        pixel_size, trained.pixel_size_A, nominal_pixel_size_A=trained.nominal_pixel_size_A
+    )
+    if mismatch:
+        log.warning("%s: %s", paths[0], mismatch)
+    series = np.stack([image for image, _ in read])
+    median_px = tiling.pop("median_px")
+    maps = predict_micrograph(
+        model,
+        series if len(paths) > 1 else series[0],
+        median_px=median_px,
+        task=trained.task,
+        **tiling,
+    )
+    shown = preprocess(series[0], median_px=median_px)
+    stem = paths[0].stem
+    if trained.task == "columns":
+        names = [str(n) for n in trained.metadata["targets"]["columns"]["classes"]["names"]]
+        rows = write_columns(out_dir, stem, shown, maps, names, pixel_size)
+        log.info("predict %s: %d columns -> %s_columns.csv, .png", paths[0], len(rows), stem)
+    else:
+        write_exit_wave(out_dir, stem, shown, maps)
+        log.info("predict %s: exit wave -> %s_exit_wave.npy, .png", paths[0], stem)
