@@ -457,15 +457,15 @@ def time_train(reference: Path, device: str, small: bool) -> tuple[float, str]:
 def time_train_columns(reference: Path, device: str, small: bool) -> tuple[float, str]:
     """A training step of the column recipe's network (config/recipes/other_families.yaml,
     madsen_columns_unet: UNet resnet18 depth 3, 2 output maps, MSE of the softmax), per 1000
-    images of 256 x 256 (its on-the-fly GPU recipe draws ~4000 images per epoch)."""
+    images of 256 x 256 (its on-the-fly GPU recipe, madsen_columns_fly, draws 3000 per epoch)."""
     import torch
 
+    from hrtem_wf.config import validate_block
     from hrtem_wf.models.model import build_model, resolve_device
     from hrtem_wf.models.train import _train_one_epoch
 
     recipe = yaml.safe_load((ROOT / "config/recipes/other_families.yaml").read_text())
-    block = {**recipe["models"]["madsen_columns_unet"], "device": device}
-    block = {k: v for k, v in block.items() if k not in ("dataset", "seeds", "epochs")}
+    block = validate_block("models", {**recipe["models"]["madsen_columns_unet"], "device": device})
     torch.manual_seed(0)
     model = build_model(block, 1, 2).to(resolve_device(device))
     image_px, steps, batch = (64, 2, 4) if small else (256, 8, 16)

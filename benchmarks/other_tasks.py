@@ -91,12 +91,11 @@ def _job_seconds(out: Path, stage: str) -> float:
 
 def learning_curve(out: Path, model: str) -> pd.DataFrame:
     """Epoch, training images seen, validation loss and F1 of a trained model's history."""
-    history = pd.read_csv(out / "results" / "models" / model / "seed0" / "history.csv")
-    metadata = json.loads(
-        (out / "results" / "models" / model / "seed0" / "metadata.json").read_text()
-    )
-    per_epoch = metadata["n_train"]
-    history["images_seen"] = history["epoch"] * per_epoch
+    folder = out / "results" / "models" / model / "seed0"
+    history = pd.read_csv(folder / "history.csv")
+    if "images_seen" not in history:  # histories written before it
+        per_epoch = json.loads((folder / "metadata.json").read_text())["n_train"]
+        history["images_seen"] = history["epoch"] * per_epoch
     return history[["epoch", "images_seen", "val_loss", "val_f1", "seconds"]]
 
 

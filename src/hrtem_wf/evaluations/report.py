@@ -310,14 +310,19 @@ def condition_table(
     return header, rows
 
 
-def _plot_training_curves(histories: dict[tuple[str, int], pd.DataFrame], path: Path) -> None:
-    """One column per condition: loss (train solid, validation dashed) and validation F1 of
-    every seed, with the V90 / V95 levels."""
+def _plot_training_curves(
+    histories: dict[tuple[str, int], pd.DataFrame], path: Path, tasks: dict[str, str]
+) -> None:
+    """One column per condition: loss (train solid, validation dashed) and the learning curve of
+    every seed: validation F1 (pixel F1 of particle masks, the column-detection F1 of a columns
+    model; with the V90 / V95 levels) or an exit-wave model's validation RMSE (the root of its
+    mean squared error), against the training images seen."""
     models = list(dict.fromkeys(model for model, _ in histories))
     figure = Figure(figsize=(max(5.0, 4.5 * len(models)), 7), layout="constrained")
     axes = np.array(figure.subplots(2, len(models), squeeze=False))
     for column, model in enumerate(models):
         loss_axes, f1_axes = axes[0, column], axes[1, column]
+        task = tasks.get(model, "segmentation")
         for index, ((_, seed), history) in enumerate(
             h for h in histories.items() if h[0][0] == model
         ):
@@ -326,24 +331,27 @@ def _plot_training_curves(histories: dict[tuple[str, int], pd.DataFrame], path: 
                 history["epoch"], history["train_loss"], color=color, label=f"seed {seed}"
             )
             loss_axes.plot(history["epoch"], history["val_loss"], color=color, linestyle="--")
-            f1_axes.plot(
-                history["epoch"],
-                history["val_f1"],
-                color=color,
-                marker="o",
-                markersize=3,
-                label=f"seed {seed}",
-            )
-        for level in V_LEVELS:
-            f1_axes.axhline(level, color="0.6", linewidth=0.8, linestyle=":")
+            # histories written before images_seen: epochs
+            seen = history["images_seen"] if "images_seen" in history else history["epoch"]
+            curve = history["val_f1"] if task != "exit_wave" else np.sqrt(history["val_loss"])
+            f1_axes.plot(seen, curve, color=color, marker="o", markersize=3, label=f"seed {seed}")
         loss_axes.set(
             title=f"{model}: loss (train solid, validation dashed)",
             xlabel="epoch",
-            ylabel="CE + 1 - soft F1",
+            ylabel={"segmentation": "CE + 1 - soft F1"}.get(task, "mean squared error"),
         )
-        f1_axes.set(title=f"{model}: validation F1", xlabel="epoch", ylabel="F1", ylim=(0, 1))
+        seen_label = "training images seen" if "images_seen" in history else "epoch"
+        if task == "exit_wave":
+            f1_axes.set(title=f"{model}: validation RMSE", xlabel=seen_label, ylabel="RMSE")
+        else:
+            for level in V_LEVELS:
+                f1_axes.axhline(level, color="0.6", linewidth=0.8, linestyle=":")
+            what = "column-detection F1" if task == "columns" else "F1"
+            f1_axes.set(
+                title=f"{model}: validation {what}", xlabel=seen_label, ylabel="F1", ylim=(0, 1)
+            )
+        loss_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         for ax in (loss_axes, f1_axes):
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.title.set_fontsize("small")
         f1_axes.legend(fontsize="x-small")
     figure.savefig(path, dpi=110)
@@ -517,7 +525,9 @@ def write_report(
         out_dir / "examples.png",
         out_dir / "data_distributions.png",
     ]
-    _plot_training_curves(histories, written[1])
+    _plot_training_curves(
+        histories, written[1], {e["model"]: m.task for e, m in zip(evaluations, matched)}
+    )
     _plot_examples(evaluations, matched, labels, written[2])
     _plot_distributions(
         _distribution_tables(list(dataset_parquets) or [dataset_parquet], model_dirs), written[3]

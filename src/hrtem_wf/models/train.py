@@ -18,7 +18,18 @@ from .data import SegmentationDataset, read_split
 from .loss import task_loss, task_output
 from .model import build_model, check_image_shape, count_parameters, resolve_device
 
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_f1", "val_loss", "val_f1", "lr", "seconds")
+#: One row per epoch; images_seen: the training images passed through the network so far
+#: (fresh draws with on_the_fly, repeats of the dataset's otherwise), the learning curves' axis.
+HISTORY_COLUMNS = (
+    "epoch",
+    "images_seen",
+    "train_loss",
+    "train_f1",
+    "val_loss",
+    "val_f1",
+    "lr",
+    "seconds",
+)
 
 
 class PixelCounts:
@@ -380,6 +391,7 @@ def train_model(
             history.append(
                 dict(
                     epoch=epoch,
+                    images_seen=epoch * n_train,
                     train_loss=train_loss,
                     train_f1=train_f1,
                     val_loss=val_loss,
