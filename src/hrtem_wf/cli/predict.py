@@ -12,15 +12,13 @@ MEDIAN_PX = schema_default("real_sets", "median_filter_px")  # the study's prepr
 
 
 def predict(*, threshold: float, **options) -> None:
-    """`predict_files` with the options; a file the analysis cannot measure names --analyze."""
-    from hrtem_wf.real.predict import AnalysisError, predict_files
+    """`predict_files` with the options (each micrograph on its own; a summary of the failed
+    ones ends the call with a non-zero exit)."""
+    from hrtem_wf.real.predict import predict_files
 
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"--threshold must be in [0, 1], not {threshold}")
-    try:
-        predict_files(threshold=threshold, **options)
-    except AnalysisError as error:
-        raise SystemExit(f"hrtem-wf predict --analyze: {error}") from None
+    predict_files(threshold=threshold, **options)
 
 
 PREDICT = Command(

@@ -101,6 +101,34 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
+def check_tiling(
+    model: torch.nn.Module,
+    tile_px: int,
+    overlap_px: int,
+    batch_size: int,
+    encoder_depth: int | None = None,
+) -> tuple[int, int]:
+    """(encoder depth, stride) of a tiling `predict_tiled` can run; ValueError naming the
+    argument otherwise: tiles and the stride tile_px - overlap_px must be positive multiples of
+    2**encoder_depth (read from the model unless given)."""
+    depth = model_encoder_depth(model) if encoder_depth is None else int(encoder_depth)
+    factor = 2**depth
+    tile_px, overlap_px, batch_size = int(tile_px), int(overlap_px), int(batch_size)
+    stride = tile_px - overlap_px
+    if tile_px <= 0 or tile_px % factor:
+        raise ValueError(
+            f"tile_px {tile_px} must be a positive multiple of 2**encoder_depth = {factor}"
+        )
+    if overlap_px < 0 or stride <= 0 or stride % factor:
+        raise ValueError(
+            f"overlap_px {overlap_px} must be >= 0 and leave a stride tile_px - "
+            f"overlap_px = {stride} that is a positive multiple of {factor}"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    return depth, stride
+
+
 def predict_tiled(
     model: torch.nn.Module,
     image01: np.ndarray,
@@ -151,21 +179,9 @@ def predict_tiled(
             f"the network takes {takes} image(s) per input (2-D: one, (C, H, W): a focal "
             f"series), not {len(series)}"
         )
-    depth = model_encoder_depth(model) if encoder_depth is None else int(encoder_depth)
+    depth, stride = check_tiling(model, tile_px, overlap_px, batch_size, encoder_depth)
     factor = 2**depth
     tile_px, overlap_px, batch_size = int(tile_px), int(overlap_px), int(batch_size)
-    stride = tile_px - overlap_px
-    if tile_px <= 0 or tile_px % factor:
-        raise ValueError(
-            f"tile_px {tile_px} must be a positive multiple of 2**encoder_depth = {factor}"
-        )
-    if overlap_px < 0 or stride <= 0 or stride % factor:
-        raise ValueError(
-            f"overlap_px {overlap_px} must be >= 0 and leave a stride tile_px - "
-            f"overlap_px = {stride} that is a positive multiple of {factor}"
-        )
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
     if not 0 < weight_floor <= 1:
         raise ValueError(f"weight_floor must be in (0, 1], not {weight_floor}")
     margin_px = overlap_px // 4 if margin_px is None else int(margin_px)

@@ -16,7 +16,12 @@ exit_wave     <stem>_exit_wave.npy and <stem>_exit_wave.png (hrtem_wf.real.task_
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 from hrtem_wf.errors import InputError
 
@@ -26,6 +31,11 @@ log = logging.getLogger("hrtem_wf")
 class AnalysisError(InputError):
     """A micrograph the particle analysis cannot measure (no pixel size to measure at, a lattice
     band beyond its Nyquist frequency)."""
+
+
+#: The smallest micrograph side `predict` takes: a network sees a particle or a column in its
+#: context (the training images are 224-512 px); fewer pixels are no micrograph to map.
+MIN_MICROGRAPH_PX = 32
 
 
 def predict_files(
@@ -45,29 +55,28 @@ def predict_files(
     `out`: tiles of `tile_px` overlapping by `overlap_px`, `batch_size` tiles per forward pass,
     a `median_px` median filter before the [0, 1] scaling (0: none), mask = probability >
     `threshold`, on `device` ("cpu" or "gpu"); with `analyze`, also each particle's lattice
-    peaks. Every file and the model are checked before the first inference (InputError); a file
-    the analysis cannot measure stops before its inference (AnalysisError)."""
+    peaks.
+
+    The model and the arguments are checked first (InputError, before any inference). Then each
+    micrograph (or focal series) stands on its own: one that cannot be read, is too small, or
+    that the analysis cannot measure gets one logged line naming it and the problem, and the
+    others are predicted; its outputs appear all together or not at all (staged, then moved).
+    At the end, InputError summarizes the failed files, if any; `out` is not left empty."""
     from tqdm import tqdm
 
     from hrtem_wf.models.model import TrainedModel, resolve_device
-    from hrtem_wf.real import particles as analysis
-    from hrtem_wf.real.inference import pixel_size_mismatch, predict_micrograph
-    from hrtem_wf.real.micrographs import (
-        MICROGRAPH_EXTENSIONS,
-        read_micrograph,
-        write_mask_png,
-        write_probability_tiff,
-    )
+    from hrtem_wf.real.inference import check_tiling
+    from hrtem_wf.real.micrographs import MICROGRAPH_EXTENSIONS
 
     paths = [Path(path) for path in micrographs]
-    for path in paths:  # before loading the model: fail early
+    failed: dict[Path, str] = {}
+    for path in paths:  # known before the model loads: reported, the others still run
         if path.suffix.lower() not in MICROGRAPH_EXTENSIONS:
-            raise InputError(
-                f"{path}: unsupported format {path.suffix!r}; "
-                f"known: {' '.join(MICROGRAPH_EXTENSIONS)}"
+            failed[path] = (
+                f"unsupported format {path.suffix!r}; known: {' '.join(MICROGRAPH_EXTENSIONS)}"
             )
-        if not path.is_file():
-            raise InputError(f"{path}: no such file")
+        elif not path.is_file():
+            failed[path] = "no such file"
     stems = [path.stem for path in paths]
     duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
     if duplicates:
@@ -79,6 +88,7 @@ def predict_files(
     try:
         trained = TrainedModel.read(model_dir)
         model = trained.load_network(torch_device)
+        check_tiling(model, tile_px, overlap_px, batch_size)
     except (OSError, ValueError) as error:
         raise InputError(str(error)) from None
     inputs = trained.channels[0]
@@ -99,93 +109,147 @@ def predict_files(
             f"{offsets} A): give the files {inputs} at a time, in that order; "
             f"{len(paths)} files given"
         )
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if trained.task != "segmentation":
-        for start in tqdm(range(0, len(paths), inputs), desc="micrographs", unit="input"):
-            _predict_task(
-                trained,
-                model,
-                paths[start : start + inputs],
-                out_dir,
-                median_px=median_px,
-                tile_px=tile_px,
-                overlap_px=overlap_px,
-                batch_size=batch_size,
-                device=torch_device,
-            )
-        return
+    for path, problem in failed.items():
+        log.error("%s: %s", path, problem)
 
-    for path in tqdm(paths, desc="micrographs", unit="file", disable=len(paths) < 2):
-        image, pixel_size = read_micrograph(path)
-        mismatch = pixel_size_mismatch(
-            pixel_size, trained.pixel_size_A, nominal_pixel_size_A=trained.nominal_pixel_size_A
-        )
-        if mismatch:
-            log.warning("%s: %s", path, mismatch)
-        analysis_pixel_size = pixel_size
-        if analyze:  # before the inference: fail early
-            if analysis_pixel_size is None:
-                analysis_pixel_size = trained.nominal_pixel_size_A
-                if analysis_pixel_size is None:
-                    raise AnalysisError(
-                        f"{path} records no pixel size and the "
-                        f"model has no nominal pixel size; the analysis needs one (lattice "
-                        f"spacings in A): write it into the file"
+    out_dir = Path(out)
+    existed = out_dir.exists()
+    tiling = dict(
+        tile_px=tile_px,
+        overlap_px=overlap_px,
+        batch_size=batch_size,
+        device=torch_device,
+        median_px=median_px,
+    )
+    groups = [paths[start : start + inputs] for start in range(0, len(paths), inputs)]
+    for group in tqdm(groups, desc="micrographs", unit="input", disable=len(groups) < 2):
+        if any(path in failed for path in group):
+            failed.update(
+                {p: "its focal series has a failed file" for p in group if p not in failed}
+            )
+            continue
+        try:
+            with _staged(out_dir, group[0].stem) as stage:
+                if trained.task == "segmentation":
+                    _predict_particles(
+                        trained, model, group[0], stage, threshold, analyze, **tiling
                     )
-                log.info(
-                    "%s: no pixel size in the file; analysing at the model's nominal pixel "
-                    "size %.4g A",
-                    path,
-                    analysis_pixel_size,
+                else:
+                    _predict_task(trained, model, group, stage, **tiling)
+        except (InputError, ValueError, OSError) as error:
+            text = str(error)
+            failed[group[0]] = text.removeprefix(f"{group[0]}: ")
+            log.error("%s: %s", group[0], failed[group[0]])
+    if not existed and out_dir.is_dir() and not any(out_dir.iterdir()):
+        out_dir.rmdir()
+    if failed:
+        done = len(paths) - len(failed)
+        listed = "; ".join(f"{path}: {problem}" for path, problem in failed.items())
+        raise InputError(
+            f"{len(failed)} of {len(paths)} micrograph(s) failed ({done} written to {out_dir}): "
+            f"{listed}"
+        )
+
+
+@contextmanager
+def _staged(out_dir: Path, stem: str):
+    """A folder for one micrograph's outputs (out_dir/.<stem>.partial), moved into `out_dir`
+    file by file when the block succeeds and removed when it fails."""
+    stage = out_dir / f".{stem}.partial"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    for path in sorted(stage.iterdir()):
+        os.replace(path, out_dir / path.name)
+    stage.rmdir()
+
+
+def _read(path: Path):
+    """(image, pixel size) of a micrograph, checked for the size `predict` takes; InputError
+    naming the file otherwise."""
+    from hrtem_wf.real.micrographs import read_micrograph
+
+    try:
+        image, pixel_size = read_micrograph(path)
+    except (OSError, ValueError) as error:
+        text = str(error)
+        raise InputError(text if text.startswith(str(path)) else f"{path}: {text}") from None
+    if min(image.shape) < MIN_MICROGRAPH_PX:
+        raise InputError(
+            f"{path}: {image.shape[0]} x {image.shape[1]} px is too small; predict takes "
+            f"micrographs of at least {MIN_MICROGRAPH_PX} x {MIN_MICROGRAPH_PX} px"
+        )
+    if not np.all(np.isfinite(image)):
+        raise InputError(f"{path}: the micrograph has NaN or infinite pixels")
+    return image, pixel_size
+
+
+def _predict_particles(trained, model, path: Path, stage: Path, threshold, analyze, **tiling):
+    """Particle probability, mask (and with `analyze` the particles' table) of one micrograph
+    into `stage`."""
+    from hrtem_wf.real import particles as analysis
+    from hrtem_wf.real.inference import pixel_size_mismatch, predict_micrograph
+    from hrtem_wf.real.micrographs import write_mask_png, write_probability_tiff
+
+    image, pixel_size = _read(path)
+    mismatch = pixel_size_mismatch(
+        pixel_size, trained.pixel_size_A, nominal_pixel_size_A=trained.nominal_pixel_size_A
+    )
+    if mismatch:
+        log.warning("%s: %s", path, mismatch)
+    analysis_pixel_size = pixel_size
+    if analyze:  # before the inference: fail early
+        if analysis_pixel_size is None:
+            analysis_pixel_size = trained.nominal_pixel_size_A
+            if analysis_pixel_size is None:
+                raise AnalysisError(
+                    f"{path} records no pixel size and the "
+                    f"model has no nominal pixel size; the analysis needs one (lattice "
+                    f"spacings in A): write it into the file"
                 )
-            try:
-                analysis.check_band(analysis_pixel_size)
-            except ValueError as error:
-                raise AnalysisError(f"{path}: {error}") from None
-        probability = predict_micrograph(
-            model,
-            image,
-            median_px=median_px,
-            tile_px=tile_px,
-            overlap_px=overlap_px,
-            batch_size=batch_size,
-            device=torch_device,
-            progress=True,
-            progress_desc=path.name,
-        )
-        mask = probability > threshold
-        probability_path = out_dir / f"{path.stem}_probability.tif"
-        mask_path = out_dir / f"{path.stem}_mask.png"
-        write_probability_tiff(probability_path, probability, pixel_size)
-        write_mask_png(mask_path, mask)
-        log.info(
-            "predict %s: %d x %d px, pixel size %s, particle fraction %.4f -> %s, %s",
-            path,
-            image.shape[0],
-            image.shape[1],
-            "unknown" if pixel_size is None else f"{pixel_size:.4g} A",
-            float(mask.mean()),
-            probability_path.name,
-            mask_path.name,
-        )
-        if analyze:
-            particles = analysis.analyze_particles(image, mask, analysis_pixel_size)
-            particles_path = out_dir / f"{path.stem}_particles.csv"
-            analysis.write_particles_csv(particles_path, particles)
-            log.info("analyze %s: %s -> %s", path, analysis.summary(particles), particles_path.name)
+            log.info(
+                "%s: no pixel size in the file; analysing at the model's nominal pixel size %.4g A",
+                path,
+                analysis_pixel_size,
+            )
+        try:
+            analysis.check_band(analysis_pixel_size)
+        except ValueError as error:
+            raise AnalysisError(f"{path}: {error}") from None
+    probability = predict_micrograph(model, image, progress=True, progress_desc=path.name, **tiling)
+    mask = probability > threshold
+    probability_path = stage / f"{path.stem}_probability.tif"
+    mask_path = stage / f"{path.stem}_mask.png"
+    write_probability_tiff(probability_path, probability, pixel_size)
+    write_mask_png(mask_path, mask)
+    log.info(
+        "predict %s: %d x %d px, pixel size %s, particle fraction %.4f -> %s, %s",
+        path,
+        image.shape[0],
+        image.shape[1],
+        "unknown" if pixel_size is None else f"{pixel_size:.4g} A",
+        float(mask.mean()),
+        probability_path.name,
+        mask_path.name,
+    )
+    if analyze:
+        particles = analysis.analyze_particles(image, mask, analysis_pixel_size)
+        particles_path = stage / f"{path.stem}_particles.csv"
+        analysis.write_particles_csv(particles_path, particles)
+        log.info("analyze %s: %s -> %s", path, analysis.summary(particles), particles_path.name)
 
 
 def _predict_task(trained, model, paths: list[Path], out_dir: Path, **tiling) -> None:
     """The columns or the exit wave of one micrograph (or focal series, `paths` in the model's
     order) into `out_dir` (module docstring)."""
-    import numpy as np
-
     from hrtem_wf.real.inference import pixel_size_mismatch, predict_micrograph, preprocess
-    from hrtem_wf.real.micrographs import read_micrograph
     from hrtem_wf.real.task_outputs import write_columns, write_exit_wave
 
-    read = [read_micrograph(path) for path in paths]
+    read = [_read(path) for path in paths]
     shapes = {image.shape for image, _ in read}
     if len(shapes) > 1:
         raise InputError(
