@@ -269,6 +269,19 @@ MALFORMED = [
         ["images.au_small_hrtem.targets.exit_wave.low_pass_sigma_A"],
     ),
     ("images.au_small_hrtem.focal_series", {"offsets_A": []}, ["focal_series.offsets_A"]),
+    # a oneOf names what is wrong with the form meant, not that the value is not null
+    ("images.au_small_hrtem.crop_px", [0, 0], ["crop_px.0: 0 is less than the minimum of 8"]),
+    ("images.au_small_hrtem.crop_px", [64, 64, 64], ["crop_px: [64, 64, 64] is too long"]),
+    (
+        "images.au_small_hrtem.dose_e_per_A2",
+        {"distribution": "uniform", "low": "x", "high": 3},
+        ["dose_e_per_A2.low: 'x' is not of type 'number'"],
+    ),
+    (
+        "real_sets.real_au_tiles.pixel_size_A",
+        0,
+        ["real_au_tiles.pixel_size_A: 0 is less than or equal to the minimum of 0"],
+    ),
 ]
 # The kinds that once reached a job: through Snakemake, none may start one.
 ONCE_REACHED_A_JOB = MALFORMED[22:27]
@@ -391,18 +404,17 @@ def test_nominal_matches_the_median_of_draws(spec):
     assert abs(nominal(spec) - np.median(draws)) < 0.03 * spread
 
 
-def test_a_column_model_is_not_scored_on_real_sets_nor_drawn_on_the_fly(default_config):
-    """Real sets score particle masks; on-the-fly training draws single images with masks."""
+def test_a_column_model_is_not_scored_on_real_sets_and_draws_its_targets_on_the_fly(
+    default_config,
+):
+    """Real sets score particle masks; a columns model keeps its best column F1 and draws on the
+    fly only with the column targets its dataset holds; an exit-wave model has no F1."""
     config = copy.deepcopy(default_config)
     config["images"]["au_small_hrtem"]["targets"] = {
         "columns": {"classes": {"kind": "element", "names": ["Au"]}}
     }
     model = config["models"]["unet_demo"]
     model.update(task="columns", checkpoint="best_val_f1")
-    with pytest.raises(ConfigError) as error:
-        validate(copy.deepcopy(config), SCHEMA)
-    assert "models.unet_demo.checkpoint" in str(error.value)
-    model["checkpoint"] = "best_val_loss"
     for real_set in config.get("real_sets", {}).values():
         real_set["models"] = ["unet_demo"]
     if config.get("real_sets"):
@@ -413,7 +425,15 @@ def test_a_column_model_is_not_scored_on_real_sets_nor_drawn_on_the_fly(default_
     validated = validate(copy.deepcopy(config), SCHEMA)  # by default: segmentation models only
     assert all(r["models"] == [] for r in validated.get("real_sets", {}).values())
     model["on_the_fly"] = {"images": "au_small_hrtem"}
-    with pytest.raises(ConfigError, match="models.unet_demo.on_the_fly"):
+    validate(copy.deepcopy(config), SCHEMA)  # the dataset's own block: its targets
+    config["images"]["fly_plain"] = copy.deepcopy(config["images"]["au_small_hrtem"])
+    config["images"]["fly_plain"]["targets"] = {}
+    model["on_the_fly"] = {"images": "fly_plain"}
+    with pytest.raises(ConfigError, match=r"fly_plain.targets.columns must be that of the dat"):
+        validate(copy.deepcopy(config), SCHEMA)
+    model.update(task="exit_wave", on_the_fly=None)
+    config["images"]["au_small_hrtem"]["targets"] = {"exit_wave": {"low_pass_sigma_A": 0.15}}
+    with pytest.raises(ConfigError, match="models.unet_demo.checkpoint: best_val_f1 scores"):
         validate(copy.deepcopy(config), SCHEMA)
 
 

@@ -226,8 +226,17 @@ def apply_smoke(config: dict) -> dict:
 
 
 def _closest(error):
-    """Of a value that matches no form of a oneOf, the closest form's complaint."""
-    return min(error.context, key=lambda e: len(e.message))
+    """Of a value that matches no form of a oneOf, the complaint of the form meant: forms that
+    reject the value's type ("is not of type 'null'") or its kind (a `distribution` name of
+    another form: const or enum) say nothing of what is wrong and are passed over; of the
+    others, the deepest complaint, then the shortest."""
+    other_kind = {
+        e.relative_schema_path[0]
+        for e in error.context
+        if (e.validator == "type" and not e.relative_path) or e.validator in ("const", "enum")
+    }
+    meant = [e for e in error.context if e.relative_schema_path[0] not in other_kind]
+    return min(meant or error.context, key=lambda e: (-len(e.relative_path), len(e.message)))
 
 
 def _where(error) -> list:
