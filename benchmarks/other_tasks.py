@@ -50,11 +50,13 @@ def measurement_config(
     phonons: int,
     sampling_A: float,
     on_the_fly: int | None = None,
+    column_loss: str = "mse",
 ) -> dict:
     """The recipe's blocks behind MODELS, with the counts and sizes of a session."""
     recipe = yaml.safe_load(RECIPE.read_text())
     config = {"seed": recipe["seed"], "real_sets": {}}
     models = {name: dict(recipe["models"][name], epochs=epochs[name]) for name in MODELS}
+    models["madsen_columns_unet"]["column_loss"] = column_loss
     if on_the_fly:
         for model in models.values():
             images = recipe["datasets"][model["dataset"]]["images"][0]
@@ -181,13 +183,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "results" / "other_tasks"))
     parser.add_argument("--on-the-fly", type=int, metavar="N", help="images per structure")
     parser.add_argument("--results", help="append the figures to this JSON list")
+    parser.add_argument("--column-loss", choices=("mse", "cross_entropy"), default="mse")
     args = parser.parse_args(argv)
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     epochs = {"madsen_columns_unet": args.epochs, "mos2_exit_wave_unet": args.exit_wave_epochs}
     config = measurement_config(
-        args.structures, epochs, args.phonons, args.potential_sampling_A, args.on_the_fly
+        args.structures,
+        epochs,
+        args.phonons,
+        args.potential_sampling_A,
+        args.on_the_fly,
+        args.column_loss,
     )
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     targets = [f"results/evaluations/{model}/seed0.json" for model in MODELS]

@@ -464,6 +464,8 @@ def _model_problems(key: str, block: dict) -> list[str]:
             if augment[name] is not None:
                 problems += check(f"{key}.augment_photometric.{name}", augment[name])
     depth, architecture = block["encoder_depth"], block["architecture"]
+    if block["task"] != "columns" and block["column_loss"] != "mse":
+        problems.append(f"{key}.column_loss: is a columns model's; this is a {block['task']} model")
     if block["task"] == "exit_wave" and block["checkpoint"] == "best_val_f1":
         problems.append(
             f"{key}.checkpoint: best_val_f1 scores particle masks or columns; an exit_wave "

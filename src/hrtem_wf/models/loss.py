@@ -51,10 +51,15 @@ def task_output(task: str, outputs: torch.Tensor) -> torch.Tensor:
 def task_loss(
     task: str, outputs: torch.Tensor, targets: torch.Tensor, weights: dict
 ) -> torch.Tensor:
-    """The loss of a models block's task: `segmentation_loss` for particle masks; the mean squared
-    error against the targets (B, K, H, W) of `task_output`: the softmax over the column classes
-    and background (confidence maps that sum to one, as Madsen's ground truth), or the exit wave
-    (vacuum + the linear output)."""
+    """The loss of a models block's task: `segmentation_loss` for particle masks; for the others
+    the mean squared error against the targets (B, K, H, W) of `task_output`: the softmax over the
+    column classes and background (confidence maps that sum to one, as Madsen's ground truth),
+    or the exit wave (vacuum + the linear output). weights["column_loss"] = "cross_entropy" (a
+    models block's `column_loss`) scores column maps by the soft cross-entropy
+    -mean(sum_k target_k log softmax_k) instead."""
     if task == "segmentation":
         return segmentation_loss(outputs, targets, weights)
-    return F.mse_loss(task_output(task, outputs), targets.to(outputs.dtype))
+    targets = targets.to(outputs.dtype)
+    if task == "columns" and weights.get("column_loss", "mse") == "cross_entropy":
+        return -(targets * F.log_softmax(outputs, dim=1)).sum(dim=1).mean()
+    return F.mse_loss(task_output(task, outputs), targets)

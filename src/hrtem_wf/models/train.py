@@ -292,7 +292,8 @@ def train_model(
     out_dir = Path(out_dir)
     device = resolve_device(str(block["device"]))
     epochs, batch_size = int(block["epochs"]), int(block["batch_size"])
-    checkpoint, loss_weights = block["checkpoint"], block["loss"]
+    checkpoint = block["checkpoint"]
+    loss_weights = {**block["loss"], "column_loss": block.get("column_loss", "mse")}
     task = block.get("task", "segmentation")
 
     train_split = read_split(dataset_zarr, dataset_parquet, "train", task)
