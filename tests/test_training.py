@@ -86,6 +86,36 @@ def test_loss_is_cross_entropy_plus_one_minus_soft_f1_by_hand():
     assert float(segmentation_loss(logits, mask, STUDY_LOSS)) == pytest.approx(expected, abs=1e-6)
 
 
+def test_column_losses_by_hand():
+    """Madsen's MSE of the softmax maps, and the soft cross-entropy of `column_loss`."""
+    from hrtem_wf.models.loss import task_loss
+
+    # one pixel, column logit ln 3 (p = 3/4), target column 0.6 / background 0.4
+    logits = torch.tensor([[[[math.log(3.0)]], [[0.0]]]])
+    target = torch.tensor([[[[0.6]], [[0.4]]]])
+    mse = ((0.75 - 0.6) ** 2 + (0.25 - 0.4) ** 2) / 2
+    assert float(task_loss("columns", logits, target, {})) == pytest.approx(mse, abs=1e-6)
+    entropy = -(0.6 * math.log(0.75) + 0.4 * math.log(0.25))
+    weights = {"column_loss": "cross_entropy"}
+    assert float(task_loss("columns", logits, target, weights)) == pytest.approx(entropy, 1e-6)
+    # where the softmax saturates the wrong way, the MSE's gradient fades, the entropy's not
+    wrong = torch.tensor([[[[-8.0]], [[8.0]]]], requires_grad=True)
+    grads = {}
+    for name, spec in (("mse", {}), ("cross_entropy", weights)):
+        (grad,) = torch.autograd.grad(task_loss("columns", wrong, target, spec), wrong)
+        grads[name] = float(grad.abs().max())
+    assert grads["mse"] < 1e-5 < 0.5 < grads["cross_entropy"]
+
+
+def test_column_loss_is_a_columns_models_key():
+    from hrtem_wf.config import ConfigError
+
+    with pytest.raises(ConfigError, match="column_loss: is a columns model's; this is a segm"):
+        validate_block("models", {**TINY_MODEL_BLOCK, "column_loss": "cross_entropy"})
+    block = {**TINY_MODEL_BLOCK, "task": "columns", "column_loss": "cross_entropy"}
+    assert validate_block("models", block)["column_loss"] == "cross_entropy"
+
+
 def test_loss_is_small_for_a_confident_correct_prediction():
     mask = torch.tensor([[[1, 0], [0, 1]]])
     logits = torch.stack([(1 - mask) * 20.0, mask * 20.0], dim=1).float()

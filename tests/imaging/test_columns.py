@@ -227,3 +227,27 @@ def test_column_targets_peak_at_the_columns_in_each_crop_with_their_class():
         assert len(positions[positions[:, 0] == index]) == pytest.approx(
             4 * (96 * pixel_size_A) ** 2 / a**2, rel=0.15
         )
+
+
+def test_a_tilted_crystal_keeps_its_columns_along_its_own_direction():
+    """An fcc crystal on [111] (a column repeats every 3 layers, 7.06 A) tilted 4.5 deg: seen
+    along the beam its atoms of one column drift 0.56 A apart, beyond the 0.5 A tolerance;
+    grouped along the crystal's own direction (found from the atoms) they stay columns of 3, at
+    the mean of their positions along the beam."""
+    from ase.build import fcc111
+
+    from hrtem_wf.images.columns import column_direction
+
+    slab = fcc111("Au", size=(6, 6, 9), a=4.07825, orthogonal=True)
+    slab.positions += (10.0, 10.0, 10.0)
+    slab.rotate(4.5, "x", center="COP")
+    atoms = particle_atoms(slab.get_chemical_symbols(), slab.positions, cell=(60.0, 60.0, 60.0))
+    direction = column_direction(atoms.positions)
+    assert np.degrees(np.arccos(direction[2])) == pytest.approx(4.5, abs=0.01)
+    along_beam = projected_columns(atoms, tolerance_A=0.5, along_crystal=False)
+    columns = projected_columns(atoms, tolerance_A=0.5)
+    assert max(along_beam.heights) < 3 and len(along_beam) > len(atoms) // 2  # fallen apart
+    assert set(columns.heights) == {3} and len(columns) == len(atoms) // 3
+    # a column sits at the mean (beam) projection of its atoms, in the crystal's footprint
+    low, high = atoms.positions[:, :2].min(axis=0), atoms.positions[:, :2].max(axis=0)
+    assert np.all((columns.yx_A[:, ::-1] >= low) & (columns.yx_A[:, ::-1] <= high))
