@@ -118,6 +118,8 @@ slurm-up:
 slurm-down:
 	bash tests/slurm/slurm-down.sh
 
-# The config reference, docs/config.md, generated from the schema (tests/test_docs.py checks it).
+# The config reference, docs/config.md, generated from the schema, and the README's table of
+# docs/results/tasks.json (tests/test_docs.py checks both).
 docs: install
 	$(VENV)/bin/python -m hrtem_wf.config_reference docs/config.md
+	$(VENV)/bin/python -m hrtem_wf.results_tables README.md docs/results/tasks.json

@@ -91,3 +91,37 @@ def test_every_schema_key_is_in_the_config_reference():
     distributions = sections.get("Distributions", "")
     missing += [p for p in _paths(schema["$defs"]["distribution"]) if f"`{p}`" not in distributions]
     assert not missing, f"keys missing from docs/config.md (run `make docs`): {missing}"
+
+
+def test_readme_table_of_the_other_tasks_is_generated_from_tasks_json():
+    import json
+
+    from hrtem_wf.results_tables import render
+
+    readme = (ROOT / "README.md").read_text()
+    rows_path = ROOT / "docs" / "results" / "tasks.json"
+    rows = json.loads(rows_path.read_text()) if rows_path.exists() else []
+    for row in rows:
+        assert set(row) == {"task", "metric", "value", "seeds", "date", "commit", "command"}
+    assert render(readme, rows) == readme, "run `make docs`"
+
+
+def test_the_tasks_table_shows_the_newest_figure_of_each_metric():
+    from hrtem_wf.results_tables import BEGIN, END, render
+
+    stamp = {"seeds": [0, 1], "commit": "abc1234", "command": "python benchmarks/other_tasks.py"}
+    rows = [
+        {"task": "madsen_columns", "metric": "f1", "value": 0.151, "date": "2026-12-02"},
+        {"task": "madsen_columns", "metric": "f1", "value": 0.5, "date": "2026-12-07"},
+        {
+            "task": "madsen_columns",
+            "metric": "training_images_seen",
+            "value": 768,
+            "date": "2026-12-07",
+        },
+    ]
+    text = render(f"before\n{BEGIN}\nold\n{END}\nafter\n", [r | stamp for r in rows])
+    assert text.startswith("before\n") and text.endswith(f"{END}\nafter\n") and "old" not in text
+    (line,) = [t for t in text.splitlines() if t.startswith("| Au column detection")]
+    assert "f1 0.5 (seeds [0, 1])" in line and "768 images seen" in line and "0.151" not in line
+    assert "| MoS2 exit wave" in text and "not measured yet" in text
