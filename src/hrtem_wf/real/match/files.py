@@ -45,7 +45,9 @@ def match_files(
     `cell_A`) and write everything into the folder `out`; with `simulated` (an images store or
     dataset of pixel size `simulated_pixel_size_A`, else the store's), also the gaps between the
     first `max_simulated` of its images and the micrographs (median-filtered by `median_px`).
-    Returns the estimates (match.json). Micrographs that cannot be read or matched: InputError.
+    Returns the estimates (match.json). Blank, saturated and noise-only micrographs are left out
+    (named in the log and in match.json's `left_out`); none left, unreadable files or no pixel
+    size: InputError, and nothing is written.
     """
     import yaml
 
@@ -63,7 +65,7 @@ def match_files(
     )
 
     try:
-        read = read_micrographs(micrographs, masks)
+        read, left_out = read_micrographs(micrographs, masks)
         report, diagnostics = match_micrographs(
             read,
             energy_eV=voltage_kV * 1e3,
@@ -77,6 +79,7 @@ def match_files(
         )
     except (OSError, ValueError) as error:
         raise InputError(str(error)) from None
+    report["left_out"] = left_out  # blank, saturated or noise-only micrographs, with why
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "match.json", report)

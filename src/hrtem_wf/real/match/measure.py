@@ -38,10 +38,54 @@ class Micrograph:
     pixel_size_A: float | None  # from the file's metadata, or None
 
 
+#: A micrograph whose power at low spatial frequencies (0.01-0.1 cycles per pixel) is less
+#: than this times its power near Nyquist (0.35-0.5) shows nothing above white noise: the real
+#: set's micrographs give 131-150 (particles, carbon, Thon rings, the camera's MTF), white or
+#: Poisson noise 0.9-1.0.
+STRUCTURE_POWER_RATIO = 4.0
+#: A micrograph with at least this fraction of its pixels at its brightest (or darkest) value
+#: is saturated (or cut off): its contrast is not the sample's.
+SATURATED_FRACTION = 0.5
+
+
+def unreadable(image: np.ndarray) -> str | None:
+    """Why a micrograph can support no estimate (blank, saturated, nothing but noise), or None
+    when it can."""
+    if not np.all(np.isfinite(image)):
+        return "it has NaN or infinite pixels"
+    low, high = float(image.min()), float(image.max())
+    if high == low:
+        return f"it is blank: every pixel is {low:g}"
+    for value, side in ((high, "brightest"), (low, "darkest")):
+        fraction = float(np.mean(image == value))
+        if fraction >= SATURATED_FRACTION:
+            return (
+                f"it is saturated: {fraction:.0%} of its pixels are at its {side} value {value:g}"
+            )
+    ratio = structure_power_ratio(image)
+    if ratio < STRUCTURE_POWER_RATIO:
+        return (
+            f"it shows nothing above the noise: its power spectrum is flat (low / high "
+            f"frequencies {ratio:.2f}, below {STRUCTURE_POWER_RATIO:g})"
+        )
+    return None
+
+
+def structure_power_ratio(image: np.ndarray) -> float:
+    """Median power at 0.01-0.1 cycles per pixel over the median at 0.35-0.5."""
+    centred = np.asarray(image, np.float64) - float(np.mean(image))
+    power = np.abs(np.fft.rfft2(centred)) ** 2
+    q = np.hypot(np.fft.fftfreq(image.shape[0])[:, None], np.fft.rfftfreq(image.shape[1])[None])
+    high = float(np.median(power[(q > 0.35) & (q <= 0.5)]))
+    return float(np.median(power[(q > 0.01) & (q < 0.1)])) / max(high, 1e-300)
+
+
 def read_micrographs(
     sources: list[str | Path], masks: str | Path | None = None
-) -> list[Micrograph]:
-    """Micrograph files (or every micrograph in a folder), each with masks/<stem>.png if given."""
+) -> tuple[list[Micrograph], dict[str, str]]:
+    """Micrograph files (or every micrograph in a folder), each with masks/<stem>.png if given;
+    and those left out (`unreadable`: blank, saturated, nothing but noise), by name, with why.
+    ValueError when none is left."""
     from hrtem_wf.real.micrographs import MICROGRAPH_EXTENSIONS, read_mask_png, read_micrograph
 
     paths: list[Path] = []
@@ -54,9 +98,14 @@ def read_micrographs(
             paths.append(source)
     if not paths:
         raise ValueError(f"no micrographs in {[str(s) for s in sources]}")
-    result = []
+    result, left_out = [], {}
     for path in paths:
         image, pixel_size = read_micrograph(path)
+        reason = unreadable(image)
+        if reason is not None:
+            left_out[str(path)] = reason
+            log.warning("match: %s is left out: %s", path, reason)
+            continue
         mask = None
         if masks is not None:
             mask_path = Path(masks) / f"{path.stem}.png"
@@ -66,7 +115,12 @@ def read_micrographs(
             if mask.shape != image.shape:
                 raise ValueError(f"{path}: mask {mask.shape} and image {image.shape} differ")
         result.append(Micrograph(path.name, image, mask, pixel_size))
-    return result
+    if not result:
+        raise ValueError(
+            "no micrograph can be matched: "
+            + "; ".join(f"{path}: {why}" for path, why in left_out.items())
+        )
+    return result, left_out
 
 
 def _summary(values) -> dict:
