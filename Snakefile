@@ -4,6 +4,7 @@
 from snakemake.utils import min_version
 
 from hrtem_wf.config import validate
+from hrtem_wf.real.sets import check_real_sets
 
 min_version("9.0")
 
@@ -13,6 +14,9 @@ configfile: "config/config.yaml"
 
 # Stop before any job is built when the config is malformed; the message names the key.
 validate(config)
+# The real sets' files, once per run (not again in each cluster job): readable, paired, alone.
+if workflow.is_main_process:
+    check_real_sets(config)
 
 
 include: "workflow/rules/common.smk"

@@ -15,6 +15,11 @@ A `real_sets.<R>` config block is one of
 plus `median_filter_px` (3), `resample` (true: bring micrographs whose pixel size differs from the
 training data's (its range, when drawn) by > 5 % to the model's nominal pixel size, and the
 prediction back; false: only warn) and optional `models` (default: every model).
+
+`check_real_sets` reads every set when the workflow starts (the Snakefile, in its main process,
+dry runs too; not in each cluster job): every micrograph readable, each with a mask of its
+shape, nothing else in the folders but hidden files (names starting with '.', ignored). A
+problem stops the run before any job, naming the set, the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -104,6 +109,74 @@ def read_pairs_set(
         _check_pair(path.name, image, mask)
         result.append(RealImage(path.name, image, mask, pixel_size_A or file_pixel_size))
     return result
+
+
+def real_set_problems(name: str, block: dict) -> list[str]:
+    """What is wrong with the files of `real_sets.<name>` (empty: nothing), one line each."""
+    from hrtem_wf.real.micrographs import MICROGRAPH_EXTENSIONS, read_mask_png, read_micrograph
+
+    key = f"real_sets.{name}"
+    if block["format"] == "hdf5":
+        try:
+            read_hdf5_set(block["path"], block["pixel_size_A"], block["particle_channel"])
+        except (OSError, ValueError, KeyError) as error:
+            return [f"{key}.path: {error}"]
+        return []
+    folders = {field: Path(block[field]) for field in ("micrographs", "masks")}
+    missing = [f"{key}.{f}: {p} is not a folder" for f, p in folders.items() if not p.is_dir()]
+    if missing:
+        return missing
+    problems, stems = [], set()
+    for path in sorted(folders["micrographs"].iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.suffix.lower() not in MICROGRAPH_EXTENSIONS:
+            problems.append(
+                f"{key}: {path} is not a micrograph ({' '.join(MICROGRAPH_EXTENSIONS)}); "
+                "move it out of the folder (or hide it: a name starting with '.')"
+            )
+            continue
+        stems.add(path.stem)
+        mask_path = folders["masks"] / f"{path.stem}.png"
+        try:
+            image, _ = read_micrograph(path)
+        except (OSError, ValueError) as error:
+            text = str(error)
+            problems.append(f"{key}: {text if text.startswith(str(path)) else f'{path}: {text}'}")
+            continue
+        if not mask_path.is_file():
+            problems.append(f"{key}: micrograph {path} has no mask {mask_path}")
+            continue
+        try:
+            mask = read_mask_png(mask_path)
+        except (OSError, ValueError) as error:
+            problems.append(f"{key}: mask {mask_path}: {error}")
+            continue
+        if mask.shape != image.shape:
+            problems.append(
+                f"{key}: mask {mask_path} is {mask.shape[0]} x {mask.shape[1]} px, its "
+                f"micrograph {path.name} {image.shape[0]} x {image.shape[1]} px"
+            )
+    if not stems and not problems:
+        problems.append(f"{key}.micrographs: {folders['micrographs']} holds no micrographs")
+    for path in sorted(folders["masks"].iterdir()):
+        if path.name.startswith(".") or (path.suffix.lower() == ".png" and path.stem in stems):
+            continue
+        problems.append(f"{key}: {path} is the mask of no micrograph in {folders['micrographs']}")
+    return problems
+
+
+def check_real_sets(config: dict) -> None:
+    """ConfigError listing the problems of every real set's files (`real_set_problems`)."""
+    from hrtem_wf.config import ConfigError
+
+    problems = [
+        problem
+        for name, block in (config.get("real_sets") or {}).items()
+        for problem in real_set_problems(name, block)
+    ]
+    if problems:
+        raise ConfigError("real sets:\n" + "\n".join(f"  {p}" for p in problems))
 
 
 def read_real_set(block: dict) -> list[RealImage]:
