@@ -3,10 +3,18 @@
 
 from snakemake.utils import min_version
 
-from hrtem_wf.config import validate
+from pathlib import Path
+
+from hrtem_wf.config import read_config_file, validate
 from hrtem_wf.real.sets import check_real_sets
 
 min_version("9.0")
+
+
+# The workflow's own config file: a YAML error named with its line (Snakemake reads a
+# --configfile itself, before this file, and names neither).
+if Path("config/config.yaml").exists():
+    read_config_file("config/config.yaml")
 
 
 configfile: "config/config.yaml"

@@ -370,3 +370,39 @@ def test_real_set_scores_are_planned_per_model_seed():
     # realism: one comparison per real set and dataset its models trained on (both: one)
     assert rows[("real_sets", "all_models", "realism")] == 1
     assert rows[("real_sets", "one_model", "realism")] == 1
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("seed: 1\nstructures: {a: [1, 2\nmodels: 3\n", ["line 3, column", "not valid YAML"]),
+        ("", ["is empty"]),
+        ("- 1\n- 2\n", ["holds a list, not a mapping"]),
+        ("seed: 1\n\tmodels: {}\n", ["line 2, column 1", "not valid YAML"]),
+    ],
+    ids=["unclosed", "empty", "list", "tab"],
+)
+def test_a_config_file_that_is_no_config_is_named_with_its_line(tmp_path, text, words):
+    """hrtem-wf plan names the --configfile and the line (Snakemake's own message names
+    neither)."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(
+            ["plan", "--configfile", str(bad), "--snakemake-args", "--replace-workflow-config"]
+        )
+    message = str(stop.value)
+    assert f"config file {bad}" in message
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.workflow
+def test_a_broken_workflow_config_is_named_in_a_dry_run(default_flow, tmp_path):
+    flow = default_flow.clone(tmp_path / "broken")
+    (flow.path / "config" / "config.yaml").write_text("seed: 1\nstructures: {a: [1\n")
+    result = flow.snakemake("-n", check=False)
+    assert result.returncode != 0
+    assert "config file config/config.yaml, line 3, column 1: not valid YAML" in (
+        result.stdout + result.stderr
+    )

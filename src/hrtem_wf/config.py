@@ -80,6 +80,35 @@ def _dotted(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
+def read_config_file(path: str | Path) -> dict:
+    """A config file's mapping; ConfigError naming the file (and the line, where YAML gives one)
+    when it is missing, not YAML, empty or not a mapping of keys. Snakemake reads the files of
+    --configfile itself, before the workflow, with a message that names neither; `hrtem-wf plan`
+    and the Snakefile's own config/config.yaml come through here first."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"config file {path}: cannot be read ({error.strerror})") from None
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = "" if mark is None else f", line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"config file {path}{where}: not valid YAML ({problem})") from None
+    if config is None:
+        raise ConfigError(f"config file {path}: is empty; it needs the config's keys")
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"config file {path}: holds a {type(config).__name__}, not a mapping of the "
+            "config's keys (seed, structures, simulations, ...)"
+        )
+    return config
+
+
 def load_schema(path: str | Path = SCHEMA) -> dict:
     return yaml.safe_load(Path(path).read_text())
 

@@ -29,14 +29,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from hrtem_wf.config import (
     DAG_MB_PER_JOB,
     NO_BLOCK,
     ConfigError,
     block_jobs,
     planned_jobs,
+    read_config_file,
     validate,
 )
 from hrtem_wf.errors import InputError
@@ -208,13 +207,13 @@ def load_config(
     validated and filled as the Snakefile does."""
     default = Path(directory) / "config" / "config.yaml"
     config = {}
-    if default.exists() and not (configfile and replace):
-        config = yaml.safe_load(default.read_text()) or {}
-    if configfile:
-        _merge(config, yaml.safe_load(Path(configfile).read_text()) or {})
-    if not config:
-        raise PlanError(f"no config: {default} does not exist and no --configfile was given")
     try:
+        if default.exists() and not (configfile and replace):
+            config = read_config_file(default)
+        if configfile:
+            _merge(config, read_config_file(configfile))
+        if not config:
+            raise PlanError(f"no config: {default} does not exist and no --configfile was given")
         return validate(config)
     except ConfigError as error:
         raise PlanError(str(error)) from None
