@@ -280,3 +280,22 @@ def test_match_on_micrographs_it_cannot_read_exits_non_zero_and_writes_nothing(t
                 main(["match", str(tmp_path / name), "--voltage-kV", "200", "--out", str(out),
                       *extra])  # fmt: skip
     assert not out.exists()
+
+
+def test_fragments_below_the_minimum_diameter_are_no_particles():
+    """A 40 A particle and three specks of 2-4 A (at 0.5 A pixels): one particle, three
+    fragments; its diameter alone in the statistics (the realism gap's particle diameters)."""
+    from hrtem_wf.real.match.estimate import MIN_PARTICLE_DIAMETER_A, particle_statistics
+
+    mask = np.zeros((200, 200), np.uint8)
+    yy, xx = np.indices(mask.shape)
+    mask[(yy - 100) ** 2 + (xx - 100) ** 2 <= 40**2] = 1  # 80 px = 40 A across
+    for y, x, size in ((20, 20, 2), (30, 170, 4), (170, 30, 6)):
+        mask[y : y + size, x : x + size] = 1
+    image = np.where(mask, 60.0, 100.0)
+    stats = particle_statistics(image, mask, pixel_size_A=0.5)
+    assert stats["n_particles"] == 1 and stats["n_fragments"] == 3
+    assert stats["min_diameter_A"] == MIN_PARTICLE_DIAMETER_A == 10.0
+    (diameter,) = stats["diameters_A"]
+    assert diameter == pytest.approx(40.0, rel=0.01)
+    assert len(stats["contrasts"]) == 1

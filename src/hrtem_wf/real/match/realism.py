@@ -9,8 +9,9 @@ Statistics (per micrograph, pooled per set):
                        detector's roll-off: MTF, median filter); gap: |median sim - median real|
   contrast             per particle (carbon - particle) / carbon (estimate.particle_statistics);
                        gap: |median sim - median real| / |median real|
-  particle_diameter_A  equivalent diameters of whole particles; gap: 1-D Wasserstein distance
-                       of the two sets' diameters / median real diameter
+  particle_diameter_A  equivalent diameters of whole particles (fragments narrower than
+                       estimate.MIN_PARTICLE_DIAMETER_A, 10 A, left out); gap: 1-D Wasserstein
+                       distance of the two sets' diameters / median real diameter
   intensity            pixel values after the network's preprocessing (real: 3 x 3 median, then
                        min-max to [0, 1]; simulated: min-max, their median filter is the
                        detector's); gap: 1-D Wasserstein distance of the pooled values
