@@ -51,12 +51,15 @@ def measurement_config(
     sampling_A: float,
     on_the_fly: int | None = None,
     column_loss: str = "mse",
+    batch_size: int | None = None,
 ) -> dict:
     """The recipe's blocks behind MODELS, with the counts and sizes of a session."""
     recipe = yaml.safe_load(RECIPE.read_text())
     config = {"seed": recipe["seed"], "real_sets": {}}
     models = {name: dict(recipe["models"][name], epochs=epochs[name]) for name in MODELS}
     models["madsen_columns_unet"]["column_loss"] = column_loss
+    if batch_size:  # more optimizer steps for the same images seen
+        models["madsen_columns_unet"]["batch_size"] = batch_size
     if on_the_fly:
         for model in models.values():
             images = recipe["datasets"][model["dataset"]]["images"][0]
@@ -184,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--on-the-fly", type=int, metavar="N", help="images per structure")
     parser.add_argument("--results", help="append the figures to this JSON list")
     parser.add_argument("--column-loss", choices=("mse", "cross_entropy"), default="mse")
+    parser.add_argument("--batch-size", type=int, help="of the column network (recipe: 16)")
     args = parser.parse_args(argv)
 
     out = Path(args.out).resolve()
@@ -196,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         args.potential_sampling_A,
         args.on_the_fly,
         args.column_loss,
+        args.batch_size,
     )
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     targets = [f"results/evaluations/{model}/seed0.json" for model in MODELS]
