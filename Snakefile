@@ -5,8 +5,7 @@ from snakemake.utils import min_version
 
 from pathlib import Path
 
-from hrtem_wf.config import read_config_file, validate
-from hrtem_wf.real.sets import check_real_sets
+from hrtem_wf.config import check_real_sets, read_config_file, validate
 
 min_version("9.0")
 

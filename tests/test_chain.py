@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import iou
+from conftest import iou, load_config
 from hrtem_wf.images import Lens, draw_images, wave_spectrum
 from hrtem_wf.images.labels import particle_mask
 from hrtem_wf.simulations import simulate_structure
@@ -153,3 +153,30 @@ def test_image_contrast_is_where_the_label_is(simulated, demo_config):
     image, mask = images[0], masks[0].astype(bool)
     assert 0.05 < mask.mean() < 0.6
     assert image[mask].std() > 1.5 * image[~mask].std()
+
+
+def test_the_demo_labels_are_checked_for_fragments(simulated, demo_config):
+    """The demo's labels (its images block, one demo structure): each image's particle is one
+    part of the mask, as wide as the particle; the single-pixel specks a smoothed threshold
+    leaves beside it are counted as fragments, not particles (the realism statistics' rule)."""
+    from hrtem_wf.real.match.estimate import MIN_PARTICLE_DIAMETER_A, particle_statistics
+
+    atoms, result = simulated
+    block = {**load_config()["images"]["au_small_hrtem"], "crop_px": None}
+    block["draws_per_structure"] = 8
+    images, masks, _ = draw_images(
+        result["full"], result["particle"], (0.2, 0.2), 300e3, block, np.random.default_rng(0)
+    )
+    pixel_A = block["detector"]["pixel_size_A"]
+    fragments = 0
+    for image, mask in zip(images, masks):
+        stats = particle_statistics(image, mask, pixel_A)
+        (diameter_A,) = stats["diameters_A"]
+        assert stats["n_particles"] == 1
+        assert abs(diameter_A - 2 * atoms.info["radius_A"]) < 0.2 * 2 * atoms.info["radius_A"]
+        fragments += stats["n_fragments"]
+        every_part = particle_statistics(image, mask, pixel_A, min_diameter_A=0.0)
+        assert every_part["n_particles"] == 1 + stats["n_fragments"]
+        specks = [d for d in every_part["diameters_A"] if d != diameter_A]
+        assert all(d < MIN_PARTICLE_DIAMETER_A for d in specks)
+    assert fragments >= 1  # measured: one speck of 0.6 A in the first of 8 images

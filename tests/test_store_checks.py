@@ -84,17 +84,6 @@ def test_images_job_reads_an_undamaged_exit_wave_store(tmp_path):
 
 
 @pytest.mark.parametrize("how", DAMAGES)
-def test_damaged_exit_waves_stop_the_images_job(tmp_path, how):
-    store = simulation_store(tmp_path / "sim.zarr")
-    damage(store, "particle", 1, how)
-    output = tmp_path / "images.zarr"
-    with pytest.raises(StoreError, match=DAMAGES[how]) as caught:
-        images_job(store, output)
-    assert f"{store}: array 'particle'" in str(caught.value)
-    assert not output.exists() and not Path(f"{output}.partial").exists()
-
-
-@pytest.mark.parametrize("how", DAMAGES)
 def test_damaged_image_store_stops_the_dataset(tmp_path, how):
     stores = _write_stores(tmp_path)
     damage(Path(stores[3]), "images", 2, how)

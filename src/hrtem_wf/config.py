@@ -810,3 +810,18 @@ def check_job_count(config: dict) -> None:
         f"{total * DAG_MB_PER_JOB / 1024:,.0f} GB to plan them. Largest counts{scale}: {named}. "
         "Lower them, set `scale` (e.g. 0.01), or raise `max_jobs`."
     )
+
+
+def check_real_sets(config: dict) -> None:
+    """Raise ConfigError listing the problems of every real set's files (every micrograph
+    readable, each with a mask of its shape, nothing else in the folders: real_set_problems).
+    Imported here, not at the top: the stages import the real-set readers, not the config."""
+    from hrtem_wf.real.sets import real_set_problems
+
+    problems = [
+        problem
+        for name, block in (config.get("real_sets") or {}).items()
+        for problem in real_set_problems(name, block)
+    ]
+    if problems:
+        raise ConfigError("real sets:\n" + "\n".join(f"  {p}" for p in problems))

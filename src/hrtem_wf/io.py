@@ -16,6 +16,8 @@ import zarr
 from numpy.typing import DTypeLike
 from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 
+from hrtem_wf.errors import InputError
+
 # Compression for every array we store: zstd through Blosc, byte-shuffled (complex and float
 # data), then a CRC32C checksum: Blosc decodes a truncated chunk without noticing.
 COMPRESSORS = (BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.shuffle), Crc32cCodec())
@@ -40,6 +42,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
     _remove(final)
     os.replace(tmp, final)
+
+
+@contextlib.contextmanager
+def staged_outputs(out_dir: str | os.PathLike, name: str) -> Iterator[Path]:
+    """A folder for a group of outputs (out_dir/.<name>.partial), moved into `out_dir` file by
+    file when the block succeeds and removed when it fails: all of them or none appear."""
+    out_dir = Path(out_dir)
+    stage = out_dir / f".{name}.partial"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    for path in sorted(stage.iterdir()):
+        os.replace(path, out_dir / path.name)
+    stage.rmdir()
 
 
 def _remove(path: Path) -> None:
@@ -70,9 +90,10 @@ def write_arrays(
             stored[...] = array
 
 
-class StoreError(ValueError):
+class StoreError(InputError):
     """A store that does not hold what its writer wrote: the message names the store, the array
-    and what is wrong (a missing or damaged chunk, another dtype or shape, NaN or inf)."""
+    and what is wrong (a missing or damaged chunk, another dtype or shape, NaN or inf). An
+    InputError (a ValueError): `hrtem-wf` prints it in one line and exits 1."""
 
 
 class StoredArray:

@@ -34,6 +34,7 @@ from hrtem_wf.config import (
     NO_BLOCK,
     ConfigError,
     block_jobs,
+    check_real_sets,
     planned_jobs,
     read_config_file,
     validate,
@@ -204,7 +205,7 @@ def load_config(
 ) -> dict:
     """The config a run would see: the workflow's config/config.yaml with the --configfile
     merged over it, as Snakemake does (or the --configfile alone with --replace-workflow-config),
-    validated and filled as the Snakefile does."""
+    validated and filled, its real sets' files checked, as the Snakefile does."""
     default = Path(directory) / "config" / "config.yaml"
     config = {}
     try:
@@ -214,7 +215,9 @@ def load_config(
             _merge(config, read_config_file(configfile))
         if not config:
             raise PlanError(f"no config: {default} does not exist and no --configfile was given")
-        return validate(config)
+        validate(config)
+        check_real_sets(config)
+        return config
     except ConfigError as error:
         raise PlanError(str(error)) from None
 

@@ -313,16 +313,23 @@ def test_cli_predict_analyze(simulated, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="hrtem_wf"):
         assert main(["predict", model_dir(tmp_path, PIXEL_SIZE_A), *arguments]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
+        "au_lattice.csv",
         "au_mask.png",
         "au_particles.csv",
         "au_probability.tif",
+        "particle_sizes.json",
+        "particle_sizes.png",
+        "particles.csv",
     ]
     mask = read_mask_png(out / "au_mask.png")
     expected = analyze_particles(image, mask, PIXEL_SIZE_A)
-    with open(out / "au_particles.csv", newline="") as handle:
+    with open(out / "au_lattice.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["label"] for row in rows] == [str(p.label) for p in expected]
     assert rows == [{k: str(v) for k, v in p.row().items()} for p in expected]
+    with open(out / "au_particles.csv", newline="") as handle:  # the sizes, joined by label
+        sizes = {row["label"]: row["zone_axis"] for row in csv.DictReader(handle)}
+    assert sizes == {str(p.label): str(p.zone_axis) for p in expected}
     messages = [r.getMessage() for r in caplog.records]
     assert any("nominal pixel size 0.125 A" in m for m in messages)
     summaries = [m for m in messages if m.startswith("analyze ")]

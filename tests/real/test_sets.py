@@ -259,6 +259,7 @@ def test_report_has_the_table_1_layout_and_every_figure(models, tmp_path):
         "examples.png",
         "data_distributions.png",
         "real_set_examples.png",
+        "real_set_sizes.png",
     ]
     for path in written[1:]:
         assert path.read_bytes().startswith(b"\x89PNG")
@@ -344,3 +345,40 @@ def test_real_micrographs_read_as_the_user_has_them(models):
     f1, per_image = _by_hand(dirs[0], [i.image for i in items], [i.mask for i in items])
     assert result["n_images"] == 3 and result["f1"] == pytest.approx(f1, abs=1e-12)
     assert [image["f1"] for image in result["per_image"]] == pytest.approx(per_image, abs=1e-12)
+
+
+def test_score_counts_and_sizes_the_particles_against_the_hand_masks(models, monkeypatch):
+    """A network whose mask is the hand mask eroded by 2 px: the same particles, each about
+    4 px (1.6 A) narrower; the counts agree and the mean diameter error is that shrink."""
+    import scipy.ndimage
+
+    import hrtem_wf.real.sets as sets
+    from hrtem_wf.real.sizes import measure_particles, size_summary
+
+    block = {"format": "pairs", "micrographs": str(REAL_AU / "micrographs"),
+             "masks": str(REAL_AU / "masks"), "pixel_size_A": 0.4, "median_filter_px": 3,
+             "resample": False}  # fmt: skip
+    eroded = {}
+
+    def network(model, item, *args, **kwargs):
+        eroded[item.name] = scipy.ndimage.binary_erosion(item.mask, iterations=2)
+        return eroded[item.name].astype(np.float32), None
+
+    monkeypatch.setattr(sets, "predict_real_image", network)
+    result = score_real_set(models[2][0], "real_au", block)
+    particles = result["particles"]
+    hand = [p for item in read_real_set(block) for p in measure_particles(item.mask, 0.4)[0]]
+    ours = [p for mask in eroded.values() for p in measure_particles(mask, 0.4)[0]]
+    assert particles["hand"] == size_summary(
+        hand, sum(measure_particles(i.mask, 0.4)[1] for i in read_real_set(block))
+    )
+    assert particles["network"]["count"] == len(ours)
+    assert particles["count_error"] == pytest.approx(len(ours) / len(hand) - 1)
+    mean_hand = particles["hand"]["mean_diameter_nm"]
+    assert particles["mean_diameter_error"] == pytest.approx(
+        particles["network"]["mean_diameter_nm"] / mean_hand - 1
+    )
+    assert -0.2 < particles["mean_diameter_error"] < -0.03  # 1.6 A of 2-4 nm
+    assert [i["hand_particles"] for i in result["per_image"]] == [
+        len(measure_particles(i.mask, 0.4)[0]) for i in read_real_set(block)
+    ]

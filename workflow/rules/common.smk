@@ -15,8 +15,9 @@ REPORT = [
     f"{RESULTS}/report/examples.png",
     f"{RESULTS}/report/data_distributions.png",
 ] + (
-    # the real-set examples show the first segmentation model's predictions
-    [f"{RESULTS}/report/real_set_examples.png"]
+    # the real-set examples show the first segmentation model's predictions; the sizes, the
+    # particles of each model's masks against the hand masks'
+    [f"{RESULTS}/report/real_set_examples.png", f"{RESULTS}/report/real_set_sizes.png"]
     if REAL_SETS and any(m["task"] == "segmentation" for m in config["models"].values())
     else []
 )

@@ -92,7 +92,11 @@ rule report:
         distributions=report(REPORT[3], caption="../report/data_distributions.rst", category="Data"),
         real_set_examples=[
             report(path, caption="../report/real_set_examples.rst", category="Predictions")
-            for path in REPORT[4:]
+            for path in REPORT[4:5]
+        ],
+        real_set_sizes=[
+            report(path, caption="../report/real_set_sizes.rst", category="Particles")
+            for path in REPORT[5:]
         ],
     log:
         f"{RESULTS}/logs/report.log",

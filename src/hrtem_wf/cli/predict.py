@@ -38,8 +38,9 @@ PREDICT = Command(
         arg(
             "--out",
             required=True,
-            help="writes <stem>_probability.tif, <stem>_mask.png (and <stem>_particles.csv) "
-            "here; a columns model <stem>_columns.csv and .png, an exit-wave model "
+            help="writes <stem>_probability.tif, <stem>_mask.png, <stem>_particles.csv and, "
+            "pooled, particles.csv, particle_sizes.json and .png here; a columns model "
+            "<stem>_columns.csv and .png, an exit-wave model "
             "<stem>_exit_wave.npy (complex64) and .png",
         ),
         arg("--tile-px", type=int, default=512, help="tile size (default: 512)"),
@@ -67,7 +68,7 @@ PREDICT = Command(
             "--analyze",
             action="store_true",
             help="also each particle's Fourier peaks and zone-axis flag (Larsen et al.'s "
-            "brightest / dimmest peak-pair ratio): <stem>_particles.csv; needs the pixel size "
+            "brightest / dimmest peak-pair ratio): <stem>_lattice.csv; needs the pixel size "
             "(the file's, else the model's nominal one)",
         ),
     ),

@@ -103,6 +103,67 @@ def _realism_markdown(realism: list[dict]) -> str:
     )
 
 
+def _particles_markdown(scores: list[dict]) -> str:
+    """The particles of the networks' masks against the hand masks' on each real set: counts
+    and mean equivalent diameters (median over seeds), their relative errors."""
+    scored = [s for s in scores if s.get("particles")]
+    if not scored:
+        return ""
+    header = ["real set", "model", "seeds", "particles (hand)", "particles (network)",
+              "count error", "mean diameter [nm] (hand)", "mean diameter [nm] (network)",
+              "mean diameter error"]  # fmt: skip
+
+    def median(values, fmt):
+        values = [v for v in values if v is not None]
+        return fmt.format(float(np.median(values))) if values else "-"
+
+    rows = []
+    for real_set, model in dict.fromkeys((s["real_set"], s["model"]) for s in scored):
+        group = [s["particles"] for s in scored if (s["real_set"], s["model"]) == (real_set, model)]
+        rows.append(
+            [
+                real_set,
+                model,
+                str(len(group)),
+                str(group[0]["hand"]["count"]),
+                median([g["network"]["count"] for g in group], "{:.0f}"),
+                median([g["count_error"] for g in group], "{:+.1%}"),
+                median([group[0]["hand"]["mean_diameter_nm"]], "{:.2f}"),
+                median([g["network"]["mean_diameter_nm"] for g in group], "{:.2f}"),
+                median([g["mean_diameter_error"] for g in group], "{:+.1%}"),
+            ]
+        )
+    return (
+        "\n\n## Particles on the real sets: network against hand masks\n\n"
+        "Each 8-connected part of a mask at least 10 A across is a particle (hrtem_wf.real.sizes); "
+        "diameters are equivalent (2 sqrt(area / pi)), of particles not cut by the border; "
+        "errors are (network - hand) / hand, the median over seeds. Size distributions: "
+        "`real_set_sizes.png`.\n\n" + _markdown_table(header, rows) + "\n"
+    )
+
+
+def _plot_real_set_sizes(scores: list[dict], path: Path) -> None:
+    """Per real set, the hand masks' size histogram beside each model's first seed's."""
+    from hrtem_wf.real.sizes import plot_sizes
+
+    scored = [s for s in scores if s.get("particles")]
+    real_sets = list(dict.fromkeys(s["real_set"] for s in scored))
+    first = {}
+    for s in scored:
+        first.setdefault((s["real_set"], s["model"]), s)
+    diameters, summaries, counts = {}, {}, {}
+    for (real_set, model), s in first.items():
+        prefix = f"{real_set}: " if len(real_sets) > 1 else ""
+        for side, name in (("hand", f"{prefix}hand masks"), ("network", f"{prefix}{model}")):
+            diameters[name] = s["particles"]["diameters_nm"][side]
+            summaries[name] = s["particles"][side]
+            counts[name] = {
+                f"{prefix}{image['image']}": image.get(f"{side}_particles", 0)
+                for image in s["per_image"]
+            }
+    plot_sizes(diameters, counts, path, summaries=summaries)
+
+
 def _training_data(dataset: str, on_the_fly: dict | None) -> str:
     """The dataset column: the dataset, and for on-the-fly training what drew its images."""
     if not on_the_fly:
@@ -502,7 +563,7 @@ def write_report(
 ) -> list[Path]:
     """Write the report to ``out_dir``: summary.md, training_curves.png, examples.png (simulated
     test split of the first model's dataset), data_distributions.png and, with real sets,
-    real_set_examples.png. Returns the paths written."""
+    real_set_examples.png and real_set_sizes.png. Returns the paths written."""
     if not evaluation_jsons:
         raise ValueError("write_report needs at least one evaluation JSON")
     evaluations = [json.loads(Path(path).read_text()) for path in evaluation_jsons]
@@ -517,7 +578,9 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     realism = [json.loads(Path(path).read_text()) for path in realism_jsons]
     (out_dir / "summary.md").write_text(
-        _summary_markdown(evaluations, matched, scores, histories) + _realism_markdown(realism)
+        _summary_markdown(evaluations, matched, scores, histories)
+        + _particles_markdown(scores)
+        + _realism_markdown(realism)
     )
     written = [
         out_dir / "summary.md",
@@ -537,4 +600,6 @@ def write_report(
         written.append(out_dir / "real_set_examples.png")
         first = segmentation[0]
         _plot_real_set_examples(matched[first], labels[first], real_sets, written[-1])
+        written.append(out_dir / "real_set_sizes.png")
+        _plot_real_set_sizes(scores, written[-1])
     return written

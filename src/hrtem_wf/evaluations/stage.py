@@ -84,6 +84,18 @@ def realism_gaps(
         ", ".join(f"{k} {v['gap']:.3g}" for k, v in gaps["statistics"].items() if v["gap"]),
         gaps["label_offset_A"],
     )
+    labels = gaps["masks"]["sim"]
+    if labels["fragments"]:
+        log.warning(
+            "realism: the simulated labels of %s hold %d fragments narrower than %g A (in %d of "
+            "%d images) beside %d particles; the particle statistics leave them out",
+            gaps["dataset"],
+            labels["fragments"],
+            gaps["masks"]["min_particle_diameter_A"],
+            labels["images_with_fragments"],
+            gaps["n_simulated"],
+            labels["particles"],
+        )
     return gaps
 
 

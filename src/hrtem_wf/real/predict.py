@@ -5,10 +5,15 @@ Input: a trained model (a folder with metadata.json and weights.pt) and microgra
 (hrtem_wf.real.micrographs reads them); a model of focal series of C images takes the files C
 at a time, in the order of its focal series' offsets. Output, per micrograph (or series, named
 after its first file), in one folder:
-segmentation  <stem>_probability.tif (the particle probability, with the file's pixel size) and
-              <stem>_mask.png (probability > threshold); with `analyze`, also
-              <stem>_particles.csv (each particle's lattice peaks and zone-axis flag,
-              hrtem_wf.real.particles);
+segmentation  <stem>_probability.tif (the particle probability, an ImageJ TIFF with the file's
+              pixel size), <stem>_mask.png (probability > threshold) and <stem>_particles.csv
+              (each particle's diameter, area, centroid, aspect ratio, border flag:
+              hrtem_wf.real.sizes; with `analyze` its zone-axis flag too, and
+              <stem>_lattice.csv: its lattice peaks, hrtem_wf.real.particles); pooled over
+              the call: particles.csv, particle_sizes.json (count, mean, sd, median,
+              percentiles of the diameter, a fitted lognormal; per micrograph and pooled) and
+              particle_sizes.png (size histogram with the lognormal, count per micrograph,
+              an overlay);
 columns       <stem>_columns.csv and <stem>_columns.png (hrtem_wf.real.task_outputs);
 exit_wave     <stem>_exit_wave.npy and <stem>_exit_wave.png (hrtem_wf.real.task_outputs).
 """
@@ -16,14 +21,13 @@ exit_wave     <stem>_exit_wave.npy and <stem>_exit_wave.png (hrtem_wf.real.task_
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from hrtem_wf.errors import InputError
+from hrtem_wf.io import staged_outputs
+from hrtem_wf.real import sizes
 
 log = logging.getLogger("hrtem_wf")
 
@@ -122,6 +126,8 @@ def predict_files(
         median_px=median_px,
     )
     groups = [paths[start : start + inputs] for start in range(0, len(paths), inputs)]
+    # the particles of each segmented micrograph, for the pooled statistics (one overlay kept)
+    measured_sizes: dict[Path, dict] = {}
     for group in tqdm(groups, desc="micrographs", unit="input", disable=len(groups) < 2):
         if any(path in failed for path in group):
             failed.update(
@@ -129,17 +135,23 @@ def predict_files(
             )
             continue
         try:
-            with _staged(out_dir, group[0].stem) as stage:
+            with staged_outputs(out_dir, group[0].stem) as stage:
                 if trained.task == "segmentation":
-                    _predict_particles(
+                    measured = _predict_particles(
                         trained, model, group[0], stage, threshold, analyze, **tiling
                     )
+                    if measured is not None:
+                        if measured_sizes:
+                            del measured["overlay"]
+                        measured_sizes[group[0]] = measured
                 else:
                     _predict_task(trained, model, group, stage, **tiling)
         except (InputError, ValueError, OSError) as error:
             text = str(error)
             failed[group[0]] = text.removeprefix(f"{group[0]}: ")
             log.error("%s: %s", group[0], failed[group[0]])
+    if measured_sizes:
+        _write_size_statistics(out_dir, measured_sizes)
     if not existed and out_dir.is_dir() and not any(out_dir.iterdir()):
         out_dir.rmdir()
     if failed:
@@ -149,23 +161,6 @@ def predict_files(
             f"{len(failed)} of {len(paths)} micrograph(s) failed ({done} written to {out_dir}): "
             f"{listed}"
         )
-
-
-@contextmanager
-def _staged(out_dir: Path, stem: str):
-    """A folder for one micrograph's outputs (out_dir/.<stem>.partial), moved into `out_dir`
-    file by file when the block succeeds and removed when it fails."""
-    stage = out_dir / f".{stem}.partial"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    for path in sorted(stage.iterdir()):
-        os.replace(path, out_dir / path.name)
-    stage.rmdir()
 
 
 def _read(path: Path):
@@ -201,10 +196,9 @@ def _predict_particles(trained, model, path: Path, stage: Path, threshold, analy
     )
     if mismatch:
         log.warning("%s: %s", path, mismatch)
-    analysis_pixel_size = pixel_size
+    analysis_pixel_size = pixel_size if pixel_size is not None else trained.nominal_pixel_size_A
     if analyze:  # before the inference: fail early
-        if analysis_pixel_size is None:
-            analysis_pixel_size = trained.nominal_pixel_size_A
+        if pixel_size is None:
             if analysis_pixel_size is None:
                 raise AnalysisError(
                     f"{path} records no pixel size and the "
@@ -236,11 +230,73 @@ def _predict_particles(trained, model, path: Path, stage: Path, threshold, analy
         probability_path.name,
         mask_path.name,
     )
+    zone_axis = {}
     if analyze:
-        particles = analysis.analyze_particles(image, mask, analysis_pixel_size)
-        particles_path = stage / f"{path.stem}_particles.csv"
-        analysis.write_particles_csv(particles_path, particles)
-        log.info("analyze %s: %s -> %s", path, analysis.summary(particles), particles_path.name)
+        lattice = analysis.analyze_particles(image, mask, analysis_pixel_size)
+        lattice_path = stage / f"{path.stem}_lattice.csv"
+        analysis.write_particles_csv(lattice_path, lattice)
+        zone_axis = {particle.label: particle.zone_axis for particle in lattice}
+        log.info("analyze %s: %s -> %s", path, analysis.summary(lattice), lattice_path.name)
+    if analysis_pixel_size is None:
+        log.warning("%s: no pixel size (file or model): particle sizes not measured", path)
+        return None
+    particles, fragments = sizes.measure_particles(mask, analysis_pixel_size)
+    rows = [p.row(path.name, zone_axis.get(p.label)) for p in particles]
+    sizes.write_particles_csv(stage / f"{path.stem}_particles.csv", rows)
+    summary = sizes.size_summary(particles, fragments)
+    log.info(
+        "sizes %s: %d particles (%d touching the border), mean diameter %s nm -> %s",
+        path,
+        summary["count"],
+        summary["touching_border"],
+        "-" if summary["mean_diameter_nm"] is None else f"{summary['mean_diameter_nm']:.3g}",
+        f"{path.stem}_particles.csv",
+    )
+    return {
+        "particles": particles,
+        "fragments": fragments,
+        "rows": rows,
+        "summary": summary,
+        "pixel_size_A": analysis_pixel_size,
+        "overlay": (path.name, image, mask),
+    }
+
+
+def _write_size_statistics(out_dir: Path, measured: dict[Path, dict]) -> None:
+    """particles.csv, particle_sizes.json and particle_sizes.png pooled over the micrographs
+    predicted (`measured`: _predict_particles' results), together or not at all."""
+    from hrtem_wf.io import write_json
+
+    pooled = [p for m in measured.values() for p in m["particles"]]
+    fragments = sum(m["fragments"] for m in measured.values())
+    summary = {
+        "pooled": sizes.size_summary(pooled, fragments),
+        "per_micrograph": {str(path): m["summary"] for path, m in measured.items()},
+        "pixel_size_A": {str(path): m["pixel_size_A"] for path, m in measured.items()},
+        "min_particle_diameter_A": sizes.MIN_PARTICLE_DIAMETER_A,
+        "note": "diameters: equivalent (2 sqrt(area / pi)), of particles not touching the border",
+    }
+    with staged_outputs(out_dir, "particle_sizes") as stage:
+        sizes.write_particles_csv(
+            stage / "particles.csv", [row for m in measured.values() for row in m["rows"]]
+        )
+        write_json(stage / "particle_sizes.json", summary)
+        sizes.plot_sizes(
+            {"network": [p.diameter_nm for p in pooled if not p.touches_border]},
+            {"network": {path.stem: m["summary"]["count"] for path, m in measured.items()}},
+            stage / "particle_sizes.png",
+            example=next(iter(measured.values()))["overlay"],
+            summaries={"network": summary["pooled"]},
+        )
+    log.info(
+        "sizes: %d particles in %d micrograph(s), mean diameter %s nm -> particles.csv, "
+        "particle_sizes.json, particle_sizes.png",
+        summary["pooled"]["count"],
+        len(measured),
+        "-"
+        if summary["pooled"]["mean_diameter_nm"] is None
+        else f"{summary['pooled']['mean_diameter_nm']:.3g}",
+    )
 
 
 def _predict_task(trained, model, paths: list[Path], out_dir: Path, **tiling) -> None:

@@ -16,10 +16,11 @@ plus `median_filter_px` (3), `resample` (true: bring micrographs whose pixel siz
 training data's (its range, when drawn) by > 5 % to the model's nominal pixel size, and the
 prediction back; false: only warn) and optional `models` (default: every model).
 
-`check_real_sets` reads every set when the workflow starts (the Snakefile, in its main process,
-dry runs too; not in each cluster job): every micrograph readable, each with a mask of its
-shape, nothing else in the folders but hidden files (names starting with '.', ignored). A
-problem stops the run before any job, naming the set, the file and what is wrong.
+`real_set_problems` reads one set; `hrtem_wf.config.check_real_sets` reads every set when the
+workflow starts (the Snakefile, in its main process, dry runs too; not in each cluster job):
+every micrograph readable, each with a mask of its shape, nothing else in the folders but hidden
+files (names starting with '.', ignored). A problem stops the run before any job, naming the
+set, the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -166,19 +167,6 @@ def real_set_problems(name: str, block: dict) -> list[str]:
     return problems
 
 
-def check_real_sets(config: dict) -> None:
-    """ConfigError listing the problems of every real set's files (`real_set_problems`)."""
-    from hrtem_wf.config import ConfigError
-
-    problems = [
-        problem
-        for name, block in (config.get("real_sets") or {}).items()
-        for problem in real_set_problems(name, block)
-    ]
-    if problems:
-        raise ConfigError("real sets:\n" + "\n".join(f"  {p}" for p in problems))
-
-
 def read_real_set(block: dict) -> list[RealImage]:
     if block["format"] == "hdf5":
         return read_hdf5_set(block["path"], block["pixel_size_A"], block["particle_channel"])
@@ -229,14 +217,19 @@ def predict_real_image(
 def score_real_set(
     model_dir: str | Path, name: str, block: dict, threshold: float = 0.5, device: str | None = None
 ) -> dict:
-    """F1 (and the other pixel metrics) per image and pooled over the real set's pixels."""
+    """F1 (and the other pixel metrics) per image and pooled over the real set's pixels; with
+    pixel sizes, the particles of the network's masks against the hand masks' (counts, sizes:
+    hrtem_wf.real.sizes), per image and pooled."""
     from hrtem_wf.models.model import TrainedModel, resolve_device
+    from hrtem_wf.real.sizes import measure_particles, relative_errors, size_summary
 
     trained = TrainedModel.read(model_dir)
     torch_device = resolve_device(device or trained.block["device"])
     model = trained.load_network(torch_device)
     training_pixel_size_A = trained.pixel_size_A
     pooled, per_image, warnings = SegmentationCounts(), [], []
+    found = {"network": [], "hand": []}  # the particles of every image, pooled
+    fragments = {"network": 0, "hand": 0}
     for item in read_real_set(block):
         probability, warning = predict_real_image(
             model, item, training_pixel_size_A, trained.nominal_pixel_size_A, block, torch_device
@@ -246,14 +239,29 @@ def score_real_set(
             warnings.append(f"{item.name}: {warning}")
         counts = segmentation_counts(probability, item.mask, threshold)
         pooled = pooled + counts
-        per_image.append(
-            {
-                "image": item.name,
-                "pixel_size_A": item.pixel_size_A,
-                "shape": list(item.image.shape),
-                **metrics_from_counts(counts),
-            }
-        )
+        record = {
+            "image": item.name,
+            "pixel_size_A": item.pixel_size_A,
+            "shape": list(item.image.shape),
+            **metrics_from_counts(counts),
+        }
+        if item.pixel_size_A:
+            for side, mask in (("network", probability > threshold), ("hand", item.mask)):
+                these, n_fragments = measure_particles(mask, item.pixel_size_A)
+                found[side] += these
+                fragments[side] += n_fragments
+                record[f"{side}_particles"] = len(these)
+        per_image.append(record)
+    sizes = None
+    if all(image["pixel_size_A"] for image in per_image):
+        summaries = {side: size_summary(found[side], fragments[side]) for side in found}
+        sizes = {
+            **summaries,
+            **relative_errors(summaries["network"], summaries["hand"]),
+            "diameters_nm": {
+                side: [p.diameter_nm for p in found[side] if not p.touches_border] for side in found
+            },
+        }
     return {
         "real_set": name,
         "model": trained.name,
@@ -267,6 +275,7 @@ def score_real_set(
         **metrics_from_counts(pooled),
         "mean_image_f1": float(np.mean([image["f1"] for image in per_image])),
         "warnings": warnings,
+        "particles": sizes,  # None without pixel sizes
         "per_image": per_image,
     }
 

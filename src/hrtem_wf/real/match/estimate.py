@@ -24,6 +24,7 @@ import scipy.optimize
 
 from hrtem_wf.images.aberrations import aberration_phase, wavelength_A
 from hrtem_wf.images.formation import mtf
+from hrtem_wf.real.sizes import MIN_PARTICLE_DIAMETER_A
 
 from .spectra import (
     KERNEL_SUBSAMPLES,
@@ -508,13 +509,6 @@ def dose_from_noise(mean_gray: float, white_noise_variance: float, pixel_size_A:
 
 # ---------------------------------------------------------------------------------------------
 # Particles from masks
-
-
-#: A connected part of a mask narrower than this (equivalent diameter) is a fragment of a label
-#: (a speck of a smoothed threshold, a stray stroke of a hand mask), not a particle: the
-#: particle statistics leave it out and count it as `n_fragments`. The study's smallest Au
-#: particles are 2 nm across; the demo's simulated labels held 120 specks of about 2 A.
-MIN_PARTICLE_DIAMETER_A = 10.0
 
 
 def particle_statistics(

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from hrtem_wf.errors import InputError
+from hrtem_wf.io import staged_outputs
 
 log = logging.getLogger("hrtem_wf")
 
@@ -45,9 +46,15 @@ def match_files(
     `cell_A`) and write everything into the folder `out`; with `simulated` (an images store or
     dataset of pixel size `simulated_pixel_size_A`, else the store's), also the gaps between the
     first `max_simulated` of its images and the micrographs (median-filtered by `median_px`).
-    Returns the estimates (match.json). Blank, saturated and noise-only micrographs are left out
-    (named in the log and in match.json's `left_out`); none left, unreadable files or no pixel
-    size: InputError, and nothing is written.
+    Returns the estimates (match.json).
+
+    Each file stands on its own. Blank, saturated and noise-only micrographs are left out, and
+    micrographs without Thon rings get no defocus (a warning each; match.json's `left_out` and
+    `defocus_A.unknown`): the run goes on. A file that cannot be read (or its mask) gets one
+    line naming it; the others are matched and written, then InputError lists the failed ones
+    (exit status 1). When the essentials cannot be estimated (no micrograph left, no pixel
+    size, no Thon rings anywhere): InputError saying what to give, and nothing is written. The
+    outputs appear together (staged, then moved into `out`) or not at all.
     """
     import yaml
 
@@ -64,8 +71,20 @@ def match_files(
         write_realism,
     )
 
+    if simulated:  # read first: a bad store is known before the micrographs are measured
+        try:
+            images, sim_masks, sim_pixel = read_simulated(
+                simulated, max_simulated, simulated_pixel_size_A
+            )
+        except (OSError, ValueError, KeyError) as error:
+            raise InputError(f"--simulated {simulated}: {error}") from None
+        if sim_pixel is None:
+            raise InputError(
+                f"--simulated {simulated}: its pixel size is stated nowhere; "
+                "give --simulated-pixel-size-A"
+            )
     try:
-        read, left_out = read_micrographs(micrographs, masks)
+        read, left_out, failed = read_micrographs(micrographs, masks)
         report, diagnostics = match_micrographs(
             read,
             energy_eV=voltage_kV * 1e3,
@@ -80,41 +99,41 @@ def match_files(
     except (OSError, ValueError) as error:
         raise InputError(str(error)) from None
     report["left_out"] = left_out  # blank, saturated or noise-only micrographs, with why
+    report["failed"] = failed  # files (or masks) that cannot be read, with why
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "match.json", report)
-    plot_match(report, diagnostics, out / "match.png")
-    realism = None
-    if simulated:
-        images, sim_masks, sim_pixel = read_simulated(
-            simulated, max_simulated, simulated_pixel_size_A
+    with staged_outputs(out, "match") as stage:
+        write_json(stage / "match.json", report)
+        plot_match(report, diagnostics, stage / "match.png")
+        realism = None
+        if simulated:
+            sim = [
+                image_statistics(i, m, sim_pixel, median_px=0) for i, m in zip(images, sim_masks)
+            ]
+            real = [
+                image_statistics(m.image, m.mask, report["pixel_size"]["value_A"], median_px)
+                for m in read
+            ]
+            realism = write_realism(sim, real, stage / "realism.json")
+            for statistic, entry in realism["statistics"].items():
+                log.info("realism gap %s: %s", statistic, entry["gap"])
+            log.info("realism: labels %s A outside the masks", realism["label_offset_A"])
+        grow_A = None if realism is None else realism["suggested_label_grow_A"]
+        blocks = suggest_blocks(report, name=name, cell_A=cell_A, label_grow_A=grow_A)
+        (stage / "suggested.yaml").write_text(blocks_yaml(blocks, report))
+        real_set = None
+        if masks and len(micrographs) == 1 and Path(micrographs[0]).is_dir():
+            real_set = {
+                "format": "pairs",
+                "micrographs": str(Path(micrographs[0]).resolve()),
+                "masks": str(Path(masks).resolve()),
+                "pixel_size_A": round(float(report["pixel_size"]["value_A"]), 4),
+            }
+        config = suggested_config(blocks, name, real_set)
+        (stage / "config.yaml").write_text(
+            f"# A whole config from `hrtem-wf match` (see suggested.yaml beside it). Run it:\n"
+            f"#   snakemake --profile profiles/local --configfile {out / 'config.yaml'} "
+            f"--replace-workflow-config\n" + yaml.safe_dump(config, sort_keys=False, width=100)
         )
-        sim = [image_statistics(i, m, sim_pixel, median_px=0) for i, m in zip(images, sim_masks)]
-        real = [
-            image_statistics(m.image, m.mask, report["pixel_size"]["value_A"], median_px)
-            for m in read
-        ]
-        realism = write_realism(sim, real, out / "realism.json")
-        for statistic, entry in realism["statistics"].items():
-            log.info("realism gap %s: %s", statistic, entry["gap"])
-        log.info("realism: labels %s A outside the masks", realism["label_offset_A"])
-    grow_A = None if realism is None else realism["suggested_label_grow_A"]
-    blocks = suggest_blocks(report, name=name, cell_A=cell_A, label_grow_A=grow_A)
-    (out / "suggested.yaml").write_text(blocks_yaml(blocks, report))
-    real_set = None
-    if masks and len(micrographs) == 1 and Path(micrographs[0]).is_dir():
-        real_set = {
-            "format": "pairs",
-            "micrographs": str(Path(micrographs[0]).resolve()),
-            "masks": str(Path(masks).resolve()),
-            "pixel_size_A": round(float(report["pixel_size"]["value_A"]), 4),
-        }
-    config = suggested_config(blocks, name, real_set)
-    (out / "config.yaml").write_text(
-        f"# A whole config from `hrtem-wf match` (see suggested.yaml beside it). Run it:\n"
-        f"#   snakemake --profile profiles/local --configfile {out / 'config.yaml'} "
-        f"--replace-workflow-config\n" + yaml.safe_dump(config, sort_keys=False, width=100)
-    )
     log.info(
         "match: pixel size %.4g A (%s), defocus %.0f..%.0f A, dose %.4g e/A^2 (%s) -> %s",
         report["pixel_size"]["value_A"],
@@ -125,4 +144,10 @@ def match_files(
         report["dose"]["kind"],
         out,
     )
+    if failed:
+        listed = "; ".join(f"{path}: {problem}" for path, problem in failed.items())
+        raise InputError(
+            f"{len(failed)} file(s) failed, matched without them ({len(read)} micrographs, "
+            f"written to {out}): {listed}"
+        )
     return report

@@ -28,6 +28,11 @@ log = logging.getLogger("hrtem_wf")
 
 #: The MTF curve is reported at these q (cycles per pixel).
 MTF_REPORT_Q_PER_PX = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+#: A micrograph's Thon-ring fit is evidence of its defocus when the rings carry at least this
+#: much power against the background above their second zero (ring_to_background_power; the
+#: fitted ring amplitude is free in sign, and a negative one is no Thon ring). Measured: the real
+#: set's micrographs with visible rings 0.10-0.90, those without -0.17..0.01, smoothed noise -1.2.
+MIN_RING_POWER = 0.05
 
 
 @dataclass
@@ -82,10 +87,12 @@ def structure_power_ratio(image: np.ndarray) -> float:
 
 def read_micrographs(
     sources: list[str | Path], masks: str | Path | None = None
-) -> tuple[list[Micrograph], dict[str, str]]:
+) -> tuple[list[Micrograph], dict[str, str], dict[str, str]]:
     """Micrograph files (or every micrograph in a folder), each with masks/<stem>.png if given;
-    and those left out (`unreadable`: blank, saturated, nothing but noise), by name, with why.
-    ValueError when none is left."""
+    those left out (`unreadable`: blank, saturated, nothing but noise) and those that failed
+    (the file or its mask cannot be read, or they differ in shape), each by name with why.
+    Every file is read on its own: one bad file does not stop the others. ValueError when none
+    is left."""
     from hrtem_wf.real.micrographs import MICROGRAPH_EXTENSIONS, read_mask_png, read_micrograph
 
     paths: list[Path] = []
@@ -98,9 +105,14 @@ def read_micrographs(
             paths.append(source)
     if not paths:
         raise ValueError(f"no micrographs in {[str(s) for s in sources]}")
-    result, left_out = [], {}
+    result, left_out, failed = [], {}, {}
     for path in paths:
-        image, pixel_size = read_micrograph(path)
+        try:
+            image, pixel_size = read_micrograph(path)
+        except (OSError, ValueError) as error:
+            failed[str(path)] = str(error).removeprefix(f"{path}: ")
+            log.error("match: %s: %s", path, failed[str(path)])
+            continue
         reason = unreadable(image)
         if reason is not None:
             left_out[str(path)] = reason
@@ -109,18 +121,29 @@ def read_micrographs(
         mask = None
         if masks is not None:
             mask_path = Path(masks) / f"{path.stem}.png"
-            if not mask_path.is_file():
-                raise ValueError(f"micrograph {path} has no mask {mask_path}")
-            mask = read_mask_png(mask_path)
-            if mask.shape != image.shape:
-                raise ValueError(f"{path}: mask {mask.shape} and image {image.shape} differ")
+            try:
+                mask = read_mask_png(mask_path) if mask_path.is_file() else None
+            except (OSError, ValueError) as error:
+                problem = str(error).removeprefix(f"{mask_path}: ")
+                failed[str(path)] = f"its mask {mask_path}: {problem}"
+            else:
+                if mask is None:
+                    failed[str(path)] = f"it has no mask {mask_path}"
+                elif mask.shape != image.shape:
+                    failed[str(path)] = (
+                        f"its mask {mask_path} is {mask.shape[0]} x {mask.shape[1]} px, the "
+                        f"micrograph {image.shape[0]} x {image.shape[1]} px"
+                    )
+            if str(path) in failed:
+                log.error("match: %s: %s", path, failed[str(path)])
+                continue
         result.append(Micrograph(path.name, image, mask, pixel_size))
     if not result:
         raise ValueError(
             "no micrograph can be matched: "
-            + "; ".join(f"{path}: {why}" for path, why in left_out.items())
+            + "; ".join(f"{path}: {why}" for path, why in {**failed, **left_out}.items())
         )
-    return result, left_out
+    return result, left_out, failed
 
 
 def _summary(values) -> dict:
@@ -162,6 +185,14 @@ def match_micrographs(
     peaks = {m.name: bragg_peaks(m.image) for m in micrographs}
     bragg = pixel_size_from_bragg([p.q_per_px for ps in peaks.values() for p in ps], spacings)
     bragg["material"], bragg["lattice_constant_A"] = material, lattice_constant_A
+    bragg["evidence"] = {
+        "n_spots": bragg["n_spots"],
+        "n_micrographs_with_spots": sum(bool(ps) for ps in peaks.values()),
+        "strongest_spot_over_background": max(
+            (p.strength for ps in peaks.values() for p in ps), default=None
+        ),
+        "confirmed_by_another_reflection": bool(bragg.get("confirmed_by")),
+    }
     file_sizes = {m.pixel_size_A for m in micrographs}
     if pixel_size_A is not None:
         pixel, source = float(pixel_size_A), "user"
@@ -202,6 +233,7 @@ def match_micrographs(
             "name": m.name,
             "shape": list(m.image.shape),
             "defocus_A": fit.defocus_A,
+            "defocus_unknown_because": _defocus_unknown(fit, defocus_range_A),
             "mirror_defocus_A": fit.mirror_defocus_A,
             "sign_determined": fit.sign_determined,
             "rss_ratio_mirror_to_best": fit.mirror_rss / fit.rss,
@@ -219,12 +251,25 @@ def match_micrographs(
 
     # The sign: where Cs tells it (sign_determined), a micrograph keeps its own and votes; the
     # others get their fit of the majority's sign (a session rarely crosses focus).
-    votes = [np.sign(r["defocus_A"]) for r in per_image if r["sign_determined"]]
+    # Micrographs without Thon rings have no defocus (None): they neither vote nor count.
+    known = [r for r in per_image if r["defocus_unknown_because"] is None]
+    if not known:
+        raise ValueError(
+            "no micrograph shows the Thon rings of amorphous carbon, so the defocus cannot be "
+            "estimated: "
+            + "; ".join(f"{r['name']}: {r['defocus_unknown_because']}" for r in per_image)
+        )
+    for r in per_image:
+        if r["defocus_unknown_because"] is not None:
+            log.warning("match: %s: defocus unknown: %s", r["name"], r["defocus_unknown_because"])
+    votes = [np.sign(r["defocus_A"]) for r in known if r["sign_determined"]]
     consensus = int(np.sign(np.sum(votes))) if votes and np.sum(votes) else 0
     for r in per_image:
         same = r["sign_determined"] or consensus == 0 or np.sign(r["defocus_A"]) == consensus
         r["defocus_consensus_A"] = r["defocus_A"] if same else r["mirror_defocus_A"]
-    defoci = [r["defocus_consensus_A"] for r in per_image]
+        if r["defocus_unknown_because"]:
+            r["defocus_consensus_A"] = None
+    defoci = [r["defocus_consensus_A"] for r in known]
     with_masks = [r["particles"] for r in per_image if "particles" in r]
     q_report = np.asarray(MTF_REPORT_Q_PER_PX)
     from hrtem_wf.images.formation import mtf
@@ -235,7 +280,9 @@ def match_micrographs(
         "pixel_size": {"value_A": pixel, "source": source, "bragg": bragg},
         "defocus_A": {
             **_summary(defoci),
-            "sign_determined_fraction": float(np.mean([r["sign_determined"] for r in per_image])),
+            "sign_determined_fraction": float(np.mean([r["sign_determined"] for r in known])),
+            "unknown": {r["name"]: why for r in per_image if (why := r["defocus_unknown_because"])},
+            "min_ring_power": MIN_RING_POWER,
             "consensus_sign": consensus,
             "sign_votes": {
                 "under": int(sum(v > 0 for v in votes)),
@@ -243,7 +290,8 @@ def match_micrographs(
             },
             "note": (
                 "per micrograph its best fit where Cs determines the sign, else its fit of the "
-                "consensus sign (the majority of those); 0: none determined, best fits pooled"
+                "consensus sign (the majority of those); 0: none determined, best fits pooled; "
+                "micrographs without Thon rings (ring power < min_ring_power) are unknown"
             ),
             "convention": "abTEM: positive = underfocus (C10 = -defocus)",
         },
@@ -288,6 +336,19 @@ def match_micrographs(
     return report, diagnostics
 
 
+def _defocus_unknown(fit, defocus_range_A: tuple[float, float]) -> str | None:
+    """Why a Thon-ring fit is no evidence of the defocus, or None when it is."""
+    if fit.ring_to_background_power < MIN_RING_POWER:
+        return (
+            f"no Thon rings (ring power {fit.ring_to_background_power:.3f} of the background, "
+            f"below {MIN_RING_POWER:g})"
+        )
+    low, high = min(defocus_range_A), max(defocus_range_A)
+    if not low + 0.01 * (high - low) < fit.defocus_A < high - 0.01 * (high - low):
+        return f"the fit ran to the edge of the searched range {defocus_range_A} A"
+    return None
+
+
 def plot_match(report: dict, diagnostics: dict, path: str | Path, max_images: int = 4) -> None:
     """Thon-ring fits of the first micrographs (spectrum, fit, background, zeros), the noise
     power spectra with the MTF fit, and the particle diameters."""
@@ -307,6 +368,7 @@ def plot_match(report: dict, diagnostics: dict, path: str | Path, max_images: in
         for zero in fit.zeros_q_per_px:
             ax.axvline(zero, color="0.8", lw=0.4, zorder=0)
         sign = "" if fit.sign_determined else f" (or {fit.mirror_defocus_A:.0f}?)"
+        sign += "" if record["defocus_unknown_because"] is None else " UNKNOWN: no rings"
         ax.set(
             title=f"{record['name']}: defocus {fit.defocus_A:.0f} A{sign}", xlabel="q [cycles/px]"
         )

@@ -10,8 +10,9 @@ Statistics (per micrograph, pooled per set):
   contrast             per particle (carbon - particle) / carbon (estimate.particle_statistics);
                        gap: |median sim - median real| / |median real|
   particle_diameter_A  equivalent diameters of whole particles (fragments narrower than
-                       estimate.MIN_PARTICLE_DIAMETER_A, 10 A, left out); gap: 1-D Wasserstein
-                       distance of the two sets' diameters / median real diameter
+                       estimate.MIN_PARTICLE_DIAMETER_A, 10 A, left out and counted in the
+                       report's `masks`); gap: 1-D Wasserstein distance of the two sets'
+                       diameters / median real diameter
   intensity            pixel values after the network's preprocessing (real: 3 x 3 median, then
                        min-max to [0, 1]; simulated: min-max, their median filter is the
                        detector's); gap: 1-D Wasserstein distance of the pooled values
@@ -32,7 +33,7 @@ import scipy.stats
 
 from hrtem_wf.sampling import nominal
 
-from .estimate import particle_statistics
+from .estimate import MIN_PARTICLE_DIAMETER_A, particle_statistics
 from .label_width import edge_bins, label_offset_A, profile_gap, profile_of_bins
 from .spectra import radial_spectrum
 
@@ -63,6 +64,8 @@ def image_statistics(
         ].ravel(),
         "contrasts": [],
         "diameters_A": [],
+        "n_particles": 0,
+        "n_fragments": 0,
         "edge_bins": None,
     }
     if mask is not None and np.any(mask) and pixel_size_A:
@@ -71,6 +74,10 @@ def image_statistics(
         particles = particle_statistics(image, mask, pixel_size_A or 1.0)
         stats["contrasts"] = particles["contrasts"]
         stats["diameters_A"] = particles["diameters_A"] if pixel_size_A else []
+        stats["n_particles"], stats["n_fragments"] = (
+            particles["n_particles"],
+            particles["n_fragments"],
+        )
     return stats
 
 
@@ -162,8 +169,21 @@ def realism_report(sim: list[dict], real: list[dict]) -> dict:
         "RMS difference of the median edge profiles (carbon 0, core 1) over +-3 A",
     )
     offset_A = None if edges is None else label_offset_A(*edges)
+
+    def masks(stats):  # the labels checked: particles, and fragments left out of the statistics
+        return {
+            "particles": sum(s["n_particles"] for s in stats),
+            "fragments": sum(s["n_fragments"] for s in stats),
+            "images_with_fragments": sum(s["n_fragments"] > 0 for s in stats),
+        }
+
     return {
         "label_offset_A": offset_A,
+        "masks": {
+            "min_particle_diameter_A": MIN_PARTICLE_DIAMETER_A,
+            "sim": masks(sim),
+            "real": masks(real),
+        },
         "suggested_label_grow_A": None if offset_A is None else -offset_A,
         "n_simulated": len(sim),
         "n_real": len(real),

@@ -34,7 +34,7 @@ def _template(path: Path = TEMPLATE) -> dict:
 
 
 def _defocus_distribution(report: dict) -> dict:
-    per_image = report["per_image"]
+    per_image = [r for r in report["per_image"] if r["defocus_consensus_A"] is not None]
     ambiguous = report["defocus_A"]["consensus_sign"] == 0
 
     def around(values):
@@ -161,7 +161,8 @@ def blocks_yaml(blocks: dict, report: dict) -> str:
         f"# pixel size {pixel['value_A']:.4g} A ({pixel['source']});",
         f"# defocus {defocus['min']:.0f}..{defocus['max']:.0f} A (median {defocus['median']:.0f};"
         f" sign by Cs in {100 * defocus['sign_determined_fraction']:.0f} % of micrographs,"
-        f" votes {defocus['sign_votes']});",
+        f" votes {defocus['sign_votes']}; unknown, without Thon rings, in"
+        f" {len(defocus['unknown'])});",
         f"# dose {dose['dose_e_per_A2']['median']:.4g} e/A^2 ({dose['kind']});"
         f" MTF ({report['mtf']['noise_mode']}).",
         "# Not estimated, kept from config/recipes/conventional_au.yaml: film thickness, focal",
