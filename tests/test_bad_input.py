@@ -183,6 +183,7 @@ def test_a_bad_real_set_stops_the_dry_run_before_any_job(workflow_copy, default_
         in (result.stdout + result.stderr)
     )
     assert "Job stats" not in result.stdout
+    assert 'File "' not in result.stderr, result.stderr  # the message, not a traceback
 
 
 # ---------------------------------------------------------------------------------------------

@@ -318,6 +318,7 @@ def test_snakemake_stops_before_any_job(default_config, workflow_copy, path, val
     assert result.returncode != 0
     for word in words:
         assert word in result.stderr + result.stdout
+    assert 'File "' not in result.stderr, result.stderr  # the message, not a traceback
     assert not (flow.path / "results").exists(), "a job ran although the config is invalid"
 
 
