@@ -118,8 +118,9 @@ slurm-up:
 slurm-down:
 	bash tests/slurm/slurm-down.sh
 
-# The config reference, docs/config.md, generated from the schema, and the README's table of
-# docs/results/tasks.json (tests/test_docs.py checks both).
+# The config reference, docs/config.md, generated from the schema, and the README's tables of
+# docs/results/tasks.json and real.json (tests/test_docs.py checks them).
 docs: install
 	$(VENV)/bin/python -m hrtem_wf.config_reference docs/config.md
-	$(VENV)/bin/python -m hrtem_wf.results_tables README.md docs/results/tasks.json
+	$(VENV)/bin/python -m hrtem_wf.results_tables README.md docs/results/tasks.json \
+	  docs/results/real.json

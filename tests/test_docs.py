@@ -106,6 +106,36 @@ def test_readme_table_of_the_other_tasks_is_generated_from_tasks_json():
     assert render(readme, rows) == readme, "run `make docs`"
 
 
+def test_readme_table_of_real_micrographs_is_generated_from_real_json():
+    import json
+
+    from hrtem_wf.results_tables import render
+
+    readme = (ROOT / "README.md").read_text()
+    rows = json.loads((ROOT / "docs" / "results" / "real.json").read_text())
+    keys = {"config", "real_set", "metric", "value", "seeds", "date", "commit", "command"}
+    assert rows and all(set(row) == keys for row in rows)
+    assert render(readme, rows, "real.json") == readme, "run `make docs`"
+
+
+def test_the_real_table_shows_each_config_s_newest_figures_with_their_stamps():
+    from hrtem_wf.results_tables import markers, render
+
+    stamp = {"real_set": "real", "command": "make demo", "commit": "abc1234"}
+    rows = [
+        {"config": "hand", "metric": "f1", "value": 0.9, "seeds": [0, 1], "date": "2026-12-02"},
+        {"config": "hand", "metric": "f1", "value": 0.952, "seeds": [0, 1], "date": "2026-12-03"},
+        {"config": "hand", "metric": "count_error", "value": -0.031, "seeds": [0],
+         "date": "2026-12-07"},
+    ]  # fmt: skip
+    begin, end = markers("real.json")
+    text = render(f"{begin}\n{end}\n", [r | stamp for r in rows], "real.json")
+    (line,) = [t for t in text.splitlines() if t.startswith("| hand")]
+    assert "F1 0.952" in line and "0.900" not in line
+    assert "count -3.1% (seeds [0], 2026-12-07, abc1234)" in line
+    assert line.endswith("| [0, 1], 2026-12-03, abc1234 |")
+
+
 def test_the_tasks_table_shows_the_newest_figure_of_each_metric():
     from hrtem_wf.results_tables import BEGIN, END, render
 

@@ -56,7 +56,6 @@ class _Package:
 
     def __init__(self, root: Path):
         self.root = root
-        self._trees: dict[Path, ast.Module] = {}
 
     def path_of(self, module: str) -> Path | None:
         """The file of a dotted `hrtem_wf...` module, or None when there is none."""
@@ -75,9 +74,35 @@ class _Package:
         return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
     def tree(self, path: Path) -> ast.Module:
-        if path not in self._trees:
-            self._trees[path] = _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
-        return self._trees[path]
+        return self.parsed(path)[0]
+
+    def dump(self, path: Path) -> str:
+        return self.parsed(path)[1]
+
+    def imports(self, path: Path, module: str) -> tuple[set[str], set[str]]:
+        """_imports of the whole module `module` at `path` (cached alike)."""
+        status = path.stat()
+        return _module_imports(str(path), status.st_mtime_ns, status.st_size, module)
+
+    def parsed(self, path: Path) -> tuple[ast.Module, str]:
+        """(docstring-free tree, its dump) of a source file, parsed once per process for each
+        version of the file (its path, size and modification time): a Snakefile asks for the
+        code version of every rule, and the rules share most of their modules."""
+        status = path.stat()
+        return _parse(str(path), status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(path: str, mtime_ns: int, size: int) -> tuple[ast.Module, str]:
+    tree = _strip_docstrings(ast.parse(Path(path).read_text(), filename=path))
+    return tree, _dump(tree)
+
+
+@functools.lru_cache(maxsize=1024)
+def _module_imports(path: str, mtime_ns: int, size: int, module: str) -> tuple[set, set]:
+    tree = _parse(path, mtime_ns, size)[0]
+    ours, theirs = _imports(tree, module, Path(path).name == "__init__.py")
+    return frozenset(ours), frozenset(theirs)
 
 
 def _imports(node: ast.AST, importer: str, is_package: bool) -> tuple[set[str], set[str]]:
@@ -172,9 +197,8 @@ def source_closure(entry: str, package: Path = PACKAGE) -> tuple[dict[str, str],
             continue
         seen.add(module_path)
         module_name = sources.module_of(module_path)
-        tree = sources.tree(module_path)
-        dumps[module_name] = _dump(tree)
-        ours, theirs = _imports(tree, module_name, module_path.name == "__init__.py")
+        dumps[module_name] = sources.dump(module_path)
+        ours, theirs = sources.imports(module_path, module_name)
         # importing hrtem_wf.a.b runs hrtem_wf.a's __init__ first
         parents = {".".join(m.split(".")[:i]) for m in ours for i in range(2, m.count(".") + 1)}
         pending |= ours | parents

@@ -815,7 +815,10 @@ def check_job_count(config: dict) -> None:
 def check_real_sets(config: dict) -> None:
     """Raise ConfigError listing the problems of every real set's files (every micrograph
     readable, each with a mask of its shape, nothing else in the folders: real_set_problems).
-    Imported here, not at the top: the stages import the real-set readers, not the config."""
+    Imported here, not at the top: the stages import the real-set readers, not the config
+    (and only when there are real sets: the readers import torch, seconds per Snakemake run)."""
+    if not config.get("real_sets"):
+        return
     from hrtem_wf.real.sets import real_set_problems
 
     problems = [

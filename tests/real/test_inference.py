@@ -382,10 +382,15 @@ def test_cli_predict_writes_probability_and_mask(model, model_dir, tmp_path, cap
         )
     assert sorted(p.name for p in out.iterdir()) == [
         "first_mask.png",
+        "first_particles.csv",
         "first_probability.tif",
+        "particle_sizes.json",
+        "particle_sizes.png",
+        "particles.csv",
         "second_mask.png",
+        "second_particles.csv",
         "second_probability.tif",
-    ]
+    ]  # the files' pixel sizes: each micrograph's particles measured, and pooled
     reloaded = TrainedModel.read(model_dir).load_network()
     for stem, image, pixel_size in (("first", tif_image, 2.0), ("second", emd_image, 0.18)):
         probability, written_pixel_size = read_micrograph(out / f"{stem}_probability.tif")
