@@ -3,38 +3,35 @@
 
 from snakemake.utils import min_version
 
-import sys
 from pathlib import Path
 
-from hrtem_wf.config import ConfigError, check_real_sets, read_config_file, validate
+from hrtem_wf.config import (
+    check_real_sets,
+    exit_on_config_error,
+    read_config_file,
+    validate,
+)
 
 min_version("9.0")
-
-
-def stop_on_config_error(check, *args):
-    """Run a config check; a ConfigError stops the workflow with its message alone (one line
-    per problem, naming the key or file), not Snakemake's traceback of the Snakefile."""
-    try:
-        check(*args)
-    except ConfigError as error:
-        sys.exit(f"hrtem_wf: {error}")
 
 
 # The workflow's own config file: a YAML error named with its line (Snakemake reads a
 # --configfile itself, before this file, and names neither).
 if Path("config/config.yaml").exists():
-    stop_on_config_error(read_config_file, "config/config.yaml")
+    with exit_on_config_error():
+        read_config_file("config/config.yaml")
 
 
 configfile: "config/config.yaml"
 
 
 # Stop before any job is built when the config is malformed (or asks for more jobs than
-# max_jobs); the message names the key.
-stop_on_config_error(validate, config)
-# The real sets' files, once per run (not again in each cluster job): readable, paired, alone.
-if workflow.is_main_process:
-    stop_on_config_error(check_real_sets, config)
+# max_jobs), with the message alone; it names the key. The real sets' files are checked once
+# per run (not again in each cluster job): readable, paired, alone.
+with exit_on_config_error():
+    validate(config)
+    if workflow.is_main_process:
+        check_real_sets(config)
 
 
 include: "workflow/rules/common.smk"

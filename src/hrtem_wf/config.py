@@ -18,10 +18,12 @@ Every message names the offending key as a dotted path.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import yaml
@@ -828,3 +830,14 @@ def check_real_sets(config: dict) -> None:
     ]
     if problems:
         raise ConfigError("real sets:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+@contextlib.contextmanager
+def exit_on_config_error():
+    """A ConfigError raised in the block stops the program with its message alone (one line
+    per problem, naming the key or file): the Snakefile's checks, where Snakemake would show
+    a traceback of the Snakefile."""
+    try:
+        yield
+    except ConfigError as error:
+        sys.exit(f"hrtem_wf: {error}")
