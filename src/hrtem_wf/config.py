@@ -825,7 +825,7 @@ def check_real_sets(config: dict) -> None:
 
     problems = [
         problem
-        for name, block in (config.get("real_sets") or {}).items()
+        for name, block in config["real_sets"].items()
         for problem in real_set_problems(name, block)
     ]
     if problems:

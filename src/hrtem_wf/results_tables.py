@@ -18,13 +18,13 @@ import json
 import sys
 from pathlib import Path
 
-BEGIN, END = "<!-- tasks.json -->", "<!-- /tasks.json -->"
-
 
 def markers(name: str) -> tuple[str, str]:
     """The README's markers around the table of the results file `name` (e.g. real.json)."""
     return f"<!-- {name} -->", f"<!-- /{name} -->"
 
+
+BEGIN, END = markers("tasks.json")
 
 #: What each task is, and the papers' figure to set beside ours.
 TASKS = {
