@@ -282,6 +282,17 @@ MALFORMED = [
         0,
         ["real_au_tiles.pixel_size_A: 0 is less than or equal to the minimum of 0"],
     ),
+    # a label width calibrated against a real set the config does not have
+    (
+        "images.au_small_hrtem.label.grow_A",
+        {"calibrate": "nowhere"},
+        ["label.grow_A.calibrate: 'nowhere' is not a block of 'real_sets'", "real_au_tiles"],
+    ),
+    (
+        "images.au_small_hrtem.label.grow_A",
+        {"calibrate_against": "real_au_tiles"},
+        ["label.grow_A"],
+    ),
 ]
 # The kinds that once reached a job: through Snakemake, none may start one.
 ONCE_REACHED_A_JOB = MALFORMED[22:27]

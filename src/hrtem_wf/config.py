@@ -551,6 +551,12 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
                 f"{key}.label.threshold: no entry for the particles' material "
                 f"{structures['material']!r} (has {sorted(threshold)})"
             )
+        grow = block["label"]["grow_A"]
+        if isinstance(grow, dict) and grow["calibrate"] not in config.get("real_sets", {}):
+            problems.append(
+                f"{key}.label.grow_A.calibrate: {grow['calibrate']!r} is not a block of "
+                f"'real_sets' (have: {sorted(config.get('real_sets', {}))})"
+            )
         # The largest pixel size gives the smallest detector image: the crop must fit that one.
         low, largest_pixel_size_A = support(block["detector"]["pixel_size_A"])
         crop = block["crop_px"]
@@ -777,6 +783,11 @@ def block_jobs(config: dict) -> list[tuple[str, str, str, int]]:
         for section, names in (("simulations", simulations), ("images", images))
         for name in names
     ]
+    rows += [
+        ("images", name, "calibration", 1)
+        for name in dict.fromkeys([*images, *fly])
+        if calibrates(config["images"][name])
+    ]
     rows += [("datasets", d, "datasets", 1) for d in datasets]
     for name, block in models.items():
         rows += [("models", name, rule, len(block["seeds"])) for rule in ("models", "evaluations")]
@@ -785,6 +796,11 @@ def block_jobs(config: dict) -> list[tuple[str, str, str, int]]:
         realism = len({models[m]["dataset"] for m in block["models"]})
         rows += [("real_sets", name, "scores", scores), ("real_sets", name, "realism", realism)]
     return rows + [("report", NO_BLOCK, "report", 1), ("report", NO_BLOCK, "all", 1)]
+
+
+def calibrates(images_block: dict) -> bool:
+    """Whether an images block's label width is measured by the `calibration` rule."""
+    return isinstance(images_block["label"]["grow_A"], dict)
 
 
 def planned_jobs(config: dict) -> dict[str, int]:

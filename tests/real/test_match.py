@@ -218,6 +218,7 @@ def test_cli_end_to_end_on_real_tiles(tmp_path):
         "psd_shape",
         "nps_slope",
         "contrast",
+        "particle_depth",
         "particle_diameter_A",
         "intensity",
         "edge_profile",
@@ -253,3 +254,45 @@ def test_fragments_below_the_minimum_diameter_are_no_particles():
     (diameter,) = stats["diameters_A"]
     assert diameter == pytest.approx(40.0, rel=0.01)
     assert len(stats["contrasts"]) == 1
+
+
+def test_particle_depth_is_the_same_for_any_affine_gray_scale():
+    """An 8-bit export stretches and offsets the counts: the contrast ratio changes with the
+    offset, the depth (in the carbon's standard deviations) does not."""
+    from hrtem_wf.real.match.estimate import particle_statistics
+
+    rng = np.random.default_rng(5)
+    mask = np.zeros((160, 160), np.uint8)
+    yy, xx = np.indices(mask.shape)
+    mask[(yy - 80) ** 2 + (xx - 80) ** 2 <= 30**2] = 1
+    counts = rng.poisson(np.where(mask, 70.0, 100.0)).astype(float)
+    exported = (counts - 40.0) * 2.0  # offset 40, stretched (within 0..255)
+    raw, stretched = (particle_statistics(i, mask, 0.5) for i in (counts, exported))
+    assert raw["contrasts"][0] == pytest.approx(0.3, abs=0.02)
+    assert stretched["contrasts"][0] > 0.45  # the offset inflates the ratio
+    (depth,) = raw["depths"]
+    assert depth == pytest.approx(30.0 / 10.0, rel=0.1)  # 30 counts deep, carbon sd 10
+    assert stretched["depths"][0] == pytest.approx(depth, rel=1e-6)
+
+
+def test_match_with_masks_asks_the_workflow_to_calibrate_the_labels(tmp_path):
+    """Without --simulated images the label width is the workflow's to measure: the suggested
+    images block calibrates it against the micrographs' real set."""
+    out = tmp_path / "match"
+    main(
+        [
+            "match",
+            str(REAL / "micrographs"),
+            "--masks",
+            str(REAL / "masks"),
+            "--voltage-kV",
+            "200",
+            "--out",
+            str(out),
+        ]
+    )
+    config = validate(yaml.safe_load((out / "config.yaml").read_text()))
+    (images,) = config["images"].values()
+    assert images["label"]["grow_A"] == {"calibrate": "matched_real"}
+    assert set(config["real_sets"]) == {"matched_real"}
+    assert "{calibrate: <real set>}" in (out / "suggested.yaml").read_text()

@@ -6,6 +6,7 @@ import shlex
 
 from hrtem_wf.codeversion import code_version
 from hrtem_wf.config import structure_ids, structures_of
+from hrtem_wf.images.calibration import PILOT_STRUCTURES
 
 RESULTS = "results"
 REAL_SETS = config["real_sets"]
@@ -70,9 +71,46 @@ def realism_runs():
 
 
 def real_set_files(wc):
+    return real_set_paths(wc.real_set)
+
+
+def real_set_paths(name):
     """The real set's files (hdf5) or folders (pairs) as named in the config."""
-    block = REAL_SETS[wc.real_set]
+    block = REAL_SETS[name]
     return [block["path"]] if block["format"] == "hdf5" else [block["micrographs"], block["masks"]]
+
+
+def calibration_real_set(images):
+    """The real set an images block's label width is calibrated against, or None."""
+    grow = config["images"][images]["label"]["grow_A"]
+    return grow["calibrate"] if isinstance(grow, dict) else None
+
+
+def label_calibration(images):
+    """The calibration JSON of an images block whose label.grow_A is {calibrate: ...}, else []."""
+    if images is None or calibration_real_set(images) is None:
+        return []
+    return f"{RESULTS}/calibrations/{images}.json"
+
+
+def calibration_jsons():
+    """The calibration JSON of every images block a model trains on (dataset or on the fly)."""
+    blocks = dict.fromkeys(
+        [
+            *(
+                i
+                for m, _ in model_runs()
+                for i in config["datasets"][config["models"][m]["dataset"]]["images"]
+            ),
+            *(on_the_fly_images(m) for m, _ in model_runs()),
+        ]
+    )
+    return [label_calibration(b) for b in blocks if label_calibration(b)]
+
+
+def pilot_items(images):
+    """The items of an images block its calibration draws: its first PILOT_STRUCTURES."""
+    return structure_ids(config, structures_of(config, "images", images))[:PILOT_STRUCTURES]
 
 
 def dataset_parquets():
@@ -123,10 +161,11 @@ def on_the_fly_arguments(model):
     if images is None:
         return ""
     simulations = config["images"][images]["simulations"]
+    calibration = label_calibration(images)
     return (
         f"--images-spec {shlex.quote(block_spec('images', images))}"
         f" --simulations-dir {RESULTS}/simulations/{simulations}"
-    )
+    ) + (f" --label-calibration {calibration}" if calibration else "")
 
 
 def first_dataset():

@@ -83,6 +83,7 @@ rule report:
         evaluations=[f"{RESULTS}/evaluations/{m}/seed{s}.json" for m, s in model_runs()],
         scores=[f"{RESULTS}/scores/{b}/{m}/seed{s}.json" for b, m, s in score_runs()],
         realism=[f"{RESULTS}/realism/{r}/{d}.json" for r, d in realism_runs()],
+        calibrations=calibration_jsons(),
         parquets=dataset_parquets(),
         weights=[f"{RESULTS}/models/{m}/seed{s}/weights.pt" for m, s in model_runs()],
     output:
@@ -112,7 +113,8 @@ rule report:
         code=code_version("hrtem_wf.evaluations.stage:report"),
     shell:
         "hrtem-wf --log {log} report --evaluations {input.evaluations}"
-        " --scores {input.scores} --realism {input.realism} --dataset-parquets {input.parquets}"
+        " --scores {input.scores} --realism {input.realism} --calibrations {input.calibrations}"
+        " --dataset-parquets {input.parquets}"
         " --model-dirs {params.model_dirs} --dataset-zarr {input.zarr}"
         " --dataset-parquet {input.parquet} --real-sets-spec {params.real_sets:q}"
         " --out-dir $(dirname {output.summary})"

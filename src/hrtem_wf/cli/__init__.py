@@ -29,6 +29,7 @@ COMMANDS = (
     stages.STRUCTURES,
     stages.SIMULATIONS,
     stages.IMAGES,
+    stages.CALIBRATION,
     tools.PREVIEW,
     stages.MODELS,
     stages.EVALUATIONS,

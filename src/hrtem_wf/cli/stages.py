@@ -21,6 +21,13 @@ REAL_SET = (
     arg("--spec", type=json.loads, required=True, help="the real_sets block as JSON"),
 )
 
+LABEL_CALIBRATION = (
+    arg(
+        "--label-calibration",
+        help="label.grow_A {calibrate: ...}: the calibration rule's JSON (its grow_A)",
+    ),
+)
+
 STRUCTURES = Command(
     "structures",
     "hrtem_wf.structures.stage:run",
@@ -43,8 +50,24 @@ IMAGES = Command(
         *ITEM,
         arg("--simulation", required=True),
         arg("--structure", help="the simulated structure (extxyz): for targets.columns"),
+        *LABEL_CALIBRATION,
     ),
     imports=("hrtem_wf.io", "hrtem_wf.images"),
+)
+CALIBRATION = Command(
+    "calibration",
+    "hrtem_wf.images.calibration:run",
+    "measure an images block's label width against a real set's masks (JSON, PNG)",
+    (
+        arg("--spec", type=json.loads, required=True, help="the images block's config as JSON"),
+        arg("--seed", type=int, required=True, help="the config's global seed"),
+        arg("--block", required=True, help="the images block's name"),
+        arg("--indices", type=int, nargs="+", required=True, help="the pilot's items"),
+        arg("--simulations", nargs="+", required=True, help="their simulation stores"),
+        arg("--real-set", required=True, help="the real set's name"),
+        arg("--real-set-spec", type=json.loads, required=True, help="its block as JSON"),
+        arg("--output", required=True, help="JSON; the figure beside it (.png)"),
+    ),
 )
 MODELS = Command(
     "models",
@@ -62,6 +85,7 @@ MODELS = Command(
             help="on_the_fly: the images block (JSON) that draws the training images",
         ),
         arg("--simulations-dir", help="on_the_fly: the folder of its simulation stores"),
+        *LABEL_CALIBRATION,
     ),
 )
 EVALUATIONS = Command(
@@ -101,6 +125,7 @@ REPORT = Command(
         arg("--evaluations", nargs="+", required=True),
         arg("--scores", nargs="*", default=[], help="real-set score JSONs"),
         arg("--realism", nargs="*", default=[], help="realism JSONs (real set, dataset)"),
+        arg("--calibrations", nargs="*", default=[], help="label calibration JSONs"),
         arg("--model-dirs", nargs="+", required=True),
         arg("--dataset-zarr", required=True),
         arg("--dataset-parquet", required=True),

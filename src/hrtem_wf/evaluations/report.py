@@ -103,6 +103,43 @@ def _realism_markdown(realism: list[dict]) -> str:
     )
 
 
+def _calibrations_markdown(calibrations: list[dict]) -> str:
+    """Each images block's label width as the calibration rule measured it against a real set:
+    how far our labels lay outside the hand-drawn masks before and after, the edge-profile gap."""
+    if not calibrations:
+        return ""
+    header = [
+        "images",
+        "real set",
+        "label.grow_A [A]",
+        "labels outside masks before [A]",
+        "after [A]",
+        "edge-profile gap before",
+        "after",
+        "pilot images",
+    ]
+    rows = [
+        [
+            c["images"],
+            c["real_set"],
+            f"{c['grow_A']:.2f}",
+            f"{c['label_offset_A']['before']:.2f}",
+            f"{c['label_offset_A']['after']:.2f}",
+            f"{c['gaps']['before']['edge_profile']:.3g}",
+            f"{c['gaps']['after']['edge_profile']:.3g}",
+            str(c["pilot"]["images"]),
+        ]
+        for c in calibrations
+    ]
+    return (
+        "\n\n## Label calibration\n\n"
+        "`label.grow_A: {calibrate: <real set>}`: the labels' outline moved onto the real set's "
+        "hand-drawn one, measured on a pilot draw of the block's first structures (edge profile, "
+        "`hrtem_wf.images.calibration`); the pilot's realism figure is "
+        "`results/calibrations/<images>.png`.\n\n" + _markdown_table(header, rows) + "\n"
+    )
+
+
 def _particles_markdown(scores: list[dict]) -> str:
     """The particles of the networks' masks against the hand masks' on each real set: counts
     and mean equivalent diameters (median over seeds), their relative errors."""
@@ -560,6 +597,7 @@ def write_report(
     dataset_parquets: list[str] = (),
     real_sets: dict | None = None,
     realism_jsons: list[str] = (),
+    calibration_jsons: list[str] = (),
 ) -> list[Path]:
     """Write the report to ``out_dir``: summary.md, training_curves.png, examples.png (simulated
     test split of the first model's dataset), data_distributions.png and, with real sets,
@@ -581,6 +619,7 @@ def write_report(
         _summary_markdown(evaluations, matched, scores, histories)
         + _particles_markdown(scores)
         + _realism_markdown(realism)
+        + _calibrations_markdown([json.loads(Path(p).read_text()) for p in calibration_jsons])
     )
     written = [
         out_dir / "summary.md",

@@ -109,9 +109,11 @@ def report(
     realism: list[str] = (),
     dataset_parquets: list[str] = (),
     real_sets_spec: dict | None = None,
+    calibrations: list[str] = (),
 ) -> None:
     """The report of the evaluation JSONs `evaluations` of the models in `model_dirs`, with the
-    real-set `scores`, the `realism` gaps, the data distributions of `dataset_parquets` and
+    real-set `scores`, the `realism` gaps, the label `calibrations`, the data distributions of
+    `dataset_parquets` and
     example predictions on the test split of `dataset_zarr` and on the config's real sets
     (`real_sets_spec`), into `out_dir`."""
     from hrtem_wf.evaluations import write_report
@@ -126,5 +128,6 @@ def report(
         dataset_parquets=dataset_parquets,
         real_sets=real_sets_spec,
         realism_jsons=realism,
+        calibration_jsons=calibrations,
     )
     log.info("report written to %s", out_dir)

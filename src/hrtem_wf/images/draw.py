@@ -167,6 +167,11 @@ def draw_images_from_spectra(
     nominal_pixel_size_A = nominal(detector["pixel_size_A"])
     crop_px = None if block["crop_px"] is None else tuple(int(c) for c in block["crop_px"])
     threshold = label_threshold(label, material)
+    if isinstance(label["grow_A"], Mapping):
+        raise ValueError(
+            f"label.grow_A {dict(label['grow_A'])} is not a number: resolve it with the "
+            "calibration's JSON first (hrtem_wf.images.labels.calibrated_label)"
+        )
     if crop_px is None and smallest_pixel_size_A != largest_pixel_size_A:
         raise ValueError("a drawn detector.pixel_size_A needs crop_px: images of one shape")
     wave_shape = tuple(int(n) for n in full_spectrum.shape[1:])

@@ -2,13 +2,15 @@
 block, as the `images` rule draws them.
 
 Input: the block's config, the config's global seed, the block's name, the item's index, the
-simulation store (from the simulations stage) and, for `targets.columns`, the simulated structure
-(extxyz). Output: results/images/<I>/<index>.zarr with the arrays `images` and `masks` (one per
-draw), the block's targets (`column_maps` and `column_positions`, `exit_waves`; made here from
-the block's `targets`, hrtem_wf.images.targets) and attributes: block_name, config, seed,
-structure_id, records (every drawn imaging parameter, one per image), the simulation's block,
-seed, path, config and structure, and provenance (this stage's code version and library
-versions).
+simulation store (from the simulations stage), for `targets.columns` the simulated structure
+(extxyz) and, for `label.grow_A: {calibrate: <real set>}`, the calibration rule's JSON
+(hrtem_wf.images.calibration). Output: results/images/<I>/<index>.zarr with the arrays `images`
+and `masks` (one per draw), the block's targets (`column_maps` and `column_positions`,
+`exit_waves`; made here from the block's `targets`, hrtem_wf.images.targets) and attributes:
+block_name, config, seed, structure_id, records (every drawn imaging parameter, one per image;
+label_grow_A is the number drawn with), label_calibration (null, or what was measured against
+which real set), the simulation's block, seed, path, config and structure, and provenance (this
+stage's code version and library versions).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import numpy as np
 from hrtem_wf.codeversion import provenance
 from hrtem_wf.errors import InputError
 from hrtem_wf.images import draw_images
+from hrtem_wf.images.labels import calibrated_label
 from hrtem_wf.images.targets import image_targets, structure_columns
-from hrtem_wf.io import read_arrays, write_arrays
+from hrtem_wf.io import read_arrays, read_json, write_arrays
 from hrtem_wf.sampling import derive_seed
 
 log = logging.getLogger("hrtem_wf")
@@ -35,10 +38,14 @@ def run(
     output: str,
     simulation: str,
     structure: str | None = None,
+    label_calibration: str | None = None,
 ) -> dict:
     """Draw the images of item `index` of block `block` (config `spec`, global seed `seed`) from
     the exit waves in the Zarr store `simulation` into the Zarr store `output`; `structure`: the
-    simulated structure's extxyz, needed by `targets.columns`. Returns the store's attributes."""
+    simulated structure's extxyz, needed by `targets.columns`; `label_calibration`: the
+    calibration rule's JSON, for label.grow_A {calibrate: ...}. Returns the store's attributes."""
+    calibration = None if label_calibration is None else read_json(label_calibration)
+    drawn_spec = calibrated_label(spec, calibration)
     waves, sim_attrs = read_arrays(
         simulation,
         {"full": np.complex64, "particle": np.complex64},
@@ -50,7 +57,7 @@ def run(
         waves["particle"],
         sampling_A=tuple(sim_attrs["sampling_A"]),
         energy_eV=sim_attrs["energy_eV"],
-        block=spec,
+        block=drawn_spec,
         rng=np.random.default_rng(item_seed),
         material=sim_attrs["structure"]["info"].get("material"),
     )
@@ -60,6 +67,15 @@ def run(
         "seed": item_seed,
         "structure_id": sim_attrs["structure_id"],
         "records": records,
+        # label.grow_A {calibrate: <real set>}: what the calibration measured, and where
+        "label_calibration": None
+        if calibration is None
+        else {
+            "path": label_calibration,
+            "real_set": calibration["real_set"],
+            "grow_A": calibration["grow_A"],
+            "label_offset_A": calibration["label_offset_A"],
+        },
         "simulation": {
             "block_name": sim_attrs["block_name"],
             "seed": sim_attrs["seed"],

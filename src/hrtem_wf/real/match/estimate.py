@@ -518,6 +518,7 @@ def particle_statistics(
     noise_std: float | None = None,
     carbon_ring_px: int = 8,
     min_diameter_A: float = MIN_PARTICLE_DIAMETER_A,
+    depth_image: np.ndarray | None = None,
 ) -> dict:
     """Equivalent diameters [A], density, contrast of the particles of a mask (connected parts
     of at least `min_diameter_A` equivalent diameter; the smaller ones are fragments).
@@ -528,11 +529,16 @@ def particle_statistics(
     carbon with the particle's mean inside it (eroded by 2 px, off its edge) and the carbon's in
     a ring carbon_ring_px wide, MASK_MARGIN_PX off any particle; gray values are taken as
     proportional to counts (an offset, as in contrast-stretched 8-bit exports, biases it).
-    With noise_std: the contrast-to-noise ratio (carbon - particle) / noise_std too."""
+    With noise_std: the contrast-to-noise ratio (carbon - particle) / noise_std too.
+    Depth per particle: (carbon - particle) / the carbon ring's standard deviation, the same
+    regions on `depth_image` (default: `image`; e.g. the median-filtered image the network
+    sees): how far the particle stands out of the carbon's texture and noise. Unlike the
+    contrast it is the same for any affine gray scale (an 8-bit export's offset and stretch)."""
+    depth_image = image if depth_image is None else np.asarray(depth_image, dtype=np.float64)
     labels, n = scipy.ndimage.label(mask != 0)
     image = np.asarray(image, dtype=np.float64)
     grown_all = scipy.ndimage.binary_dilation(mask != 0, iterations=MASK_MARGIN_PX)
-    diameters_A, contrasts, cnrs = [], [], []
+    diameters_A, contrasts, cnrs, depths = [], [], [], []
     n_border = n_fragments = 0
     pad = MASK_MARGIN_PX + carbon_ring_px + 1
     for index, box in enumerate(scipy.ndimage.find_objects(labels), start=1):
@@ -561,6 +567,9 @@ def particle_statistics(
             continue
         carbon, inside = image[wide][ring].mean(), image[wide][inner].mean()
         contrasts.append((carbon - inside) / carbon)
+        around, within = depth_image[wide][ring], depth_image[wide][inner]
+        if around.std() > 0:
+            depths.append((around.mean() - within.mean()) / around.std())
         if noise_std:
             cnrs.append((carbon - inside) / noise_std)
     area_nm2 = mask.size * (pixel_size_A / 10.0) ** 2
@@ -574,6 +583,7 @@ def particle_statistics(
         "particle_area_fraction": float(np.mean(mask != 0)),
         "diameters_A": [float(d) for d in diameters_A],
         "contrasts": [float(c) for c in contrasts],
+        "depths": [float(d) for d in depths],
         "contrast_median": float(np.median(contrasts)) if contrasts else None,
         "contrast_to_noise_median": float(np.median(cnrs)) if cnrs else None,
     }

@@ -70,6 +70,7 @@ def match_files(
         suggested_config,
         write_realism,
     )
+    from hrtem_wf.real.match.suggest import real_set_name
 
     if simulated:  # read first: a bad store is known before the micrographs are measured
         try:
@@ -117,9 +118,6 @@ def match_files(
             for statistic, entry in realism["statistics"].items():
                 log.info("realism gap %s: %s", statistic, entry["gap"])
             log.info("realism: labels %s A outside the masks", realism["label_offset_A"])
-        grow_A = None if realism is None else realism["suggested_label_grow_A"]
-        blocks = suggest_blocks(report, name=name, cell_A=cell_A, label_grow_A=grow_A)
-        (stage / "suggested.yaml").write_text(blocks_yaml(blocks, report))
         real_set = None
         if masks and len(micrographs) == 1 and Path(micrographs[0]).is_dir():
             real_set = {
@@ -128,6 +126,13 @@ def match_files(
                 "masks": str(Path(masks).resolve()),
                 "pixel_size_A": round(float(report["pixel_size"]["value_A"]), 4),
             }
+        # The label width: measured here against --simulated images, else by the workflow's
+        # calibration rule against the micrographs' masks (the real set), else 0.
+        grow_A = None if realism is None else realism["suggested_label_grow_A"]
+        if grow_A is None and real_set is not None:
+            grow_A = {"calibrate": real_set_name(name)}
+        blocks = suggest_blocks(report, name=name, cell_A=cell_A, label_grow_A=grow_A)
+        (stage / "suggested.yaml").write_text(blocks_yaml(blocks, report))
         config = suggested_config(blocks, name, real_set)
         (stage / "config.yaml").write_text(
             f"# A whole config from `hrtem-wf match` (see suggested.yaml beside it). Run it:\n"

@@ -8,7 +8,11 @@ Statistics (per micrograph, pooled per set):
   nps_slope            d log P / d log q of the carbon's spectrum over q 0.25-0.5 cycles/px (the
                        detector's roll-off: MTF, median filter); gap: |median sim - median real|
   contrast             per particle (carbon - particle) / carbon (estimate.particle_statistics);
-                       gap: |median sim - median real| / |median real|
+                       gap: |median sim - median real| / |median real|. Gray values must be
+                       proportional to counts: an offset (8-bit exports) biases it
+  particle_depth       per particle (carbon - particle) / the carbon's standard deviation
+                       around it, on the image as the network sees it (median filter); the
+                       same for any affine gray scale; gap as the contrast's
   particle_diameter_A  equivalent diameters of whole particles (fragments narrower than
                        estimate.MIN_PARTICLE_DIAMETER_A, 10 A, left out and counted in the
                        report's `masks`); gap: 1-D Wasserstein distance of the two sets'
@@ -54,15 +58,15 @@ def image_statistics(
     band = (q >= PSD_NORMALIZATION_Q_PER_PX[0]) & (q <= PSD_NORMALIZATION_Q_PER_PX[1])
     high = (q >= NPS_SLOPE_Q_PER_PX[0]) & (q <= NPS_SLOPE_Q_PER_PX[1])
     slope = float(np.polyfit(np.log(q[high]), np.log(power[high]), 1)[0])
+    seen = preprocess(image, median_px)  # what the network sees
     stats = {
         "q_per_px": q[band],
         "psd_shape": power[band] / power[band].mean(),
         "pixel_size_A": pixel_size_A,
         "nps_slope": slope,
-        "intensity": preprocess(image, median_px)[
-            ::INTENSITY_STRIDE_PX, ::INTENSITY_STRIDE_PX
-        ].ravel(),
+        "intensity": seen[::INTENSITY_STRIDE_PX, ::INTENSITY_STRIDE_PX].ravel(),
         "contrasts": [],
+        "depths": [],
         "diameters_A": [],
         "n_particles": 0,
         "n_fragments": 0,
@@ -71,8 +75,8 @@ def image_statistics(
     if mask is not None and np.any(mask) and pixel_size_A:
         stats["edge_bins"] = edge_bins(image, mask, pixel_size_A)
     if mask is not None and np.any(mask):
-        particles = particle_statistics(image, mask, pixel_size_A or 1.0)
-        stats["contrasts"] = particles["contrasts"]
+        particles = particle_statistics(image, mask, pixel_size_A or 1.0, depth_image=seen)
+        stats["contrasts"], stats["depths"] = particles["contrasts"], particles["depths"]
         stats["diameters_A"] = particles["diameters_A"] if pixel_size_A else []
         stats["n_particles"], stats["n_fragments"] = (
             particles["n_particles"],
@@ -103,7 +107,7 @@ def realism_report(sim: list[dict], real: list[dict]) -> dict:
         return [v for s in sim for v in s[key]], [v for s in real for v in s[key]]
 
     slopes = [s["nps_slope"] for s in sim], [s["nps_slope"] for s in real]
-    contrasts, diameters = pooled("contrasts"), pooled("diameters_A")
+    contrasts, depths, diameters = pooled("contrasts"), pooled("depths"), pooled("diameters_A")
     intensity = (
         np.concatenate([s["intensity"] for s in sim]),
         np.concatenate([s["intensity"] for s in real]),
@@ -122,6 +126,7 @@ def realism_report(sim: list[dict], real: list[dict]) -> dict:
         }
 
     c_sim, c_real = median(contrasts[0]), median(contrasts[1])
+    depth_sim, depth_real = median(depths[0]), median(depths[1])
     d_sim, d_real = median(diameters[0]), median(diameters[1])
     statistics = {
         "psd_shape": entry(
@@ -137,7 +142,18 @@ def realism_report(sim: list[dict], real: list[dict]) -> dict:
             c_sim,
             c_real,
             abs(c_sim - c_real) / abs(c_real) if c_sim is not None and c_real else None,
-            "|difference of median particle contrasts| / |real median|",
+            "|difference of median particle contrasts| / |real median| (biased by any gray "
+            "offset: an 8-bit export's stretch changes it, see particle_depth)",
+        ),
+        "particle_depth": entry(
+            depth_sim,
+            depth_real,
+            abs(depth_sim - depth_real) / abs(depth_real)
+            if depth_sim is not None and depth_real
+            else None,
+            "|difference of median particle depths| / |real median|; depth: (carbon - "
+            "particle) / the carbon's standard deviation around it, after the network's "
+            "preprocessing (the same for any affine gray scale)",
         ),
         "particle_diameter_A": entry(
             d_sim,

@@ -54,18 +54,24 @@ def _defocus_distribution(report: dict) -> dict:
     return {"distribution": "mixture", "weights": [0.5, 0.5], "components": [best, mirror]}
 
 
+def real_set_name(name: str) -> str:
+    """The real set a suggested config scores on (the micrographs and their masks)."""
+    return f"{name}_real"
+
+
 def suggest_blocks(
     report: dict,
     name: str = "matched",
     cell_A: tuple[float, float] | None = None,
     template: Path = TEMPLATE,
-    label_grow_A: float | None = None,
+    label_grow_A: float | dict | None = None,
 ) -> dict:
     """{structures: {name: ...}, simulations: {name_fp: ...}, images: {name_hrtem: ...}}.
 
     label_grow_A: the label width measured against real masks (realism's
-    suggested_label_grow_A); None keeps the outline where the label puts it (grow_A 0): the
-    template's own calibration belongs to its real set."""
+    suggested_label_grow_A), or {calibrate: <real set>} (the workflow's calibration rule
+    measures it against that set's masks); None keeps the outline where the label puts it
+    (grow_A 0): the template's own calibration belongs to its real set."""
     base = _template(template)
     structures = copy.deepcopy(base["structures"])
     simulations = copy.deepcopy(base["simulations"])
@@ -96,7 +102,10 @@ def suggest_blocks(
     simulations["exit_wave_sampling_A"] = simulations["potential_sampling_A"] = round(sampling, 4)
 
     images["simulations"] = f"{name}_fp"
-    images["label"]["grow_A"] = 0.0 if label_grow_A is None else round(float(label_grow_A), 2)
+    if isinstance(label_grow_A, dict):
+        images["label"]["grow_A"] = dict(label_grow_A)
+    else:
+        images["label"]["grow_A"] = 0.0 if label_grow_A is None else round(float(label_grow_A), 2)
     images["defocus_A"] = _defocus_distribution(report)
     cs = report["cs_A"]
     if cs["fitted"]:
@@ -146,7 +155,7 @@ def suggested_config(
     config.update(copy.deepcopy(blocks))
     config["datasets"] = {name: dataset}
     config["models"] = {f"unet_{name}": model}
-    config["real_sets"] = {} if real_set is None else {f"{name}_real": real_set}
+    config["real_sets"] = {} if real_set is None else {real_set_name(name): real_set}
     return config
 
 
@@ -167,7 +176,9 @@ def blocks_yaml(blocks: dict, report: dict) -> str:
         f" MTF ({report['mtf']['noise_mode']}).",
         "# Not estimated, kept from config/recipes/conventional_au.yaml: film thickness, focal",
         "# spread, plasmons, image blur, the label method. label.grow_A: measured against the",
-        "# masks when `--simulated` images were given (realism.json), else 0. config.yaml beside",
-        "# this file is a whole config with these blocks; check it with `hrtem-wf plan`.",
+        "# masks when `--simulated` images were given (realism.json), else, with masks,",
+        "# {calibrate: <real set>}: the workflow's calibration rule measures it on a pilot draw;",
+        "# else 0. config.yaml beside this file is a whole config with these blocks and the",
+        "# micrographs as its real set; check it with `hrtem-wf plan`.",
     ]
     return "\n".join(lines) + "\n" + yaml.safe_dump(blocks, sort_keys=False, width=100)
