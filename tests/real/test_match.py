@@ -154,6 +154,10 @@ def test_real_tiles_match_and_suggested_blocks_validate():
     assert report["dose"]["kind"] == "effective"  # 8-bit PNGs: no absolute dose
     particles = report["particles"]
     assert particles["diameter_A"]["n"] > 5 and 0 < particles["contrast"]["median"] < 1
+    # 8-bit PNGs stretched to 0..255: the contrast ratio is not the sample's, the depth is
+    assert particles["contrast_comparable"] is False and "8-bit" in particles["contrast_note"]
+    assert particles["depth"]["n"] == particles["contrast"]["n"]
+    assert 1 < particles["depth"]["median"] < 10
     assert _finite_numbers({k: v for k, v in report.items() if k != "per_image"})
     blocks = suggest_blocks(report)
     for section, named in blocks.items():
@@ -254,6 +258,18 @@ def test_fragments_below_the_minimum_diameter_are_no_particles():
     (diameter,) = stats["diameters_A"]
     assert diameter == pytest.approx(40.0, rel=0.01)
     assert len(stats["contrasts"]) == 1
+
+
+def test_gray_scale_tells_counts_from_clipped_exports():
+    from hrtem_wf.real.match.measure import gray_scale
+
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(20.0, (64, 64)).astype(float)
+    assert gray_scale(counts, counts=True) == "counts"
+    assert gray_scale(counts, counts=False) == "unknown"  # integers, but not clipped
+    exported = np.clip(counts * 12 - 40, 0, 255).astype(np.uint8)
+    assert gray_scale(exported, counts=False) == "8-bit export, clipped"
+    assert gray_scale(counts + 0.5, counts=False) == "unknown"
 
 
 def test_particle_depth_is_the_same_for_any_affine_gray_scale():

@@ -96,6 +96,7 @@ def match_files(
             fit_cs=fit_cs,
             counts=counts,
             mtf_c=mtf,
+            median_px=median_px,
         )
     except (OSError, ValueError) as error:
         raise InputError(str(error)) from None

@@ -146,6 +146,24 @@ def read_micrographs(
     return result, left_out, failed
 
 
+def gray_scale(image: np.ndarray, counts: bool) -> str:
+    """What the gray values are: `counts` (the user says so), `8-bit export, clipped` (integer
+    values in 0..255 that reach 0 or 255: a contrast-stretched export, its offset unknown), or
+    `unknown`."""
+    if counts:
+        return "counts"
+    image = np.asarray(image)
+    integer = np.issubdtype(image.dtype, np.integer) or bool(np.all(np.mod(image, 1) == 0))
+    if (
+        integer
+        and image.min() >= 0
+        and image.max() <= 255
+        and (image.min() == 0 or image.max() == 255)
+    ):
+        return "8-bit export, clipped"
+    return "unknown"
+
+
 def _summary(values) -> dict:
     values = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
     if not len(values):
@@ -171,6 +189,7 @@ def match_micrographs(
     counts: bool = False,
     mtf_c: tuple[float, float, float] | None = None,
     defocus_range_A: tuple[float, float] = (-30000.0, 30000.0),
+    median_px: int = 3,
 ) -> tuple[dict, dict]:
     """(report, diagnostics): every estimate per micrograph and pooled (JSON-able), and the
     spectra and fits for the figure.
@@ -179,7 +198,10 @@ def match_micrographs(
     Noise: counts=True says the gray values are electron counts (gain 1, no offset: a counting
     camera, or our own simulation), so N0 = mean and the MTF's shape is fitted; mtf_c gives the
     MTF (e.g. from the camera's data sheet), so N0 is measured; with neither, both are fitted,
-    degenerate, and the dose is only an effective one."""
+    degenerate, and the dose is only an effective one. median_px: the network's median filter,
+    applied before the particles' depth is measured (realism.py measures simulated images so)."""
+    from hrtem_wf.real.inference import preprocess
+
     lattice_constant_A = lattice_constant_A or reference_lattice_constant_A(material)
     spacings = fcc_d_spacings_A(lattice_constant_A)
     peaks = {m.name: bragg_peaks(m.image) for m in micrographs}
@@ -246,7 +268,10 @@ def match_micrographs(
             "bragg_spots_q_per_px": [p.q_per_px for p in peaks[m.name]],
         }
         if m.mask is not None:
-            record["particles"] = particle_statistics(m.image, m.mask, pixel, noise_std=sigma)
+            record["particles"] = particle_statistics(
+                m.image, m.mask, pixel, noise_std=sigma, depth_image=preprocess(m.image, median_px)
+            )
+            record["gray_scale"] = gray_scale(m.image, counts)
         per_image.append(record)
 
     # The sign: where Cs tells it (sign_determined), a micrograph keeps its own and votes; the
@@ -325,10 +350,22 @@ def match_micrographs(
         "per_image": per_image,
     }
     if with_masks:
+        exports = [r["name"] for r in per_image if r.get("gray_scale") == "8-bit export, clipped"]
         report["particles"] = {
             "diameter_A": _summary([d for p in with_masks for d in p["diameters_A"]]),
             "particles_per_nm2": _summary([p["particles_per_nm2"] for p in with_masks]),
             "contrast": _summary([c for p in with_masks for c in p["contrasts"]]),
+            # The ratio needs gray values proportional to counts; the depth does not.
+            "contrast_comparable": not exports,
+            "contrast_note": (
+                f"{len(exports)} of {len(with_masks)} micrographs are 8-bit exports with clipped "
+                "extremes (an unknown offset and stretch): their contrast ratio is not the "
+                "sample's; compare the depth, which any affine gray scale leaves unchanged "
+                "(realism.json's particle_depth)"
+                if exports
+                else "gray values taken as proportional to counts"
+            ),
+            "depth": _summary([d for p in with_masks for d in p["depths"]]),
             "contrast_to_noise": _summary([p["contrast_to_noise_median"] for p in with_masks]),
             "area_fraction": _summary([p["particle_area_fraction"] for p in with_masks]),
         }
