@@ -800,7 +800,7 @@ def block_jobs(config: dict) -> list[tuple[str, str, str, int]]:
 
 def calibrates(images_block: dict) -> bool:
     """Whether an images block's label width is measured by the `calibration` rule."""
-    return isinstance(images_block["label"]["grow_A"], dict)
+    return isinstance(images_block.get("label", {}).get("grow_A"), dict)
 
 
 def planned_jobs(config: dict) -> dict[str, int]:
