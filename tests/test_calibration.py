@@ -20,7 +20,7 @@ import zarr
 from PIL import Image
 
 from conftest import WorkflowCopy, job_counts, load_config
-from hrtem_wf.config import validate_block
+from hrtem_wf.config import validate, validate_block
 from hrtem_wf.images import draw_images
 from hrtem_wf.images.labels import calibrated_label
 from hrtem_wf.io import read_arrays, read_json
@@ -132,13 +132,24 @@ def test_images_are_drawn_with_the_calibrated_width(calibrated):
 
 
 def test_dry_run_puts_one_calibration_before_the_images(calibrated):
-    _, _, dry = calibrated
+    from hrtem_wf.plan import parse_dry_run, summarize
+
+    flow, _, dry = calibrated
     # the simulations stand; one calibration, then the image draw it changes
     assert job_counts(dry.stdout) == {"calibration": 1, "images": 1, "total": 2}
+    # `hrtem-wf plan` puts the calibration under its images block
+    rows = summarize(parse_dry_run(dry.stdout), validate(flow.config))
+    (row,) = [r for r in rows if r["rule"] == "calibration"]
+    assert (row["stage"], row["block"], row["targets"], row["would_run"]) == (
+        "images",
+        BLOCK,
+        1,
+        1,
+    )
 
 
 def test_the_report_and_the_plan_know_the_calibration(calibrated):
-    from hrtem_wf.config import planned_jobs, validate
+    from hrtem_wf.config import planned_jobs
     from hrtem_wf.evaluations.report import _calibrations_markdown
 
     flow, _, _ = calibrated

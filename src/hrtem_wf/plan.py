@@ -46,6 +46,7 @@ RULE_STAGE = {
     "structures": ("structures", "structures"),
     "simulations": ("simulations", "simulations"),
     "images": ("images", "images"),
+    "calibration": ("images", "images"),
     "datasets": ("datasets", "datasets"),
     "models": ("models", "models"),
     "evaluations": ("models", "models"),
