@@ -551,10 +551,10 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
                 f"{key}.label.threshold: no entry for the particles' material "
                 f"{structures['material']!r} (has {sorted(threshold)})"
             )
-        grow = block["label"]["grow_A"]
-        if isinstance(grow, dict) and grow["calibrate"] not in config.get("real_sets", {}):
+        calibrated_on = calibration_real_set(block)
+        if calibrated_on is not None and calibrated_on not in config.get("real_sets", {}):
             problems.append(
-                f"{key}.label.grow_A.calibrate: {grow['calibrate']!r} is not a block of "
+                f"{key}.label.grow_A.calibrate: {calibrated_on!r} is not a block of "
                 f"'real_sets' (have: {sorted(config.get('real_sets', {}))})"
             )
         # The largest pixel size gives the smallest detector image: the crop must fit that one.
@@ -786,7 +786,7 @@ def block_jobs(config: dict) -> list[tuple[str, str, str, int]]:
     rows += [
         ("images", name, "calibration", 1)
         for name in dict.fromkeys([*images, *fly])
-        if calibrates(config["images"][name])
+        if calibration_real_set(config["images"][name])
     ]
     rows += [("datasets", d, "datasets", 1) for d in datasets]
     for name, block in models.items():
@@ -798,9 +798,11 @@ def block_jobs(config: dict) -> list[tuple[str, str, str, int]]:
     return rows + [("report", NO_BLOCK, "report", 1), ("report", NO_BLOCK, "all", 1)]
 
 
-def calibrates(images_block: dict) -> bool:
-    """Whether an images block's label width is measured by the `calibration` rule."""
-    return isinstance(images_block.get("label", {}).get("grow_A"), dict)
+def calibration_real_set(images_block: dict) -> str | None:
+    """The real set an images block's label width is calibrated against by the `calibration`
+    rule (label.grow_A: {calibrate: <real set>}), or None when grow_A is a number."""
+    grow = images_block.get("label", {}).get("grow_A")
+    return grow["calibrate"] if isinstance(grow, dict) else None
 
 
 def planned_jobs(config: dict) -> dict[str, int]:

@@ -178,6 +178,25 @@ def test_realism_gaps_are_zero_for_the_same_set():
         assert entry["gap"] == pytest.approx(0.0, abs=1e-12), name
 
 
+def match_real_tiles(out, *extra: str):
+    """`hrtem-wf match` on the real tiles with their masks at 200 kV (plus `extra` arguments)
+    into `out`; returns `out`."""
+    main(
+        [
+            "match",
+            str(REAL / "micrographs"),
+            "--masks",
+            str(REAL / "masks"),
+            "--voltage-kV",
+            "200",
+            *extra,
+            "--out",
+            str(out),
+        ]
+    )
+    return out
+
+
 def test_cli_end_to_end_on_real_tiles(tmp_path):
     rng = np.random.default_rng(11)
     images, masks = [], []
@@ -193,21 +212,7 @@ def test_cli_end_to_end_on_real_tiles(tmp_path):
         {"images": np.stack(images).astype(np.float32), "masks": np.stack(masks)},
         {"config": {"detector": {"pixel_size_A": 0.5}}},
     )
-    out = tmp_path / "match"
-    main(
-        [
-            "match",
-            str(REAL / "micrographs"),
-            "--masks",
-            str(REAL / "masks"),
-            "--voltage-kV",
-            "200",
-            "--simulated",
-            str(store),
-            "--out",
-            str(out),
-        ]
-    )
+    out = match_real_tiles(tmp_path / "match", "--simulated", str(store))
     names = ("match.json", "match.png", "suggested.yaml", "config.yaml")
     for name in (*names, "realism.json", "realism.png"):
         assert (out / name).stat().st_size > 0, name
@@ -294,19 +299,7 @@ def test_particle_depth_is_the_same_for_any_affine_gray_scale():
 def test_match_with_masks_asks_the_workflow_to_calibrate_the_labels(tmp_path):
     """Without --simulated images the label width is the workflow's to measure: the suggested
     images block calibrates it against the micrographs' real set."""
-    out = tmp_path / "match"
-    main(
-        [
-            "match",
-            str(REAL / "micrographs"),
-            "--masks",
-            str(REAL / "masks"),
-            "--voltage-kV",
-            "200",
-            "--out",
-            str(out),
-        ]
-    )
+    out = match_real_tiles(tmp_path / "match")
     config = validate(yaml.safe_load((out / "config.yaml").read_text()))
     (images,) = config["images"].values()
     assert images["label"]["grow_A"] == {"calibrate": "matched_real"}

@@ -5,6 +5,7 @@ import os
 import shlex
 
 from hrtem_wf.codeversion import code_version
+from hrtem_wf.config import calibration_real_set as calibrated_on
 from hrtem_wf.config import structure_ids, structures_of
 from hrtem_wf.images.calibration import PILOT_STRUCTURES
 
@@ -82,8 +83,7 @@ def real_set_paths(name):
 
 def calibration_real_set(images):
     """The real set an images block's label width is calibrated against, or None."""
-    grow = config["images"][images]["label"]["grow_A"]
-    return grow["calibrate"] if isinstance(grow, dict) else None
+    return calibrated_on(config["images"][images])
 
 
 def label_calibration(images):

@@ -18,6 +18,7 @@ calibration) lies beside it (.png).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -50,8 +51,6 @@ def run(
     """Calibrate images block `block` (config `spec`, global seed `seed`) against the real set
     `real_set` (its real_sets block `real_set_spec`) on the simulation stores `simulations` of
     items `indices`; writes `output` (JSON) and its figure beside it. Returns what was written."""
-    from pathlib import Path
-
     from hrtem_wf.real.match import image_statistics, plot_realism, realism_report
     from hrtem_wf.real.match.label_width import label_offset_A, profile_of_bins
     from hrtem_wf.real.sets import read_real_set
@@ -98,19 +97,18 @@ def run(
             profile_of_bins(s["edge_bins"] for s in real),
         )
 
-    grow_A, steps = 0.0, []
-    before = after = draw(grow_A)
-    for _ in range(MAX_STEPS + 1):
-        measured = offset(after)
+    # Each step's draw, by its grow_A: the best step's is kept, not drawn again.
+    grow_A, steps, drawn = 0.0, [], {0.0: draw(0.0)}
+    while True:
+        measured = offset(drawn[grow_A])
         steps.append({"grow_A": grow_A, "label_offset_A": measured})
         log.info("calibration %s: grow_A %.2f A, labels %.2f A outside", block, grow_A, measured)
         if abs(measured) <= TOLERANCE_A or len(steps) > MAX_STEPS:
             break
         grow_A = round(grow_A - measured, 2)
-        after = draw(grow_A)
+        drawn[grow_A] = draw(grow_A)
     best = min(steps, key=lambda step: abs(step["label_offset_A"]))
-    if best["grow_A"] != grow_A:  # the last redraw overshot: keep the best step's draw
-        grow_A, after = best["grow_A"], draw(best["grow_A"])
+    grow_A, before, after = best["grow_A"], drawn[0.0], drawn[best["grow_A"]]
 
     def gaps(stats):
         report = realism_report(stats, real)
