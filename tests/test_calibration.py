@@ -1,13 +1,15 @@
-"""Label calibration through the workflow (`images.<I>.label.grow_A: {calibrate: <real set>}`):
-the `calibration` rule measures how far our labels' outline lies from a real set's hand-drawn
-masks and the images rule draws with it.
+"""Calibration through the workflow (`images.<I>.label.grow_A` and `blur_A`:
+`{calibrate: <real set>}`): the `calibration` rule measures how soft the particles' edges are in a
+real set and how far our labels' outline lies from its hand-drawn masks, and the images rule
+draws with both.
 
-The "real" set is made of the run's own exit waves drawn with other seeds and a raw camera (no
-median filter; the real set's reader applies its 3 x 3 one, as for real micrographs), their masks
-moved in by a known 1.0 A (as a hand-drawn outline on the inside of the intensity step would be)
-and written as 8-bit contrast-stretched PNGs, as real sets often come: the calibration must find
-grow_A = -1.0 from the images alone. The particles are 24-28 A across (the tiny config's 13 A
-leave no core 3 A inside the outline to take the particle's level from).
+The "real" set is made of the run's own exit waves drawn with other seeds, a known image blur of
+1.5 A and a raw camera (no median filter; the real set's reader applies its 3 x 3 one, as for
+real micrographs), their masks moved in by a known 1.0 A (as a hand-drawn outline on the inside
+of the intensity step would be) and written as 8-bit contrast-stretched PNGs, as real sets often
+come: the calibration must find the blur and grow_A = -1.0 from the images alone, starting from
+an images block with no blur. The particles are 24-28 A across (the tiny config's 13 A leave no
+core 3 A inside the outline to take the particle's level from).
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from PIL import Image
 from conftest import WorkflowCopy, job_counts, load_config
 from hrtem_wf.config import validate, validate_block
 from hrtem_wf.images import draw_images
-from hrtem_wf.images.labels import calibrated_label
+from hrtem_wf.images.calibration import BLUR_SPREAD_A
+from hrtem_wf.images.draw import calibrated_spec
 from hrtem_wf.io import read_arrays, read_json
 
 KNOWN_GROW_A = -1.0
+KNOWN_BLUR_A = 1.5
 BLOCK = "tiny_hrtem"
 
 
@@ -48,11 +52,12 @@ def calibration_config() -> dict:
     return config
 
 
-def write_hand_set(flow, spec: dict, directory, grow_A: float) -> dict:
-    """The run's simulations drawn with other seeds by a raw camera, masks grown by grow_A, as
-    8-bit PNG pairs: the real_sets block that reads them."""
+def write_hand_set(flow, spec: dict, directory, grow_A: float, blur_A: float) -> dict:
+    """The run's simulations drawn with other seeds, image blur blur_A, by a raw camera, masks
+    grown by grow_A, as 8-bit PNG pairs: the real_sets block that reads them."""
     spec = copy.deepcopy(spec)
     spec["label"]["grow_A"] = grow_A
+    spec["blur_A"] = blur_A
     spec["detector"]["median_filter_px"] = 1
     spec = validate_block("images", spec)
     micrographs, masks = directory / "micrographs", directory / "masks"
@@ -86,8 +91,9 @@ def write_hand_set(flow, spec: dict, directory, grow_A: float) -> dict:
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
-    """A run drawn with grow_A 0, then its images block calibrated against a hand set whose
-    outlines lie 1.0 A inside: (flow, uncalibrated masks, the dry run of the change)."""
+    """A run drawn with grow_A 0 and no blur, then its images block calibrated against a hand
+    set blurred by 1.5 A whose outlines lie 1.0 A inside: (flow, uncalibrated draw, the dry run
+    of the change)."""
     root = tmp_path_factory.mktemp("calibration")
     config = calibration_config()
     (root / "flow").mkdir()
@@ -98,36 +104,56 @@ def calibrated(tmp_path_factory):
     uncalibrated = zarr.open(str(flow.path / image), mode="r")
     before = {"images": uncalibrated["images"][:], "masks": uncalibrated["masks"][:]}
     spec = validate_block("images", config["images"][BLOCK])
-    config["real_sets"] = {"hand": write_hand_set(flow, spec, root / "hand", KNOWN_GROW_A)}
+    config["real_sets"] = {
+        "hand": write_hand_set(flow, spec, root / "hand", KNOWN_GROW_A, KNOWN_BLUR_A)
+    }
     config["images"][BLOCK]["label"]["grow_A"] = {"calibrate": "hand"}
+    config["images"][BLOCK]["blur_A"] = {"calibrate": "hand"}
     flow.write_config(config)
     dry = flow.snakemake("-n", image)
     flow.snakemake(image)
     return flow, before, dry
 
 
-def test_calibration_recovers_a_known_label_offset(calibrated):
+def test_calibration_recovers_a_known_blur_and_label_offset(calibrated):
     flow, _, _ = calibrated
     result = read_json(flow.path / f"results/calibrations/{BLOCK}.json")
     assert result["real_set"] == "hand"
+    assert result["calibrated"] == ["grow_A", "blur_A"]
+    # the blur: the images drawn within +-BLUR_SPREAD_A of the known one
+    blur = result["blur_A"]
+    assert blur["distribution"] == "uniform"
+    assert blur["high"] - blur["low"] == pytest.approx(2 * BLUR_SPREAD_A)
+    assert (blur["low"] + blur["high"]) / 2 == pytest.approx(KNOWN_BLUR_A, abs=0.5)
+    residuals = {step["blur_A"]: step["residual"] for step in result["blur_search"]}
+    # the least blur (0-1 A) gives sharper edges than the hand set's
+    assert min(residuals.values()) < 0.5 * residuals[0.5]
     assert result["grow_A"] == pytest.approx(KNOWN_GROW_A, abs=0.2)
-    # our labels lay 1 A outside the hand outline before, on it after
-    assert result["label_offset_A"]["before"] == pytest.approx(-KNOWN_GROW_A, abs=0.2)
+    # our labels lay about 1 A outside the hand outline before (measured on sharper edges than
+    # the hand set's, so less well), on it after
+    assert result["label_offset_A"]["before"] == pytest.approx(-KNOWN_GROW_A, abs=0.4)
     assert abs(result["label_offset_A"]["after"]) <= 0.2
     assert result["gaps"]["after"]["edge_profile"] < result["gaps"]["before"]["edge_profile"]
     assert result["pilot"]["structures"] == [0, 1]
     assert (flow.path / f"results/calibrations/{BLOCK}.png").stat().st_size > 0
 
 
-def test_images_are_drawn_with_the_calibrated_width(calibrated):
+def test_images_are_drawn_with_the_calibrated_blur_and_width(calibrated):
     flow, before, _ = calibrated
-    grow_A = read_json(flow.path / f"results/calibrations/{BLOCK}.json")["grow_A"]
+    result = read_json(flow.path / f"results/calibrations/{BLOCK}.json")
+    grow_A, blur = result["grow_A"], result["blur_A"]
     store = zarr.open(str(flow.path / f"results/images/{BLOCK}/00000.zarr"), mode="r")
     assert store.attrs["config"]["label"]["grow_A"] == {"calibrate": "hand"}
-    assert store.attrs["label_calibration"]["grow_A"] == grow_A
-    assert all(r["label_grow_A"] == grow_A for r in store.attrs["records"])
-    # the same draws (images identical), the labels moved in: fewer particle pixels
-    np.testing.assert_array_equal(store["images"][:], before["images"])
+    assert store.attrs["config"]["blur_A"] == {"calibrate": "hand"}
+    assert store.attrs["calibration"]["grow_A"] == grow_A
+    assert store.attrs["calibration"]["blur_A"] == blur
+    for record in store.attrs["records"]:
+        assert record["label_grow_A"] == grow_A
+        assert blur["low"] <= record["blur_A"] <= blur["high"]
+    # the same draws but blurred (the particles' contrast spread out), the labels moved in:
+    # fewer particle pixels
+    assert store["images"].shape == before["images"].shape
+    assert np.std(store["images"][:]) < np.std(before["images"])
     assert store["masks"][:].sum() < before["masks"].sum()
 
 
@@ -155,19 +181,51 @@ def test_the_report_and_the_plan_know_the_calibration(calibrated):
     flow, _, _ = calibrated
     result = read_json(flow.path / f"results/calibrations/{BLOCK}.json")
     table = _calibrations_markdown([result])
-    assert "## Label calibration" in table
-    assert f"| {BLOCK} | hand | {result['grow_A']:.2f} |" in table
+    assert "## Calibration against hand-drawn masks" in table
+    blur = f"{result['blur_A']['low']:.2f}-{result['blur_A']['high']:.2f}"
+    assert f"| {BLOCK} | hand | grow_A, blur_A | {result['grow_A']:.2f} | {blur} |" in table
+    # a block that calibrates its labels alone keeps its own blur, whatever its form
+    for blur, shown in (
+        (0.5, "0.50"),
+        ({"distribution": "normal", "mean": 1, "sd": 0.2}, "normal"),
+    ):
+        assert f"| grow_A | -1.00 | {shown} |" in _calibrations_markdown(
+            [{**result, "calibrated": ["grow_A"], "grow_A": -1.0, "blur_A": blur}]
+        )
     # the report rule reads it; the plan counts it
     dry = flow.snakemake("-n", "-p", "report")
     assert f"--calibrations results/calibrations/{BLOCK}.json" in dry.stdout
     assert planned_jobs(validate(flow.config))["calibration"] == 1
 
 
-def test_a_calibrated_label_needs_its_measurement():
-    spec = {"label": {"grow_A": {"calibrate": "hand"}}}
-    assert calibrated_label({"label": {"grow_A": -1.3}}, None)["label"]["grow_A"] == -1.3
-    assert calibrated_label(spec, {"real_set": "hand", "grow_A": -0.7})["label"]["grow_A"] == -0.7
-    with pytest.raises(ValueError, match="calibration"):
-        calibrated_label(spec, None)
-    with pytest.raises(ValueError, match="'other'"):
-        calibrated_label(spec, {"real_set": "other", "grow_A": -0.7})
+def test_a_calibrated_spec_needs_its_measurement():
+    measured = {"real_set": "hand", "grow_A": -0.7, "blur_A": {"low": 1.0, "high": 2.0}}
+    fixed = {"label": {"grow_A": -1.3}, "blur_A": 0.5}
+    assert calibrated_spec(fixed, None) == fixed
+    both = {"label": {"grow_A": {"calibrate": "hand"}}, "blur_A": {"calibrate": "hand"}}
+    resolved = calibrated_spec(both, measured)
+    assert resolved["label"]["grow_A"] == -0.7 and resolved["blur_A"] == measured["blur_A"]
+    assert both["label"]["grow_A"] == {"calibrate": "hand"}  # the block itself is untouched
+    # one asked, the other kept
+    grow_only = calibrated_spec({**both, "blur_A": 0.5}, measured)
+    assert (grow_only["label"]["grow_A"], grow_only["blur_A"]) == (-0.7, 0.5)
+    blur_only = calibrated_spec({**both, "label": {"grow_A": -1.3}}, measured)
+    assert (blur_only["label"]["grow_A"], blur_only["blur_A"]) == (-1.3, measured["blur_A"])
+    with pytest.raises(ValueError, match="label.grow_A .* `calibration` rule"):
+        calibrated_spec(both, None)
+    with pytest.raises(ValueError, match="blur_A .* 'other'"):
+        calibrated_spec({**fixed, "blur_A": {"calibrate": "other"}}, measured)
+
+
+def test_an_unresolved_calibration_is_not_drawn():
+    spec = validate_block("images", load_config("tests/configs/tiny.yaml")["images"][BLOCK])
+    spec["blur_A"] = {"calibrate": "hand"}
+    with pytest.raises(ValueError, match="blur_A .*calibrated_spec"):
+        draw_images(
+            np.ones((1, 64, 64), np.complex64),
+            np.ones((1, 64, 64), np.complex64),
+            (0.2, 0.2),
+            200e3,
+            spec,
+            np.random.default_rng(0),
+        )

@@ -293,6 +293,13 @@ MALFORMED = [
         {"calibrate_against": "real_au_tiles"},
         ["label.grow_A"],
     ),
+    # an image blur calibrated against a real set the config does not have
+    (
+        "images.au_small_hrtem.blur_A",
+        {"calibrate": "nowhere"},
+        ["blur_A.calibrate: 'nowhere' is not a block of 'real_sets'", "real_au_tiles"],
+    ),
+    ("images.au_small_hrtem.blur_A", {"calibrate": 2.0}, ["blur_A"]),
 ]
 # The kinds that once reached a job: through Snakemake, none may start one.
 ONCE_REACHED_A_JOB = MALFORMED[22:27]

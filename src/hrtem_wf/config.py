@@ -427,7 +427,8 @@ def _image_problems(key: str, block: dict) -> list[str]:
             block["illumination_semiangle_mrad"],
             (0.0, math.inf),
         )
-    problems += _within(f"{key}.blur_A", block["blur_A"], (0.0, math.inf))
+    if "blur_A" not in _calibrations_asked(block):
+        problems += _within(f"{key}.blur_A", block["blur_A"], (0.0, math.inf))
     problems += _detector_problems(f"{key}.detector", block["detector"], block["crop_px"])
     if block["plasmons"] is not None:
         problems += _within(f"{key}.plasmons.weight", block["plasmons"]["weight"], (0.0, 1.0))
@@ -551,11 +552,16 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
                 f"{key}.label.threshold: no entry for the particles' material "
                 f"{structures['material']!r} (has {sorted(threshold)})"
             )
-        calibrated_on = calibration_real_set(block)
-        if calibrated_on is not None and calibrated_on not in config.get("real_sets", {}):
+        for where, asked in _calibrations_asked(block).items():
+            if asked not in config.get("real_sets", {}):
+                problems.append(
+                    f"{key}.{where}.calibrate: {asked!r} is not a block of "
+                    f"'real_sets' (have: {sorted(config.get('real_sets', {}))})"
+                )
+        if len(set(_calibrations_asked(block).values())) > 1:
             problems.append(
-                f"{key}.label.grow_A.calibrate: {calibrated_on!r} is not a block of "
-                f"'real_sets' (have: {sorted(config.get('real_sets', {}))})"
+                f"{key}: label.grow_A and blur_A calibrate against different real sets "
+                f"({_calibrations_asked(block)}); one calibration measures both"
             )
         # The largest pixel size gives the smallest detector image: the crop must fit that one.
         low, largest_pixel_size_A = support(block["detector"]["pixel_size_A"])
@@ -798,11 +804,23 @@ def block_jobs(config: dict) -> list[tuple[str, str, str, int]]:
     return rows + [("report", NO_BLOCK, "report", 1), ("report", NO_BLOCK, "all", 1)]
 
 
+def _calibrations_asked(images_block: dict) -> dict[str, str]:
+    """{key: real set} of an images block's values that ask the `calibration` rule
+    ({calibrate: <real set>}): label.grow_A, blur_A."""
+    values = {"label.grow_A": images_block.get("label", {}).get("grow_A")}
+    values["blur_A"] = images_block.get("blur_A")
+    return {
+        key: value["calibrate"]
+        for key, value in values.items()
+        if isinstance(value, dict) and "calibrate" in value
+    }
+
+
 def calibration_real_set(images_block: dict) -> str | None:
-    """The real set an images block's label width is calibrated against by the `calibration`
-    rule (label.grow_A: {calibrate: <real set>}), or None when grow_A is a number."""
-    grow = images_block.get("label", {}).get("grow_A")
-    return grow["calibrate"] if isinstance(grow, dict) else None
+    """The real set an images block is calibrated against by the `calibration` rule (its
+    label.grow_A or blur_A is {calibrate: <real set>}), or None."""
+    asked = _calibrations_asked(images_block)
+    return next(iter(asked.values())) if asked else None
 
 
 def planned_jobs(config: dict) -> dict[str, int]:

@@ -237,6 +237,7 @@ def test_cli_end_to_end_on_real_tiles(tmp_path):
     # the label width measured against the masks goes into the suggestion
     (images,) = suggested["images"].values()
     assert images["label"]["grow_A"] == pytest.approx(-realism["label_offset_A"], abs=0.01)
+    assert images["blur_A"] == {"distribution": "uniform", "low": 0.5, "high": 1.5}  # the recipe's
     # config.yaml: a whole config that runs the suggestion and scores it on the micrographs
     config = validate(yaml.safe_load((out / "config.yaml").read_text()))
     (real_set,) = config["real_sets"].values()
@@ -297,11 +298,12 @@ def test_particle_depth_is_the_same_for_any_affine_gray_scale():
 
 
 def test_match_with_masks_asks_the_workflow_to_calibrate_the_labels(tmp_path):
-    """Without --simulated images the label width is the workflow's to measure: the suggested
-    images block calibrates it against the micrographs' real set."""
+    """Without --simulated images the label width and the image blur are the workflow's to
+    measure: the suggested images block calibrates both against the micrographs' real set."""
     out = match_real_tiles(tmp_path / "match")
     config = validate(yaml.safe_load((out / "config.yaml").read_text()))
     (images,) = config["images"].values()
     assert images["label"]["grow_A"] == {"calibrate": "matched_real"}
+    assert images["blur_A"] == {"calibrate": "matched_real"}
     assert set(config["real_sets"]) == {"matched_real"}
     assert "{calibrate: <real set>}" in (out / "suggested.yaml").read_text()

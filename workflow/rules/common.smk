@@ -82,12 +82,12 @@ def real_set_paths(name):
 
 
 def calibration_real_set(images):
-    """The real set an images block's label width is calibrated against, or None."""
+    """The real set an images block's label width and blur are calibrated against, or None."""
     return calibrated_on(config["images"][images])
 
 
-def label_calibration(images):
-    """The calibration JSON of an images block whose label.grow_A is {calibrate: ...}, else []."""
+def calibration_json(images):
+    """The calibration JSON of an images block that asks for one ({calibrate: ...}), else []."""
     if images is None or calibration_real_set(images) is None:
         return []
     return f"{RESULTS}/calibrations/{images}.json"
@@ -105,7 +105,7 @@ def calibration_jsons():
             *(on_the_fly_images(m) for m, _ in model_runs()),
         ]
     )
-    return [label_calibration(b) for b in blocks if label_calibration(b)]
+    return [calibration_json(b) for b in blocks if calibration_json(b)]
 
 
 def pilot_items(images):
@@ -161,11 +161,11 @@ def on_the_fly_arguments(model):
     if images is None:
         return ""
     simulations = config["images"][images]["simulations"]
-    calibration = label_calibration(images)
+    calibration = calibration_json(images)
     return (
         f"--images-spec {shlex.quote(block_spec('images', images))}"
         f" --simulations-dir {RESULTS}/simulations/{simulations}"
-    ) + (f" --label-calibration {calibration}" if calibration else "")
+    ) + (f" --calibration-json {calibration}" if calibration else "")
 
 
 def first_dataset():

@@ -3,8 +3,8 @@ rule images:
         simulation=lambda wc: f"{RESULTS}/simulations/{config['images'][wc.images]['simulations']}/{wc.item}.zarr",
         # column targets are made from the structure's atoms
         structure=lambda wc: column_structure(wc.images, wc.item),
-        # label.grow_A {calibrate: <real set>}: the width the calibration measured
-        calibration=lambda wc: label_calibration(wc.images),
+        # label.grow_A, blur_A {calibrate: <real set>}: what the calibration measured
+        calibration=lambda wc: calibration_json(wc.images),
     output:
         directory(f"{RESULTS}/images/{{images}}/{{item}}.zarr"),
     log:
@@ -24,7 +24,7 @@ rule images:
         bind_gpu=lambda wc: bind_gpu_flag("images", wc.images),
         structure=lambda wc, input: f"--structure {input.structure}" if input.structure else "",
         calibration=lambda wc, input: (
-            f"--label-calibration {input.calibration}" if input.calibration else ""
+            f"--calibration-json {input.calibration}" if input.calibration else ""
         ),
     shell:
         "hrtem-wf --log {log} {params.bind_gpu} images --spec {params.spec:q} --seed {params.seed}"

@@ -2,8 +2,8 @@ rule models:
     input:
         unpack(dataset_of),
         simulations=lambda wc: on_the_fly_simulations(wc.models),
-        # on_the_fly with label.grow_A {calibrate: ...}: the label width measured
-        calibration=lambda wc: label_calibration(on_the_fly_images(wc.models)),
+        # on_the_fly with label.grow_A or blur_A {calibrate: ...}: what was measured
+        calibration=lambda wc: calibration_json(on_the_fly_images(wc.models)),
     output:
         weights=f"{RESULTS}/models/{{models}}/seed{{seed}}/weights.pt",
         history=f"{RESULTS}/models/{{models}}/seed{{seed}}/history.csv",

@@ -21,10 +21,10 @@ REAL_SET = (
     arg("--spec", type=json.loads, required=True, help="the real_sets block as JSON"),
 )
 
-LABEL_CALIBRATION = (
+CALIBRATION_JSON = (
     arg(
-        "--label-calibration",
-        help="label.grow_A {calibrate: ...}: the calibration rule's JSON (its grow_A)",
+        "--calibration-json",
+        help="label.grow_A, blur_A {calibrate: ...}: the calibration rule's JSON",
     ),
 )
 
@@ -50,7 +50,7 @@ IMAGES = Command(
         *ITEM,
         arg("--simulation", required=True),
         arg("--structure", help="the simulated structure (extxyz): for targets.columns"),
-        *LABEL_CALIBRATION,
+        *CALIBRATION_JSON,
     ),
     imports=("hrtem_wf.io", "hrtem_wf.images"),
 )
@@ -85,7 +85,7 @@ MODELS = Command(
             help="on_the_fly: the images block (JSON) that draws the training images",
         ),
         arg("--simulations-dir", help="on_the_fly: the folder of its simulation stores"),
-        *LABEL_CALIBRATION,
+        *CALIBRATION_JSON,
     ),
 )
 EVALUATIONS = Command(
@@ -125,7 +125,7 @@ REPORT = Command(
         arg("--evaluations", nargs="+", required=True),
         arg("--scores", nargs="*", default=[], help="real-set score JSONs"),
         arg("--realism", nargs="*", default=[], help="realism JSONs (real set, dataset)"),
-        arg("--calibrations", nargs="*", default=[], help="label calibration JSONs"),
+        arg("--calibrations", nargs="*", default=[], help="the calibration rule's JSONs"),
         arg("--model-dirs", nargs="+", required=True),
         arg("--dataset-zarr", required=True),
         arg("--dataset-parquet", required=True),

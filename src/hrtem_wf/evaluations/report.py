@@ -103,15 +103,28 @@ def _realism_markdown(realism: list[dict]) -> str:
     )
 
 
+def _blur_text(blur_A) -> str:
+    """A drawn blur_A as the table shows it: a number, 'low-high' for a distribution with
+    bounds, else the distribution's name."""
+    if not isinstance(blur_A, dict):
+        return f"{float(blur_A):.2f}"
+    if "low" in blur_A and "high" in blur_A:
+        return f"{blur_A['low']:.2f}-{blur_A['high']:.2f}"
+    return str(blur_A["distribution"])
+
+
 def _calibrations_markdown(calibrations: list[dict]) -> str:
-    """Each images block's label width as the calibration rule measured it against a real set:
-    how far our labels lay outside the hand-drawn masks before and after, the edge-profile gap."""
+    """Each images block's label width and blur as the calibration rule measured them against a
+    real set: how far our labels lay outside the hand-drawn masks before and after, the
+    edge-profile gap."""
     if not calibrations:
         return ""
     header = [
         "images",
         "real set",
+        "calibrated",
         "label.grow_A [A]",
+        "blur_A [A]",
         "labels outside masks before [A]",
         "after [A]",
         "edge-profile gap before",
@@ -122,7 +135,9 @@ def _calibrations_markdown(calibrations: list[dict]) -> str:
         [
             c["images"],
             c["real_set"],
+            ", ".join(c["calibrated"]),
             f"{c['grow_A']:.2f}",
+            _blur_text(c["blur_A"]),
             f"{c['label_offset_A']['before']:.2f}",
             f"{c['label_offset_A']['after']:.2f}",
             f"{c['gaps']['before']['edge_profile']:.3g}",
@@ -132,10 +147,13 @@ def _calibrations_markdown(calibrations: list[dict]) -> str:
         for c in calibrations
     ]
     return (
-        "\n\n## Label calibration\n\n"
-        "`label.grow_A: {calibrate: <real set>}`: the labels' outline moved onto the real set's "
+        "\n\n## Calibration against hand-drawn masks\n\n"
+        "`label.grow_A`, `blur_A`: `{calibrate: <real set>}`: the image blur that gives the "
+        "particles' edges the real set's softness and the labels' outline moved onto its "
         "hand-drawn one, measured on a pilot draw of the block's first structures (edge profile, "
-        "`hrtem_wf.images.calibration`); the pilot's realism figure is "
+        "`hrtem_wf.images.calibration`); before: grow_A 0 and, where calibrated, the least blur "
+        "tried (0-1 A). The "
+        "pilot's realism figure is "
         "`results/calibrations/<images>.png`.\n\n" + _markdown_table(header, rows) + "\n"
     )
 

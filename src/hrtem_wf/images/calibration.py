@@ -1,18 +1,29 @@
-"""The calibration stage: an images block's label outline measured against a real set's masks,
-as the `calibration` rule measures it (`images.<I>.label.grow_A: {calibrate: <real set>}`).
+"""The calibration stage: an images block's label outline and image blur measured against a real
+set's hand-drawn masks, as the `calibration` rule measures them (`images.<I>.label.grow_A` and
+`images.<I>.blur_A`: `{calibrate: <real set>}`).
 
 Hand-drawn masks put a particle's outline somewhere on its intensity step; our labels put it
 where the label method does. The edge profile (hrtem_wf.real.match.label_width) tells how far
-apart the two are without knowing the microscope. The pilot: the block's images of its first
-PILOT_STRUCTURES structures, drawn exactly as the images rule draws them (same spec, same item
-seeds) but with grow_A 0; their edge profile against the real set's gives the offset, and
-grow_A = -offset moves the labels onto the hand-drawn outline. The pilot is redrawn with that
-grow_A and measured again, up to MAX_STEPS times, until the offset is within TOLERANCE_A.
+apart the two are, and how much softer one step is than the other, without knowing the
+microscope. The pilot: the block's images of its first PILOT_STRUCTURES structures, drawn
+exactly as the images rule draws them (same spec, same item seeds).
 
-Output: results/calibrations/<I>.json: real_set, grow_A (what the images rule and on-the-fly
-training use), the steps (grow_A, offset measured), the realism gaps of the pilot before
-(grow_A 0) and after, its size and provenance. Its figure (the realism figure of the pilot after
-calibration) lies beside it (.png).
+- blur_A (vibration, drift, whatever softens the particles' edges in the real micrographs): the
+  pilot is drawn at each blur of BLUR_CENTRES_A (images blurred uniformly within +-BLUR_SPREAD_A
+  of it) and the one whose edge profile, shifted to fit best, is closest in shape to the real
+  set's wins. A network trained on edges sharper than the real ones puts its outline at their
+  foot, outside the hand-drawn one.
+- grow_A: at that blur, the shift of the pilot's profile (grow_A 0) that fits the real one is the
+  offset, and grow_A = -offset moves the labels onto the hand-drawn outline; the pilot is redrawn
+  with it and measured again, up to MAX_STEPS times, until within TOLERANCE_A.
+
+Output: results/calibrations/<I>.json: real_set, grow_A and blur_A (what the images rule and
+on-the-fly training draw with; the block's own value where it asks for no calibration), the
+blur search (each blur's fitted shift and residual), the grow steps (grow_A, offset measured),
+the realism gaps of the pilot before (grow_A 0 and, where blur_A is calibrated, the least blur
+tried: 0-1 A) and after, its size and provenance. Its figure (the realism figure of the pilot
+after calibration) lies beside it (.png). The images stage resolves the block with it
+(hrtem_wf.images.draw.calibrated_spec).
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from hrtem_wf.codeversion import provenance
-from hrtem_wf.images.draw import draw_images_from_spectra, exit_wave_spectra
+from hrtem_wf.images.draw import calibrations_asked, draw_images_from_spectra, exit_wave_spectra
 from hrtem_wf.io import read_arrays, write_json
 from hrtem_wf.sampling import derive_seed, nominal
 
@@ -36,6 +47,16 @@ PILOT_IMAGES = 32
 TOLERANCE_A = 0.1
 #: ... or after this many redraws.
 MAX_STEPS = 3
+#: The image blurs tried [A] and the spread of the images' blur around each: every one is a
+#: uniform distribution, so every pilot draw takes the same random numbers for all else.
+BLUR_CENTRES_A = tuple(np.round(np.arange(0.5, 5.0001, 0.25), 2).tolist())
+BLUR_SPREAD_A = 0.5
+
+
+def blur_distribution(centre_A: float) -> dict:
+    """The images' blur_A for a calibrated blur: uniform within +-BLUR_SPREAD_A of it."""
+    low = max(0.0, round(centre_A - BLUR_SPREAD_A, 4))
+    return {"distribution": "uniform", "low": low, "high": round(centre_A + BLUR_SPREAD_A, 4)}
 
 
 def run(
@@ -52,16 +73,21 @@ def run(
     `real_set` (its real_sets block `real_set_spec`) on the simulation stores `simulations` of
     items `indices`; writes `output` (JSON) and its figure beside it. Returns what was written."""
     from hrtem_wf.real.match import image_statistics, plot_realism, realism_report
-    from hrtem_wf.real.match.label_width import label_offset_A, profile_of_bins
+    from hrtem_wf.real.match.label_width import profile_fit, profile_of_bins
     from hrtem_wf.real.sets import read_real_set
 
     if len(indices) != len(simulations) or not simulations:
         raise ValueError(f"{len(indices)} indices for {len(simulations)} simulation stores")
+    asked = calibrations_asked(spec)
+    grow_asked, blur_asked = "label.grow_A" in asked, "blur_A" in asked
+    if not (grow_asked or blur_asked):
+        raise ValueError(f"images block {block} asks for no calibration")
     median_px = int(real_set_spec["median_filter_px"])
     real = [
         image_statistics(r.image, r.mask, r.pixel_size_A, median_px)
         for r in read_real_set(real_set_spec)
     ]
+    real_profile = profile_of_bins(s["edge_bins"] for s in real)
     pixel_size_A = nominal(spec["detector"]["pixel_size_A"])
     # One forward FFT per phonon and structure, shared by every redraw.
     pilot = []
@@ -72,8 +98,8 @@ def run(
         spectra = exit_wave_spectra(waves["full"], waves["particle"], spec)
         pilot.append((index, spectra, attrs))
 
-    def draw(grow_A: float) -> list[dict]:
-        block_spec = {**spec, "label": {**spec["label"], "grow_A": float(grow_A)}}
+    def draw(grow_A: float, blur_A: float | dict) -> list[dict]:
+        block_spec = {**spec, "blur_A": blur_A, "label": {**spec["label"], "grow_A": grow_A}}
         stats = []
         for index, (full, particle), attrs in pilot:
             images, masks, _ = draw_images_from_spectra(
@@ -91,24 +117,43 @@ def run(
             ]
         return stats[:PILOT_IMAGES]
 
-    def offset(stats: list[dict]) -> float:
-        return label_offset_A(
-            profile_of_bins(s["edge_bins"] for s in stats),
-            profile_of_bins(s["edge_bins"] for s in real),
-        )
+    def fit(stats: list[dict]) -> tuple[float, float]:
+        return profile_fit(profile_of_bins(s["edge_bins"] for s in stats), real_profile)
 
-    # Each step's draw, by its grow_A: the best step's is kept, not drawn again.
-    grow_A, steps, drawn = 0.0, [], {0.0: draw(0.0)}
+    start_grow_A = 0.0 if grow_asked else float(spec["label"]["grow_A"])
+    # The blur: the one whose edge profile, best shifted, has the real profile's shape.
+    blur_search, blur_A = None, spec["blur_A"]
+    if blur_asked:
+        least, blur_search, kept = BLUR_CENTRES_A[0], [], {}
+        for centre_A in BLUR_CENTRES_A:
+            stats = draw(start_grow_A, blur_distribution(centre_A))
+            shift_A, residual = fit(stats)
+            blur_search.append(
+                {"blur_A": centre_A, "label_offset_A": shift_A, "residual": residual}
+            )
+            log.info("calibration %s: blur %.2f A, edge residual %.4f", block, centre_A, residual)
+            best = min(blur_search, key=lambda step: step["residual"])
+            kept = {
+                c: d for c, d in {**kept, centre_A: stats}.items() if c in (least, best["blur_A"])
+            }
+        blur_A = blur_distribution(best["blur_A"])
+        before = kept[least]
+        drawn = {start_grow_A: kept[best["blur_A"]]}
+    else:
+        before = draw(start_grow_A, blur_A)
+        drawn = {start_grow_A: before}
+    # The outline at that blur: grow_A = -offset, redrawn until within TOLERANCE_A.
+    grow_A, steps = start_grow_A, []
     while True:
-        measured = offset(drawn[grow_A])
+        measured = fit(drawn[grow_A])[0]
         steps.append({"grow_A": grow_A, "label_offset_A": measured})
         log.info("calibration %s: grow_A %.2f A, labels %.2f A outside", block, grow_A, measured)
-        if abs(measured) <= TOLERANCE_A or len(steps) > MAX_STEPS:
+        if not grow_asked or abs(measured) <= TOLERANCE_A or len(steps) > MAX_STEPS:
             break
         grow_A = round(grow_A - measured, 2)
-        drawn[grow_A] = draw(grow_A)
+        drawn[grow_A] = draw(grow_A, blur_A)
     best = min(steps, key=lambda step: abs(step["label_offset_A"]))
-    grow_A, before, after = best["grow_A"], drawn[0.0], drawn[best["grow_A"]]
+    grow_A, after = best["grow_A"], drawn[best["grow_A"]]
 
     def gaps(stats):
         report = realism_report(stats, real)
@@ -120,9 +165,13 @@ def run(
     result = {
         "images": block,
         "real_set": real_set,
+        "calibrated": [k for k, asked in (("grow_A", grow_asked), ("blur_A", blur_asked)) if asked],
         "grow_A": grow_A,
-        "label_offset_A": {"before": steps[0]["label_offset_A"], "after": best["label_offset_A"]},
+        "blur_A": blur_A,
+        "label_offset_A": {"before": fit(before)[0], "after": best["label_offset_A"]},
         "steps": steps,
+        "blur_search": blur_search,
+        "blur_spread_A": BLUR_SPREAD_A,
         "tolerance_A": TOLERANCE_A,
         "gaps": {"before": gaps_before, "after": gaps_after},
         "pilot": {
@@ -134,11 +183,12 @@ def run(
     }
     write_json(output, result)
     log.info(
-        "calibration %s against %s: label.grow_A %.2f A (labels %.2f A outside the masks "
-        "before, %.2f A after; edge-profile gap %.3f -> %.3f)",
+        "calibration %s against %s: label.grow_A %.2f A, blur_A %s (labels %.2f A outside the "
+        "masks before, %.2f A after; edge-profile gap %.3f -> %.3f)",
         block,
         real_set,
         grow_A,
+        blur_A,
         result["label_offset_A"]["before"],
         result["label_offset_A"]["after"],
         gaps_before["edge_profile"],

@@ -155,6 +155,40 @@ def draw_images(
     )
 
 
+def calibrations_asked(spec: dict) -> dict[str, Mapping]:
+    """{key: value} of an images block's values left to the `calibration` rule
+    ({calibrate: <real set>}): label.grow_A, blur_A."""
+    values = {"label.grow_A": spec["label"]["grow_A"], "blur_A": spec["blur_A"]}
+    return {k: v for k, v in values.items() if isinstance(v, Mapping) and "calibrate" in v}
+
+
+def calibrated_spec(spec: dict, calibration: dict | None) -> dict:
+    """The images block `spec` with its `{calibrate: <real set>}` values (label.grow_A, blur_A)
+    replaced by what the `calibration` rule measured against that real set (its JSON,
+    hrtem_wf.images.calibration); a spec asking for none stays as it is; one asking without
+    `calibration`, or with one measured against another real set, is refused."""
+    asked = calibrations_asked(spec)
+    for key, value in asked.items():
+        if calibration is None:
+            raise ValueError(
+                f"{key} {dict(value)} is measured by the `calibration` rule: give its JSON "
+                "(--calibration-json)"
+            )
+        if calibration.get("real_set") != value["calibrate"]:
+            raise ValueError(
+                f"{key} calibrates against {value['calibrate']!r}, but the calibration given "
+                f"was measured against {calibration.get('real_set')!r}"
+            )
+    if not asked:
+        return spec
+    spec = {**spec, "label": dict(spec["label"])}
+    if "label.grow_A" in asked:
+        spec["label"]["grow_A"] = float(calibration["grow_A"])
+    if "blur_A" in asked:
+        spec["blur_A"] = calibration["blur_A"]
+    return spec
+
+
 def draw_images_from_spectra(
     full_spectrum, particle_spectrum, sampling_A, energy_eV, block, rng, material=None
 ) -> DrawnImages:
@@ -167,10 +201,11 @@ def draw_images_from_spectra(
     nominal_pixel_size_A = nominal(detector["pixel_size_A"])
     crop_px = None if block["crop_px"] is None else tuple(int(c) for c in block["crop_px"])
     threshold = label_threshold(label, material)
-    if isinstance(label["grow_A"], Mapping):
+    unresolved = calibrations_asked(block)
+    if unresolved:
         raise ValueError(
-            f"label.grow_A {dict(label['grow_A'])} is not a number: resolve it with the "
-            "calibration's JSON first (hrtem_wf.images.labels.calibrated_label)"
+            f"{', '.join(unresolved)} {list(map(dict, unresolved.values()))} not drawn yet: "
+            "resolve them with the calibration's JSON first (calibrated_spec)"
         )
     if crop_px is None and smallest_pixel_size_A != largest_pixel_size_A:
         raise ValueError("a drawn detector.pixel_size_A needs crop_px: images of one shape")

@@ -91,23 +91,3 @@ def grow_mask(mask: np.ndarray, grow_A: float, sampling_A: tuple[float, float]) 
         distance_A = scipy.ndimage.distance_transform_edt(padded, sampling=sampling_A)
         grown = distance_A > -grow_A
     return grown[pad[0][0] : pad[0][0] + mask.shape[0], pad[1][0] : pad[1][0] + mask.shape[1]]
-
-
-def calibrated_label(spec: dict, calibration: dict | None) -> dict:
-    """The images block `spec` with a number for label.grow_A: a number stays as it is;
-    `{calibrate: <real set>}` takes the grow_A of `calibration`, what the `calibration` rule
-    measured against that real set (hrtem_wf.images.calibration), and refuses without it."""
-    grow = spec["label"]["grow_A"]
-    if not isinstance(grow, dict):
-        return spec
-    if calibration is None:
-        raise ValueError(
-            f"label.grow_A {grow} is measured by the `calibration` rule: give its JSON "
-            "(--label-calibration)"
-        )
-    if calibration.get("real_set") != grow["calibrate"]:
-        raise ValueError(
-            f"label.grow_A calibrates against {grow['calibrate']!r}, but the calibration given "
-            f"was measured against {calibration.get('real_set')!r}"
-        )
-    return {**spec, "label": {**spec["label"], "grow_A": float(calibration["grow_A"])}}

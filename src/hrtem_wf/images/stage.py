@@ -3,14 +3,14 @@ block, as the `images` rule draws them.
 
 Input: the block's config, the config's global seed, the block's name, the item's index, the
 simulation store (from the simulations stage), for `targets.columns` the simulated structure
-(extxyz) and, for `label.grow_A: {calibrate: <real set>}`, the calibration rule's JSON
-(hrtem_wf.images.calibration). Output: results/images/<I>/<index>.zarr with the arrays `images`
+(extxyz) and, for `label.grow_A` or `blur_A` `{calibrate: <real set>}`, the calibration rule's
+JSON (hrtem_wf.images.calibration). Output: results/images/<I>/<index>.zarr with the arrays `images`
 and `masks` (one per draw), the block's targets (`column_maps` and `column_positions`,
 `exit_waves`; made here from the block's `targets`, hrtem_wf.images.targets) and attributes:
 block_name, config, seed, structure_id, records (every drawn imaging parameter, one per image;
-label_grow_A is the number drawn with), label_calibration (null, or what was measured against
-which real set), the simulation's block, seed, path, config and structure, and provenance (this
-stage's code version and library versions).
+label_grow_A and blur_A are the numbers drawn with), calibration (null, or what was measured
+against which real set), the simulation's block, seed, path, config and structure, and
+provenance (this stage's code version and library versions).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from hrtem_wf.codeversion import provenance
 from hrtem_wf.errors import InputError
 from hrtem_wf.images import draw_images
-from hrtem_wf.images.labels import calibrated_label
+from hrtem_wf.images.draw import calibrated_spec
 from hrtem_wf.images.targets import image_targets, structure_columns
 from hrtem_wf.io import read_arrays, read_json, write_arrays
 from hrtem_wf.sampling import derive_seed
@@ -38,14 +38,15 @@ def run(
     output: str,
     simulation: str,
     structure: str | None = None,
-    label_calibration: str | None = None,
+    calibration_json: str | None = None,
 ) -> dict:
     """Draw the images of item `index` of block `block` (config `spec`, global seed `seed`) from
     the exit waves in the Zarr store `simulation` into the Zarr store `output`; `structure`: the
-    simulated structure's extxyz, needed by `targets.columns`; `label_calibration`: the
-    calibration rule's JSON, for label.grow_A {calibrate: ...}. Returns the store's attributes."""
-    calibration = None if label_calibration is None else read_json(label_calibration)
-    drawn_spec = calibrated_label(spec, calibration)
+    simulated structure's extxyz, needed by `targets.columns`; `calibration_json`: the
+    calibration rule's JSON, for label.grow_A or blur_A {calibrate: ...}. Returns the store's
+    attributes."""
+    calibration = None if calibration_json is None else read_json(calibration_json)
+    drawn_spec = calibrated_spec(spec, calibration)
     waves, sim_attrs = read_arrays(
         simulation,
         {"full": np.complex64, "particle": np.complex64},
@@ -67,13 +68,14 @@ def run(
         "seed": item_seed,
         "structure_id": sim_attrs["structure_id"],
         "records": records,
-        # label.grow_A {calibrate: <real set>}: what the calibration measured, and where
-        "label_calibration": None
+        # label.grow_A, blur_A {calibrate: <real set>}: what the calibration measured, and where
+        "calibration": None
         if calibration is None
         else {
-            "path": label_calibration,
+            "path": calibration_json,
             "real_set": calibration["real_set"],
             "grow_A": calibration["grow_A"],
+            "blur_A": calibration["blur_A"],
             "label_offset_A": calibration["label_offset_A"],
         },
         "simulation": {

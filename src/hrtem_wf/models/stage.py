@@ -15,7 +15,7 @@ import json
 import logging
 
 from hrtem_wf.codeversion import provenance
-from hrtem_wf.images.labels import calibrated_label
+from hrtem_wf.images.draw import calibrated_spec
 from hrtem_wf.io import read_json
 from hrtem_wf.models import train_model
 
@@ -30,15 +30,15 @@ def run(
     out_dir: str,
     images_spec: dict | None = None,
     simulations_dir: str | None = None,
-    label_calibration: str | None = None,
+    calibration_json: str | None = None,
 ) -> dict:
     """Train the network of config `spec` with seed `model_seed` on the dataset `dataset_zarr`
     and `dataset_parquet` into `out_dir`; on the fly, with the images block `images_spec` from
-    the simulation stores in `simulations_dir` (and `label_calibration`, the calibration rule's
-    JSON, when its label.grow_A is {calibrate: ...}). Returns the metadata."""
+    the simulation stores in `simulations_dir` (and `calibration_json`, the calibration rule's
+    JSON, when its label.grow_A or blur_A is {calibrate: ...}). Returns the metadata."""
     if images_spec is not None:
-        calibration = None if label_calibration is None else read_json(label_calibration)
-        images_spec = calibrated_label(images_spec, calibration)
+        calibration = None if calibration_json is None else read_json(calibration_json)
+        images_spec = calibrated_spec(images_spec, calibration)
     summary = train_model(
         spec,
         dataset_zarr,

@@ -127,12 +127,16 @@ def match_files(
                 "masks": str(Path(masks).resolve()),
                 "pixel_size_A": round(float(report["pixel_size"]["value_A"]), 4),
             }
-        # The label width: measured here against --simulated images, else by the workflow's
-        # calibration rule against the micrographs' masks (the real set), else 0.
+        # The label width: measured here against --simulated images (at the recipe's blur),
+        # else, with the blur, by the workflow's calibration rule against the micrographs'
+        # masks (the real set), else 0 (and the recipe's blur).
         grow_A = None if realism is None else realism["suggested_label_grow_A"]
+        blur_A = None
         if grow_A is None and real_set is not None:
-            grow_A = {"calibrate": real_set_name(name)}
-        blocks = suggest_blocks(report, name=name, cell_A=cell_A, label_grow_A=grow_A)
+            grow_A = blur_A = {"calibrate": real_set_name(name)}
+        blocks = suggest_blocks(
+            report, name=name, cell_A=cell_A, label_grow_A=grow_A, blur_A=blur_A
+        )
         (stage / "suggested.yaml").write_text(blocks_yaml(blocks, report))
         config = suggested_config(blocks, name, real_set)
         (stage / "config.yaml").write_text(

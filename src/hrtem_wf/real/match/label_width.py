@@ -117,20 +117,28 @@ def profile_gap(simulated: EdgeProfile, real: EdgeProfile, window_A: float = 3.0
     return float(np.sqrt(np.mean(difference**2)))
 
 
-def label_offset_A(
+def profile_fit(
     simulated: EdgeProfile,
     real: EdgeProfile,
     window_A: float = 2.0,
     search_A: float = 2.0,
     step_A: float = 0.05,
-) -> float:
-    """How far the simulated labels' outline lies outside the real masks' outline [A].
+) -> tuple[float, float]:
+    """(shift [A], RMS residual) of the best match of the simulated profile to the real one.
 
     The shift s (|s| <= search_A) minimising the squared difference of sim(d + s) and real(d)
     over |d| <= window_A: the real outline at d = 0 sits where the simulated profile is at
-    d = s, i.e. s A inside (s > 0) our labels' outline. label.grow_A = -s matches them."""
+    d = s, i.e. s A inside (s > 0) our labels' outline. The residual left at that shift is the
+    difference in the profiles' shape: how much sharper or softer one edge is than the other."""
     distances_A = real.distances_A[np.abs(real.distances_A) <= window_A + 1e-9]
     target = real.level_at(distances_A)
     shifts_A = np.arange(-search_A, search_A + step_A / 2, step_A)
     costs = [np.mean((simulated.level_at(distances_A + s) - target) ** 2) for s in shifts_A]
-    return float(np.round(shifts_A[int(np.argmin(costs))], 6))
+    best = int(np.argmin(costs))
+    return float(np.round(shifts_A[best], 6)), float(np.sqrt(costs[best]))
+
+
+def label_offset_A(simulated: EdgeProfile, real: EdgeProfile, **fit) -> float:
+    """How far the simulated labels' outline lies outside the real masks' outline [A]: the
+    shift of profile_fit; label.grow_A = -offset matches them."""
+    return profile_fit(simulated, real, **fit)[0]

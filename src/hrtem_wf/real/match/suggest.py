@@ -65,13 +65,15 @@ def suggest_blocks(
     cell_A: tuple[float, float] | None = None,
     template: Path = TEMPLATE,
     label_grow_A: float | dict | None = None,
+    blur_A: dict | None = None,
 ) -> dict:
     """{structures: {name: ...}, simulations: {name_fp: ...}, images: {name_hrtem: ...}}.
 
     label_grow_A: the label width measured against real masks (realism's
     suggested_label_grow_A), or {calibrate: <real set>} (the workflow's calibration rule
     measures it against that set's masks); None keeps the outline where the label puts it
-    (grow_A 0): the template's own calibration belongs to its real set."""
+    (grow_A 0): the template's own calibration belongs to its real set. blur_A:
+    {calibrate: <real set>}, or None to keep the template's blur."""
     base = _template(template)
     structures = copy.deepcopy(base["structures"])
     simulations = copy.deepcopy(base["simulations"])
@@ -106,6 +108,8 @@ def suggest_blocks(
         images["label"]["grow_A"] = dict(label_grow_A)
     else:
         images["label"]["grow_A"] = 0.0 if label_grow_A is None else round(float(label_grow_A), 2)
+    if blur_A is not None:
+        images["blur_A"] = dict(blur_A)
     images["defocus_A"] = _defocus_distribution(report)
     cs = report["cs_A"]
     if cs["fitted"]:
@@ -175,10 +179,11 @@ def blocks_yaml(blocks: dict, report: dict) -> str:
         f"# dose {dose['dose_e_per_A2']['median']:.4g} e/A^2 ({dose['kind']});"
         f" MTF ({report['mtf']['noise_mode']}).",
         "# Not estimated, kept from config/recipes/conventional_au.yaml: film thickness, focal",
-        "# spread, plasmons, image blur, the label method. label.grow_A: measured against the",
-        "# masks when `--simulated` images were given (realism.json), else, with masks,",
-        "# {calibrate: <real set>}: the workflow's calibration rule measures it on a pilot draw;",
-        "# else 0. config.yaml beside this file is a whole config with these blocks and the",
+        "# spread, plasmons, the label method. label.grow_A: measured against the masks when",
+        "# `--simulated` images were given (realism.json), the image blur kept; else, with",
+        "# masks, label.grow_A and blur_A {calibrate: <real set>}: the workflow's calibration",
+        "# rule measures them on a pilot draw; else grow_A 0 and the recipe's blur.",
+        "# config.yaml beside this file is a whole config with these blocks and the",
         "# micrographs as its real set; check it with `hrtem-wf plan`.",
     ]
     return "\n".join(lines) + "\n" + yaml.safe_dump(blocks, sort_keys=False, width=100)
