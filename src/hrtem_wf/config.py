@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+from hrtem_wf.calibration_keys import calibrations_asked
 from hrtem_wf.materials import (
     DEFECT_KINDS,
     FCC_METALS,
@@ -552,16 +553,17 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
                 f"{key}.label.threshold: no entry for the particles' material "
                 f"{structures['material']!r} (has {sorted(threshold)})"
             )
-        for where, asked in _calibrations_asked(block).items():
+        calibrated_on = _calibrations_asked(block)
+        for where, asked in calibrated_on.items():
             if asked not in config.get("real_sets", {}):
                 problems.append(
                     f"{key}.{where}.calibrate: {asked!r} is not a block of "
                     f"'real_sets' (have: {sorted(config.get('real_sets', {}))})"
                 )
-        if len(set(_calibrations_asked(block).values())) > 1:
+        if len(set(calibrated_on.values())) > 1:
             problems.append(
                 f"{key}: label.grow_A and blur_A calibrate against different real sets "
-                f"({_calibrations_asked(block)}); one calibration measures both"
+                f"({calibrated_on}); one calibration measures both"
             )
         # The largest pixel size gives the smallest detector image: the crop must fit that one.
         low, largest_pixel_size_A = support(block["detector"]["pixel_size_A"])
@@ -806,14 +808,8 @@ def block_jobs(config: dict) -> list[tuple[str, str, str, int]]:
 
 def _calibrations_asked(images_block: dict) -> dict[str, str]:
     """{key: real set} of an images block's values that ask the `calibration` rule
-    ({calibrate: <real set>}): label.grow_A, blur_A."""
-    values = {"label.grow_A": images_block.get("label", {}).get("grow_A")}
-    values["blur_A"] = images_block.get("blur_A")
-    return {
-        key: value["calibrate"]
-        for key, value in values.items()
-        if isinstance(value, dict) and "calibrate" in value
-    }
+    (hrtem_wf.calibration_keys)."""
+    return {key: v["calibrate"] for key, v in calibrations_asked(images_block).items()}
 
 
 def calibration_real_set(images_block: dict) -> str | None:

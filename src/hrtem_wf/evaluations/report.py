@@ -152,9 +152,9 @@ def _calibrations_markdown(calibrations: list[dict]) -> str:
         "particles' edges the real set's softness and the labels' outline moved onto its "
         "hand-drawn one, measured on a pilot draw of the block's first structures (edge profile, "
         "`hrtem_wf.images.calibration`); before: grow_A 0 and, where calibrated, the least blur "
-        "tried (0-1 A). The "
-        "pilot's realism figure is "
-        "`results/calibrations/<images>.png`.\n\n" + _markdown_table(header, rows) + "\n"
+        "tried (0-1 A). The pilot's realism figure is `results/calibrations/<images>.png`.\n\n"
+        + _markdown_table(header, rows)
+        + "\n"
     )
 
 

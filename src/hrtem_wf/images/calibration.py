@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hrtem_wf.calibration_keys import calibrations_asked
 from hrtem_wf.codeversion import provenance
-from hrtem_wf.images.draw import calibrations_asked, draw_images_from_spectra, exit_wave_spectra
+from hrtem_wf.images.draw import draw_images_from_spectra, exit_wave_spectra
 from hrtem_wf.io import read_arrays, write_json
 from hrtem_wf.sampling import derive_seed, nominal
 
@@ -124,21 +125,19 @@ def run(
     # The blur: the one whose edge profile, best shifted, has the real profile's shape.
     blur_search, blur_A = None, spec["blur_A"]
     if blur_asked:
-        least, blur_search, kept = BLUR_CENTRES_A[0], [], {}
+        # Kept: the least blur's draw (the "before") and the best one's so far.
+        blur_search, before, best, best_stats = [], None, None, None
         for centre_A in BLUR_CENTRES_A:
             stats = draw(start_grow_A, blur_distribution(centre_A))
             shift_A, residual = fit(stats)
-            blur_search.append(
-                {"blur_A": centre_A, "label_offset_A": shift_A, "residual": residual}
-            )
+            step = {"blur_A": centre_A, "label_offset_A": shift_A, "residual": residual}
+            blur_search.append(step)
             log.info("calibration %s: blur %.2f A, edge residual %.4f", block, centre_A, residual)
-            best = min(blur_search, key=lambda step: step["residual"])
-            kept = {
-                c: d for c, d in {**kept, centre_A: stats}.items() if c in (least, best["blur_A"])
-            }
+            before = stats if before is None else before
+            if best is None or residual < best["residual"]:
+                best, best_stats = step, stats
         blur_A = blur_distribution(best["blur_A"])
-        before = kept[least]
-        drawn = {start_grow_A: kept[best["blur_A"]]}
+        drawn = {start_grow_A: best_stats}
     else:
         before = draw(start_grow_A, blur_A)
         drawn = {start_grow_A: before}

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from ..calibration_keys import calibrations_asked
 from ..sampling import nominal, sample, support
 from .aberrations import POLAR_SYMBOLS, draw_aberrations
 from .backend import to_device, to_host
@@ -153,13 +154,6 @@ def draw_images(
     return draw_images_from_spectra(
         *exit_wave_spectra(full, particle, block), sampling_A, energy_eV, block, rng, material
     )
-
-
-def calibrations_asked(spec: dict) -> dict[str, Mapping]:
-    """{key: value} of an images block's values left to the `calibration` rule
-    ({calibrate: <real set>}): label.grow_A, blur_A."""
-    values = {"label.grow_A": spec["label"]["grow_A"], "blur_A": spec["blur_A"]}
-    return {k: v for k, v in values.items() if isinstance(v, Mapping) and "calibrate" in v}
 
 
 def calibrated_spec(spec: dict, calibration: dict | None) -> dict:
