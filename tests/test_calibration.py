@@ -1,15 +1,17 @@
-"""Calibration through the workflow (`images.<I>.label.grow_A` and `blur_A`:
-`{calibrate: <real set>}`): the `calibration` rule measures how soft the particles' edges are in a
-real set and how far our labels' outline lies from its hand-drawn masks, and the images rule
-draws with both.
+"""Calibration through the workflow (`images.<I>.label.grow_A`, `blur_A`: `{calibrate: <real
+set>}`, `dose_e_per_A2`: `{calibrate: <real set>, around: ...}`): the `calibration` rule measures
+how soft the particles' edges are in a real set, how far our labels' outline lies from its
+hand-drawn masks and how far its particles stand out of the carbon's noise, and the images rule
+draws with all three.
 
 The "real" set is made of the run's own exit waves drawn with other seeds, a known image blur of
-1.5 A and a raw camera (no median filter; the real set's reader applies its 3 x 3 one, as for
-real micrographs), their masks moved in by a known 1.0 A (as a hand-drawn outline on the inside
-of the intensity step would be) and written as 8-bit contrast-stretched PNGs, as real sets often
-come: the calibration must find the blur and grow_A = -1.0 from the images alone, starting from
-an images block with no blur. The particles are 24-28 A across (the tiny config's 13 A leave no
-core 3 A inside the outline to take the particle's level from).
+1.5 A, half the images block's dose and a raw camera (no median filter; the real set's reader
+applies its 3 x 3 one, as for real micrographs), their masks moved in by a known 1.0 A (as a
+hand-drawn outline on the inside of the intensity step would be) and written as 8-bit
+contrast-stretched PNGs, as real sets often come (their gray values say nothing of the dose): the
+calibration must find the blur, grow_A = -1.0 and the dose x 1/2 from the images alone, starting
+from an images block with no blur. The particles are 24-28 A across (the tiny config's 13 A leave
+no core 3 A inside the outline to take the particle's level from).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from PIL import Image
 from conftest import WorkflowCopy, job_counts, load_config
 from hrtem_wf.config import validate, validate_block
 from hrtem_wf.images import draw_images
-from hrtem_wf.images.calibration import BLUR_SPREAD_A
+from hrtem_wf.images.calibration import BLUR_SPREAD_A, scaled_distribution
 from hrtem_wf.images.draw import calibrated_spec
 from hrtem_wf.io import read_arrays, read_json
 
 KNOWN_GROW_A = -1.0
 KNOWN_BLUR_A = 1.5
+KNOWN_DOSE_FACTOR = 0.5
 BLOCK = "tiny_hrtem"
 
 
@@ -52,12 +55,16 @@ def calibration_config() -> dict:
     return config
 
 
-def write_hand_set(flow, spec: dict, directory, grow_A: float, blur_A: float) -> dict:
-    """The run's simulations drawn with other seeds, image blur blur_A, by a raw camera, masks
-    grown by grow_A, as 8-bit PNG pairs: the real_sets block that reads them."""
+def write_hand_set(
+    flow, spec: dict, directory, grow_A: float, blur_A: float, dose_factor: float
+) -> dict:
+    """The run's simulations drawn with other seeds, image blur blur_A, dose_factor times the
+    block's dose, by a raw camera, masks grown by grow_A, as 8-bit PNG pairs: the real_sets
+    block that reads them."""
     spec = copy.deepcopy(spec)
     spec["label"]["grow_A"] = grow_A
     spec["blur_A"] = blur_A
+    spec["dose_e_per_A2"] = scaled_distribution(spec["dose_e_per_A2"], dose_factor)
     spec["detector"]["median_filter_px"] = 1
     spec = validate_block("images", spec)
     micrographs, masks = directory / "micrographs", directory / "masks"
@@ -92,8 +99,8 @@ def write_hand_set(flow, spec: dict, directory, grow_A: float, blur_A: float) ->
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
     """A run drawn with grow_A 0 and no blur, then its images block calibrated against a hand
-    set blurred by 1.5 A whose outlines lie 1.0 A inside: (flow, uncalibrated draw, the dry run
-    of the change)."""
+    set blurred by 1.5 A at half the dose whose outlines lie 1.0 A inside: (flow, uncalibrated
+    draw, the dry run of the change)."""
     root = tmp_path_factory.mktemp("calibration")
     config = calibration_config()
     (root / "flow").mkdir()
@@ -105,21 +112,25 @@ def calibrated(tmp_path_factory):
     before = {"images": uncalibrated["images"][:], "masks": uncalibrated["masks"][:]}
     spec = validate_block("images", config["images"][BLOCK])
     config["real_sets"] = {
-        "hand": write_hand_set(flow, spec, root / "hand", KNOWN_GROW_A, KNOWN_BLUR_A)
+        "hand": write_hand_set(
+            flow, spec, root / "hand", KNOWN_GROW_A, KNOWN_BLUR_A, KNOWN_DOSE_FACTOR
+        )
     }
-    config["images"][BLOCK]["label"]["grow_A"] = {"calibrate": "hand"}
-    config["images"][BLOCK]["blur_A"] = {"calibrate": "hand"}
+    images = config["images"][BLOCK]
+    images["label"]["grow_A"] = {"calibrate": "hand"}
+    images["blur_A"] = {"calibrate": "hand"}
+    images["dose_e_per_A2"] = {"calibrate": "hand", "around": images["dose_e_per_A2"]}
     flow.write_config(config)
     dry = flow.snakemake("-n", image)
     flow.snakemake(image)
     return flow, before, dry
 
 
-def test_calibration_recovers_a_known_blur_and_label_offset(calibrated):
+def test_calibration_recovers_a_known_blur_label_offset_and_dose(calibrated):
     flow, _, _ = calibrated
     result = read_json(flow.path / f"results/calibrations/{BLOCK}.json")
     assert result["real_set"] == "hand"
-    assert result["calibrated"] == ["grow_A", "blur_A"]
+    assert result["calibrated"] == ["grow_A", "blur_A", "dose_e_per_A2"]
     # the blur: the images drawn within +-BLUR_SPREAD_A of the known one
     blur = result["blur_A"]
     assert blur["distribution"] == "uniform"
@@ -134,6 +145,17 @@ def test_calibration_recovers_a_known_blur_and_label_offset(calibrated):
     assert result["label_offset_A"]["before"] == pytest.approx(-KNOWN_GROW_A, abs=0.4)
     assert abs(result["label_offset_A"]["after"]) <= 0.2
     assert result["gaps"]["after"]["edge_profile"] < result["gaps"]["before"]["edge_profile"]
+    # the dose: the block's own distribution scaled by about the known factor (within half an
+    # octave); the particles stood out of the noise more than the hand set's before, as far after
+    around = calibration_config()["images"][BLOCK]["dose_e_per_A2"]
+    dose = result["dose_e_per_A2"]
+    factor = dose["low"] / around["low"]
+    assert dose == scaled_distribution(around, factor)
+    assert abs(np.log2(factor / KNOWN_DOSE_FACTOR)) <= 0.5
+    depths = {step["factor"]: step["particle_depth"] for step in result["dose_search"]}
+    assert depths[1.0] > result["particle_depth_real"]
+    assert result["gaps"]["after"]["particle_depth"] < result["gaps"]["before"]["particle_depth"]
+    assert result["gaps"]["after"]["particle_depth"] < 0.1
     assert result["pilot"]["structures"] == [0, 1]
     assert (flow.path / f"results/calibrations/{BLOCK}.png").stat().st_size > 0
 
@@ -147,9 +169,12 @@ def test_images_are_drawn_with_the_calibrated_blur_and_width(calibrated):
     assert store.attrs["config"]["blur_A"] == {"calibrate": "hand"}
     assert store.attrs["calibration"]["grow_A"] == grow_A
     assert store.attrs["calibration"]["blur_A"] == blur
+    dose = result["dose_e_per_A2"]
+    assert store.attrs["calibration"]["dose_e_per_A2"] == dose
     for record in store.attrs["records"]:
         assert record["label_grow_A"] == grow_A
         assert blur["low"] <= record["blur_A"] <= blur["high"]
+        assert dose["low"] <= record["dose_e_per_A2"] <= dose["high"]
     # the same draws but blurred (the particles' contrast spread out), the labels moved in:
     # fewer particle pixels
     assert store["images"].shape == before["images"].shape
@@ -183,7 +208,11 @@ def test_the_report_and_the_plan_know_the_calibration(calibrated):
     table = _calibrations_markdown([result])
     assert "## Calibration against hand-drawn masks" in table
     blur = f"{result['blur_A']['low']:.2f}-{result['blur_A']['high']:.2f}"
-    assert f"| {BLOCK} | hand | grow_A, blur_A | {result['grow_A']:.2f} | {blur} |" in table
+    dose = f"{result['dose_e_per_A2']['low']:.0f}-{result['dose_e_per_A2']['high']:.0f}"
+    assert (
+        f"| {BLOCK} | hand | grow_A, blur_A, dose_e_per_A2 | {result['grow_A']:.2f} | {blur} "
+        f"| {dose} |"
+    ) in table
     # a block that calibrates its labels alone keeps its own blur, whatever its form
     for blur, shown in (
         (0.5, "0.50"),
@@ -199,7 +228,12 @@ def test_the_report_and_the_plan_know_the_calibration(calibrated):
 
 
 def test_a_calibrated_spec_needs_its_measurement():
-    measured = {"real_set": "hand", "grow_A": -0.7, "blur_A": {"low": 1.0, "high": 2.0}}
+    measured = {
+        "real_set": "hand",
+        "grow_A": -0.7,
+        "blur_A": {"low": 1.0, "high": 2.0},
+        "dose_e_per_A2": {"distribution": "uniform", "low": 150.0, "high": 300.0},
+    }
     fixed = {"label": {"grow_A": -1.3}, "blur_A": 0.5}
     assert calibrated_spec(fixed, None) == fixed
     both = {"label": {"grow_A": {"calibrate": "hand"}}, "blur_A": {"calibrate": "hand"}}
@@ -213,6 +247,14 @@ def test_a_calibrated_spec_needs_its_measurement():
     assert (blur_only["label"]["grow_A"], blur_only["blur_A"]) == (-1.3, measured["blur_A"])
     with pytest.raises(ValueError, match="label.grow_A .* `calibration` rule"):
         calibrated_spec(both, None)
+    # the dose: what was measured replaces the whole {calibrate, around}
+    around = {"distribution": "uniform", "low": 100.0, "high": 200.0}
+    dose = calibrated_spec(
+        {**fixed, "dose_e_per_A2": {"calibrate": "hand", "around": around}}, measured
+    )
+    assert dose["dose_e_per_A2"] == measured["dose_e_per_A2"]
+    with pytest.raises(ValueError, match="dose_e_per_A2 .* `calibration` rule"):
+        calibrated_spec({**fixed, "dose_e_per_A2": {"calibrate": "hand", "around": 5.0}}, None)
     with pytest.raises(ValueError, match="blur_A .* 'other'"):
         calibrated_spec({**fixed, "blur_A": {"calibrate": "other"}}, measured)
 
@@ -228,4 +270,35 @@ def test_an_unresolved_calibration_is_not_drawn():
             200e3,
             spec,
             np.random.default_rng(0),
+        )
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        250.0,
+        {"distribution": "fixed", "value": 250.0},
+        {"distribution": "uniform", "low": 100.0, "high": 400.0},
+        {"distribution": "loguniform", "low": 100.0, "high": 400.0},
+        {"distribution": "normal", "mean": 250.0, "sd": 40.0, "min": 150.0, "max": 350.0},
+        {"distribution": "choice", "values": [100.0, 300.0]},
+        {"distribution": "sequence", "values": [100.0, 300.0], "jitter_sd": 10.0},
+        {
+            "distribution": "mixture",
+            "weights": [1, 2],
+            "components": [100.0, {"distribution": "uniform", "low": 200.0, "high": 400.0}],
+        },
+    ],
+    ids=lambda spec: spec["distribution"] if isinstance(spec, dict) else "number",
+)
+def test_a_scaled_distribution_draws_the_scaled_values(spec):
+    """The dose search scales the block's `around`: drawn with the same random numbers, every
+    value is the factor times the one the distribution itself gives."""
+    from hrtem_wf.sampling import sample
+
+    scaled = scaled_distribution(spec, 2.5)
+    for index in range(5):
+        original = sample(spec, np.random.default_rng(index), index=index)
+        assert sample(scaled, np.random.default_rng(index), index=index) == pytest.approx(
+            2.5 * original
         )

@@ -300,6 +300,19 @@ MALFORMED = [
         ["blur_A.calibrate: 'nowhere' is not a block of 'real_sets'", "real_au_tiles"],
     ),
     ("images.au_small_hrtem.blur_A", {"calibrate": 2.0}, ["blur_A"]),
+    # a dose calibrated against a real set the config does not have, without the dose it scales,
+    # or around a dose that is no dose
+    (
+        "images.au_small_hrtem.dose_e_per_A2",
+        {"calibrate": "nowhere", "around": 100.0},
+        ["dose_e_per_A2.calibrate: 'nowhere' is not a block of 'real_sets'", "real_au_tiles"],
+    ),
+    ("images.au_small_hrtem.dose_e_per_A2", {"calibrate": "real_au_tiles"}, ["dose_e_per_A2"]),
+    (
+        "images.au_small_hrtem.dose_e_per_A2",
+        {"calibrate": "real_au_tiles", "around": {"distribution": "uniform", "low": -5, "high": 5}},
+        ["dose_e_per_A2.around"],
+    ),
 ]
 # The kinds that once reached a job: through Snakemake, none may start one.
 ONCE_REACHED_A_JOB = MALFORMED[22:27]
@@ -477,3 +490,15 @@ def test_max_jobs_is_the_ceiling(default_config):
     config = _set(copy.deepcopy(default_config), "structures.au_small.count", 10**9)
     config["max_jobs"] = 4 * 10**9
     assert validate(config, SCHEMA)["structures"]["au_small"]["count"] == 10**9
+
+
+def test_one_calibration_measures_every_calibrated_value_against_one_real_set(default_config):
+    config = copy.deepcopy(default_config)
+    config["real_sets"]["other"] = copy.deepcopy(config["real_sets"]["real_au_tiles"])
+    images = config["images"]["au_small_hrtem"]
+    images["label"]["grow_A"] = {"calibrate": "real_au_tiles"}
+    images["dose_e_per_A2"] = {"calibrate": "other", "around": images["dose_e_per_A2"]}
+    with pytest.raises(ConfigError, match="label.grow_A, dose_e_per_A2 calibrate against"):
+        validate(config, SCHEMA)
+    images["dose_e_per_A2"]["calibrate"] = "real_au_tiles"
+    validate(config, SCHEMA)

@@ -260,21 +260,31 @@ def apply_smoke(config: dict) -> dict:
 def _closest(error):
     """Of a value that matches no form of a oneOf, the complaint of the form meant: forms that
     reject the value's type ("is not of type 'null'") or its kind (a `distribution` name of
-    another form: const or enum) say nothing of what is wrong and are passed over; of the
-    others, the deepest complaint, then the shortest."""
+    another form: const or enum; a mapping with none of the form's required keys) say nothing
+    of what is wrong and are passed over; of the others, the deepest complaint, then the
+    shortest, and within a nested oneOf its closest form's."""
     other_kind = {
         e.relative_schema_path[0]
         for e in error.context
-        if (e.validator == "type" and not e.relative_path) or e.validator in ("const", "enum")
+        if (e.validator == "type" and not e.relative_path)
+        or e.validator in ("const", "enum")
+        or (e.validator == "required" and not e.relative_path and _has_none(e))
     }
     meant = [e for e in error.context if e.relative_schema_path[0] not in other_kind]
-    return min(meant or error.context, key=lambda e: (-len(e.relative_path), len(e.message)))
+    best = min(meant or error.context, key=lambda e: (-len(e.relative_path), len(e.message)))
+    return _closest(best) if best.validator == "oneOf" and best.context else best
+
+
+def _has_none(error) -> bool:
+    """A `required` complaint about a mapping with none of the form's required keys: a form of
+    another kind ({calibrate: ...} for a distribution, or the other way round)."""
+    return isinstance(error.instance, dict) and not set(error.validator_value) & set(error.instance)
 
 
 def _where(error) -> list:
     """The key path of an error, down to the key the closest form of a oneOf complains of."""
     if error.validator == "oneOf" and error.context:
-        return [*error.absolute_path, *_closest(error).relative_path]
+        return list(_closest(error).absolute_path)  # a context error's path runs from the root
     return list(error.absolute_path)
 
 
@@ -295,7 +305,11 @@ def _message(error) -> str:
         # A value that matches no form (a distribution, or null or a block): show the closest
         # form's complaint, at its key.
         best = _closest(error)
-        if "distribution" in json.dumps(error.schema.get("oneOf", [])):
+        forms = json.dumps(error.schema.get("oneOf", []))
+        if "calibrate" in forms:
+            kinds = "a number, a distribution or" if "distribution" in forms else "a number or"
+            return f"{best.message} (expected {kinds} a {{calibrate: ...}} mapping)"
+        if "distribution" in forms:
             return f"{best.message} (expected a number or a distribution mapping)"
         return best.message
     return error.message
@@ -334,7 +348,12 @@ def _block_problems(section: str, name: str, block: dict) -> list[str]:
         f"defocus_A (by focal point) and dose_e_per_A2 (by repeat) have them"
         for path, spec in _distributions(block, key)
         if spec["distribution"] == "sequence"
-        and path not in (f"images.{name}.defocus_A", f"images.{name}.dose_e_per_A2")
+        and path
+        not in (
+            f"images.{name}.defocus_A",
+            f"images.{name}.dose_e_per_A2",
+            f"images.{name}.dose_e_per_A2.around",
+        )
     ]
     if section == "structures":
         problems += _structure_problems(key, block)
@@ -416,7 +435,11 @@ def _structure_problems(key: str, block: dict) -> list[str]:
 
 
 def _image_problems(key: str, block: dict) -> list[str]:
-    problems = _positive(f"{key}.dose_e_per_A2", block["dose_e_per_A2"])
+    dose = block["dose_e_per_A2"]
+    if "dose_e_per_A2" in _calibrations_asked(block):
+        problems = _positive(f"{key}.dose_e_per_A2.around", dose["around"])
+    else:
+        problems = _positive(f"{key}.dose_e_per_A2", dose)
     problems += _within(
         f"{key}.focal_spread.sigma_A", block["focal_spread"]["sigma_A"], (0.0, math.inf)
     )
@@ -562,8 +585,8 @@ def _linked_problems(config: dict, section: str, name: str, block: dict) -> list
                 )
         if len(set(calibrated_on.values())) > 1:
             problems.append(
-                f"{key}: label.grow_A and blur_A calibrate against different real sets "
-                f"({calibrated_on}); one calibration measures both"
+                f"{key}: {', '.join(calibrated_on)} calibrate against different real sets "
+                f"({calibrated_on}); one calibration measures them all"
             )
         # The largest pixel size gives the smallest detector image: the crop must fit that one.
         low, largest_pixel_size_A = support(block["detector"]["pixel_size_A"])
@@ -677,9 +700,17 @@ def _on_the_fly_problems(config: dict, key: str, block: dict) -> list[str]:
         f"{key}.on_the_fly.images: images.{name}.{field} is a `sequence`: each training image "
         "is its own draw, so there is no numbering for a grid (give a distribution)"
         for field in ("defocus_A", "dose_e_per_A2")
-        if isinstance(spec[field], dict) and spec[field].get("distribution") == "sequence"
+        if _drawn(spec[field]).get("distribution") == "sequence"
     ]
     return problems
+
+
+def _drawn(value) -> dict:
+    """The distribution mapping a value is drawn from: itself, or a calibrated dose's `around`
+    ({} for a number)."""
+    if not isinstance(value, dict):
+        return {}
+    return value["around"] if "around" in value and isinstance(value["around"], dict) else value
 
 
 def detector_shape_px(cell_A, exit_wave_sampling_A: float, pixel_size_A: float) -> tuple[int, int]:
@@ -814,7 +845,7 @@ def _calibrations_asked(images_block: dict) -> dict[str, str]:
 
 def calibration_real_set(images_block: dict) -> str | None:
     """The real set an images block is calibrated against by the `calibration` rule (its
-    label.grow_A or blur_A is {calibrate: <real set>}), or None."""
+    label.grow_A, blur_A or dose_e_per_A2 is {calibrate: <real set>, ...}), or None."""
     asked = _calibrations_asked(images_block)
     return next(iter(asked.values())) if asked else None
 

@@ -238,6 +238,10 @@ def test_cli_end_to_end_on_real_tiles(tmp_path):
     (images,) = suggested["images"].values()
     assert images["label"]["grow_A"] == pytest.approx(-realism["label_offset_A"], abs=0.01)
     assert images["blur_A"] == {"distribution": "uniform", "low": 0.5, "high": 1.5}  # the recipe's
+    # against --simulated images nothing is redrawn: the dose stays the estimate
+    assert images["dose_e_per_A2"]["distribution"] == "loguniform"
+    assert report["contrast_fit"]["fitted"] is None
+    assert "--simulated" in report["contrast_fit"]["why"]
     # config.yaml: a whole config that runs the suggestion and scores it on the micrographs
     config = validate(yaml.safe_load((out / "config.yaml").read_text()))
     (real_set,) = config["real_sets"].values()
@@ -298,12 +302,42 @@ def test_particle_depth_is_the_same_for_any_affine_gray_scale():
 
 
 def test_match_with_masks_asks_the_workflow_to_calibrate_the_labels(tmp_path):
-    """Without --simulated images the label width and the image blur are the workflow's to
-    measure: the suggested images block calibrates both against the micrographs' real set."""
+    """Without --simulated images the label width, the image blur and (from 8-bit exports, whose
+    dose is only an effective one) the dose are the workflow's to measure: the suggested images
+    block calibrates them against the micrographs' real set, the dose around the estimate."""
     out = match_real_tiles(tmp_path / "match")
     config = validate(yaml.safe_load((out / "config.yaml").read_text()))
     (images,) = config["images"].values()
     assert images["label"]["grow_A"] == {"calibrate": "matched_real"}
     assert images["blur_A"] == {"calibrate": "matched_real"}
+    report = json.loads((out / "match.json").read_text())
+    dose = report["dose"]["dose_e_per_A2"]["median"]
+    assert report["dose"]["kind"] == "effective"
+    assert images["dose_e_per_A2"] == {
+        "calibrate": "matched_real",
+        "around": {
+            "distribution": "loguniform",
+            "low": pytest.approx(dose / 2, abs=0.05),
+            "high": pytest.approx(dose * 2, abs=0.05),
+        },
+    }
+    fit = report["contrast_fit"]
+    assert fit["fitted"] == "images.matched_hrtem.dose_e_per_A2"
+    assert fit["statistic"] == "particle_depth"
+    assert fit["real_median"] == pytest.approx(report["particles"]["depth"]["median"])
+    assert "results/calibrations/matched_hrtem.json" in fit["gaps"]
     assert set(config["real_sets"]) == {"matched_real"}
     assert "{calibrate: <real set>}" in (out / "suggested.yaml").read_text()
+
+
+def test_match_keeps_a_measured_dose(tmp_path):
+    """With gray values that are counts the dose is measured, not effective: the labels and the
+    blur are calibrated, the dose is drawn around the measurement."""
+    out = match_real_tiles(tmp_path / "match", "--counts")
+    (images,) = yaml.safe_load((out / "config.yaml").read_text())["images"].values()
+    assert images["blur_A"] == {"calibrate": "matched_real"}
+    assert images["dose_e_per_A2"]["distribution"] == "loguniform"
+    report = json.loads((out / "match.json").read_text())
+    assert report["dose"]["kind"] == "dose"
+    assert report["contrast_fit"]["fitted"] is None
+    assert "measured" in report["contrast_fit"]["why"]

@@ -24,7 +24,7 @@ REAL_SET = (
 CALIBRATION_JSON = (
     arg(
         "--calibration-json",
-        help="label.grow_A, blur_A {calibrate: ...}: the calibration rule's JSON",
+        help="label.grow_A, blur_A, dose_e_per_A2 {calibrate: ...}: the calibration rule's JSON",
     ),
 )
 

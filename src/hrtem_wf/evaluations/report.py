@@ -103,20 +103,24 @@ def _realism_markdown(realism: list[dict]) -> str:
     )
 
 
-def _blur_text(blur_A) -> str:
-    """A drawn blur_A as the table shows it: a number, 'low-high' for a distribution with
-    bounds, else the distribution's name."""
-    if not isinstance(blur_A, dict):
-        return f"{float(blur_A):.2f}"
-    if "low" in blur_A and "high" in blur_A:
-        return f"{blur_A['low']:.2f}-{blur_A['high']:.2f}"
-    return str(blur_A["distribution"])
+def _distribution_text(spec, fmt: str = "{:.2f}") -> str:
+    """A drawn value (blur_A, dose_e_per_A2) as the table shows it: a number, 'low-high' for a
+    distribution with bounds, else the distribution's name."""
+    if not isinstance(spec, dict):
+        return fmt.format(float(spec))
+    if "low" in spec and "high" in spec:
+        return f"{fmt.format(spec['low'])}-{fmt.format(spec['high'])}"
+    return str(spec["distribution"])
+
+
+def _gap_text(gap) -> str:
+    return "-" if gap is None else f"{gap:.3g}"
 
 
 def _calibrations_markdown(calibrations: list[dict]) -> str:
-    """Each images block's label width and blur as the calibration rule measured them against a
-    real set: how far our labels lay outside the hand-drawn masks before and after, the
-    edge-profile gap."""
+    """Each images block's label width, blur and dose as the calibration rule measured them
+    against a real set: how far our labels lay outside the hand-drawn masks before and after,
+    the edge-profile and particle-depth gaps."""
     if not calibrations:
         return ""
     header = [
@@ -125,9 +129,12 @@ def _calibrations_markdown(calibrations: list[dict]) -> str:
         "calibrated",
         "label.grow_A [A]",
         "blur_A [A]",
+        "dose [e/A^2]",
         "labels outside masks before [A]",
         "after [A]",
         "edge-profile gap before",
+        "after",
+        "particle-depth gap before",
         "after",
         "pilot images",
     ]
@@ -137,24 +144,27 @@ def _calibrations_markdown(calibrations: list[dict]) -> str:
             c["real_set"],
             ", ".join(c["calibrated"]),
             f"{c['grow_A']:.2f}",
-            _blur_text(c["blur_A"]),
+            _distribution_text(c["blur_A"]),
+            _distribution_text(c["dose_e_per_A2"], "{:.0f}"),
             f"{c['label_offset_A']['before']:.2f}",
             f"{c['label_offset_A']['after']:.2f}",
             f"{c['gaps']['before']['edge_profile']:.3g}",
             f"{c['gaps']['after']['edge_profile']:.3g}",
+            _gap_text(c["gaps"]["before"]["particle_depth"]),
+            _gap_text(c["gaps"]["after"]["particle_depth"]),
             str(c["pilot"]["images"]),
         ]
         for c in calibrations
     ]
     return (
         "\n\n## Calibration against hand-drawn masks\n\n"
-        "`label.grow_A`, `blur_A`: `{calibrate: <real set>}`: the image blur that gives the "
-        "particles' edges the real set's softness and the labels' outline moved onto its "
-        "hand-drawn one, measured on a pilot draw of the block's first structures (edge profile, "
-        "`hrtem_wf.images.calibration`); before: grow_A 0 and, where calibrated, the least blur "
-        "tried (0-1 A). The pilot's realism figure is `results/calibrations/<images>.png`.\n\n"
-        + _markdown_table(header, rows)
-        + "\n"
+        "`label.grow_A`, `blur_A`, `dose_e_per_A2`: `{calibrate: <real set>, ...}`: the image "
+        "blur that gives the particles' edges the real set's softness, the labels' outline moved "
+        "onto its hand-drawn one and the dose at which the particles stand out of the carbon as "
+        "far as the real set's (particle depth), measured on a pilot draw of the block's first "
+        "structures (`hrtem_wf.images.calibration`); before: grow_A 0 and, where calibrated, the "
+        "least blur tried (0-1 A) and the dose `around`. The pilot's realism figure is "
+        "`results/calibrations/<images>.png`.\n\n" + _markdown_table(header, rows) + "\n"
     )
 
 

@@ -157,8 +157,8 @@ def draw_images(
 
 
 def calibrated_spec(spec: dict, calibration: dict | None) -> dict:
-    """The images block `spec` with its `{calibrate: <real set>}` values (label.grow_A, blur_A)
-    replaced by what the `calibration` rule measured against that real set (its JSON,
+    """The images block `spec` with its `{calibrate: <real set>}` values (label.grow_A, blur_A,
+    dose_e_per_A2) replaced by what the `calibration` rule measured against that real set (its JSON,
     hrtem_wf.images.calibration); a spec asking for none stays as it is; one asking without
     `calibration`, or with one measured against another real set, is refused."""
     asked = calibrations_asked(spec)
@@ -180,6 +180,8 @@ def calibrated_spec(spec: dict, calibration: dict | None) -> dict:
         spec["label"]["grow_A"] = float(calibration["grow_A"])
     if "blur_A" in asked:
         spec["blur_A"] = calibration["blur_A"]
+    if "dose_e_per_A2" in asked:
+        spec["dose_e_per_A2"] = calibration["dose_e_per_A2"]
     return spec
 
 

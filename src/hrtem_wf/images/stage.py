@@ -3,13 +3,13 @@ block, as the `images` rule draws them.
 
 Input: the block's config, the config's global seed, the block's name, the item's index, the
 simulation store (from the simulations stage), for `targets.columns` the simulated structure
-(extxyz) and, for `label.grow_A` or `blur_A` `{calibrate: <real set>}`, the calibration rule's
-JSON (hrtem_wf.images.calibration). Output: results/images/<I>/<index>.zarr with the arrays `images`
-and `masks` (one per draw), the block's targets (`column_maps` and `column_positions`,
+(extxyz) and, for `label.grow_A`, `blur_A` or `dose_e_per_A2` `{calibrate: ...}`, the calibration
+rule's JSON (hrtem_wf.images.calibration). Output: results/images/<I>/<index>.zarr with the arrays
+`images` and `masks` (one per draw), the block's targets (`column_maps` and `column_positions`,
 `exit_waves`; made here from the block's `targets`, hrtem_wf.images.targets) and attributes:
 block_name, config, seed, structure_id, records (every drawn imaging parameter, one per image;
-label_grow_A and blur_A are the numbers drawn with), calibration (null, or what was measured
-against which real set), the simulation's block, seed, path, config and structure, and
+label_grow_A, blur_A and dose_e_per_A2 are the numbers drawn with), calibration (null, or what was
+measured against which real set), the simulation's block, seed, path, config and structure, and
 provenance (this stage's code version and library versions).
 """
 
@@ -43,8 +43,8 @@ def run(
     """Draw the images of item `index` of block `block` (config `spec`, global seed `seed`) from
     the exit waves in the Zarr store `simulation` into the Zarr store `output`; `structure`: the
     simulated structure's extxyz, needed by `targets.columns`; `calibration_json`: the
-    calibration rule's JSON, for label.grow_A or blur_A {calibrate: ...}. Returns the store's
-    attributes."""
+    calibration rule's JSON, for label.grow_A, blur_A or dose_e_per_A2 {calibrate: ...}.
+    Returns the store's attributes."""
     calibration = None if calibration_json is None else read_json(calibration_json)
     drawn_spec = calibrated_spec(spec, calibration)
     waves, sim_attrs = read_arrays(
@@ -68,7 +68,7 @@ def run(
         "seed": item_seed,
         "structure_id": sim_attrs["structure_id"],
         "records": records,
-        # label.grow_A, blur_A {calibrate: <real set>}: what the calibration measured, and where
+        # label.grow_A, blur_A, dose_e_per_A2 {calibrate: ...}: what the calibration measured, where
         "calibration": None
         if calibration is None
         else {
@@ -76,6 +76,7 @@ def run(
             "real_set": calibration["real_set"],
             "grow_A": calibration["grow_A"],
             "blur_A": calibration["blur_A"],
+            "dose_e_per_A2": calibration["dose_e_per_A2"],
             "label_offset_A": calibration["label_offset_A"],
         },
         "simulation": {

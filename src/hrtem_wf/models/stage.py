@@ -35,7 +35,8 @@ def run(
     """Train the network of config `spec` with seed `model_seed` on the dataset `dataset_zarr`
     and `dataset_parquet` into `out_dir`; on the fly, with the images block `images_spec` from
     the simulation stores in `simulations_dir` (and `calibration_json`, the calibration rule's
-    JSON, when its label.grow_A or blur_A is {calibrate: ...}). Returns the metadata."""
+    JSON, when its label.grow_A, blur_A or dose_e_per_A2 is {calibrate: ...}). Returns the
+    metadata."""
     if images_spec is not None:
         calibration = None if calibration_json is None else read_json(calibration_json)
         images_spec = calibrated_spec(images_spec, calibration)

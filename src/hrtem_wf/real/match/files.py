@@ -70,7 +70,7 @@ def match_files(
         suggested_config,
         write_realism,
     )
-    from hrtem_wf.real.match.suggest import real_set_name
+    from hrtem_wf.real.match.suggest import contrast_fit, real_set_name
 
     if simulated:  # read first: a bad store is known before the micrographs are measured
         try:
@@ -102,6 +102,32 @@ def match_files(
         raise InputError(str(error)) from None
     report["left_out"] = left_out  # blank, saturated or noise-only micrographs, with why
     report["failed"] = failed  # files (or masks) that cannot be read, with why
+    real_set = None
+    if masks and len(micrographs) == 1 and Path(micrographs[0]).is_dir():
+        real_set = {
+            "format": "pairs",
+            "micrographs": str(Path(micrographs[0]).resolve()),
+            "masks": str(Path(masks).resolve()),
+            "pixel_size_A": round(float(report["pixel_size"]["value_A"]), 4),
+        }
+    # The label width: measured here against --simulated images (at the recipe's blur), else,
+    # with the blur, by the workflow's calibration rule against the micrographs' masks (the real
+    # set), else 0 (and the recipe's blur). The dose: an effective one (8-bit exports) is
+    # fitted there too, to the particles' depth; a measured one (--counts, --mtf) is kept.
+    calibrating = simulated is None and real_set is not None
+    dose_fitted = calibrating and report["dose"]["kind"] == "effective"
+    why = (
+        "the dose from the noise of exported gray values is only an effective one: the "
+        "calibration rule scales it until the pilot's particle depth is the real set's"
+        if dose_fitted
+        else "the dose is measured (--counts or --mtf): kept"
+        if calibrating
+        else "no real set to fit against: give --masks with a folder of micrographs, "
+        "without --simulated"
+    )
+    report["contrast_fit"] = contrast_fit(
+        report, f"{name}_hrtem", real_set_name(name) if dose_fitted else None, why
+    )
     out = Path(out)
     with staged_outputs(out, "match") as stage:
         write_json(stage / "match.json", report)
@@ -119,23 +145,17 @@ def match_files(
             for statistic, entry in realism["statistics"].items():
                 log.info("realism gap %s: %s", statistic, entry["gap"])
             log.info("realism: labels %s A outside the masks", realism["label_offset_A"])
-        real_set = None
-        if masks and len(micrographs) == 1 and Path(micrographs[0]).is_dir():
-            real_set = {
-                "format": "pairs",
-                "micrographs": str(Path(micrographs[0]).resolve()),
-                "masks": str(Path(masks).resolve()),
-                "pixel_size_A": round(float(report["pixel_size"]["value_A"]), 4),
-            }
-        # The label width: measured here against --simulated images (at the recipe's blur),
-        # else, with the blur, by the workflow's calibration rule against the micrographs'
-        # masks (the real set), else 0 (and the recipe's blur).
         grow_A = None if realism is None else realism["suggested_label_grow_A"]
         blur_A = None
-        if grow_A is None and real_set is not None:
+        if calibrating:
             grow_A = blur_A = {"calibrate": real_set_name(name)}
         blocks = suggest_blocks(
-            report, name=name, cell_A=cell_A, label_grow_A=grow_A, blur_A=blur_A
+            report,
+            name=name,
+            cell_A=cell_A,
+            label_grow_A=grow_A,
+            blur_A=blur_A,
+            dose_calibrate=real_set_name(name) if dose_fitted else None,
         )
         (stage / "suggested.yaml").write_text(blocks_yaml(blocks, report))
         config = suggested_config(blocks, name, real_set)

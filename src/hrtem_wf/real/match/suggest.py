@@ -54,6 +54,27 @@ def _defocus_distribution(report: dict) -> dict:
     return {"distribution": "mixture", "weights": [0.5, 0.5], "components": [best, mirror]}
 
 
+def contrast_fit(report: dict, images_block: str, calibrate: str | None, why: str) -> dict:
+    """match.json's `contrast_fit`: what makes the simulated particles stand out of the carbon
+    as far as the real ones (the particle depth, which an 8-bit export's offset and stretch
+    leave unchanged, unlike the contrast ratio), and where its gaps before and after are."""
+    particles = report.get("particles") or {}
+    fit = {
+        "statistic": "particle_depth",
+        "real_median": (particles.get("depth") or {}).get("median"),
+        "fitted": None,
+        "why": why,
+    }
+    if calibrate is not None:
+        fit.update(
+            fitted=f"images.{images_block}.dose_e_per_A2",
+            against=calibrate,
+            gaps=f"results/calibrations/{images_block}.json: gaps.before and gaps.after "
+            "(particle_depth), dose_search",
+        )
+    return fit
+
+
 def real_set_name(name: str) -> str:
     """The real set a suggested config scores on (the micrographs and their masks)."""
     return f"{name}_real"
@@ -66,6 +87,7 @@ def suggest_blocks(
     template: Path = TEMPLATE,
     label_grow_A: float | dict | None = None,
     blur_A: dict | None = None,
+    dose_calibrate: str | None = None,
 ) -> dict:
     """{structures: {name: ...}, simulations: {name_fp: ...}, images: {name_hrtem: ...}}.
 
@@ -73,7 +95,9 @@ def suggest_blocks(
     suggested_label_grow_A), or {calibrate: <real set>} (the workflow's calibration rule
     measures it against that set's masks); None keeps the outline where the label puts it
     (grow_A 0): the template's own calibration belongs to its real set. blur_A:
-    {calibrate: <real set>}, or None to keep the template's blur."""
+    {calibrate: <real set>}, or None to keep the template's blur. dose_calibrate: a real set
+    whose particle depth the calibration rule fits the dose to, around the estimated one; None
+    draws around the estimate."""
     base = _template(template)
     structures = copy.deepcopy(base["structures"])
     simulations = copy.deepcopy(base["simulations"])
@@ -126,6 +150,8 @@ def suggest_blocks(
         "low": round(max(dose / DOSE_FACTOR, 1.0), 1),
         "high": round(max(dose * DOSE_FACTOR, 2.0), 1),
     }
+    if dose_calibrate is not None:
+        images["dose_e_per_A2"] = {"calibrate": dose_calibrate, "around": images["dose_e_per_A2"]}
     mtf = report["mtf"]
     images["detector"]["pixel_size_A"] = round(pixel_size_A, 4)
     images["detector"]["mtf"] = {k: round(float(mtf[k]), 4) for k in ("c1", "c2", "c3")}
@@ -183,6 +209,9 @@ def blocks_yaml(blocks: dict, report: dict) -> str:
         "# `--simulated` images were given (realism.json), the image blur kept; else, with",
         "# masks, label.grow_A and blur_A {calibrate: <real set>}: the workflow's calibration",
         "# rule measures them on a pilot draw; else grow_A 0 and the recipe's blur.",
+        "# dose_e_per_A2 {calibrate: ..., around: ...}: the effective dose of 8-bit exports",
+        "# scaled until the pilot's particles stand out of the carbon as the real ones do",
+        "# (particle depth; match.json's contrast_fit).",
         "# config.yaml beside this file is a whole config with these blocks and the",
         "# micrographs as its real set; check it with `hrtem-wf plan`.",
     ]
