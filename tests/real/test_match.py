@@ -26,7 +26,7 @@ from hrtem_wf.real.match import (
     realism_report,
     suggest_blocks,
 )
-from hrtem_wf.real.match.estimate import fit_thon_rings
+from hrtem_wf.real.match.estimate import fcc_d_spacings_A, fit_thon_rings, pixel_size_from_bragg
 from hrtem_wf.real.match.spectra import radial_spectrum
 
 REAL = Path(__file__).parents[1] / "data" / "real_au"
@@ -126,8 +126,30 @@ def test_pixel_size_from_lattice_fringes():
     assert pixel["source"].startswith("Bragg")
     assert pixel["value_A"] == pytest.approx(pixel_A, rel=0.02)  # measured: +0.9 %
     assert pixel["bragg"]["confirmed_by"] == ["200"]  # the second particle's fringes
+    assert pixel["ambiguity"] is None
     # the particles masked out, the carbon's rings give the defocus at the Bragg pixel size
     assert report["per_image"][0]["defocus_A"] == pytest.approx(600.0, rel=0.05)
+
+
+def test_one_family_of_bragg_spots_is_reported_as_ambiguous():
+    """Spots of one spacing only: the pixel size assumes them {111}, and match.json says what it
+    would be were they {200} or {220} (and warns), rather than pretending to know."""
+    from hrtem_wf.real.match.measure import _pixel_size_ambiguity
+
+    d_111, d_200 = D111_AU_A, 4.08 / 2
+    spacings = fcc_d_spacings_A(4.08)
+    one = pixel_size_from_bragg([0.19, 0.191, 0.189], spacings)
+    one["evidence"] = {"n_micrographs_with_spots": 2}
+    assert one["confirmed_by"] == []
+    assert one["if_main_family_were"]["200"] == pytest.approx(one["pixel_size_A"] * d_200 / d_111)
+    ambiguity = _pixel_size_ambiguity(one)
+    assert f"{{200}} {one['if_main_family_were']['200']:.4g} A" in ambiguity
+    assert "3 Bragg spots (2 micrographs)" in ambiguity and "--pixel-size-A" in ambiguity
+    # a second family at the {200}/{111} ratio confirms it
+    both = pixel_size_from_bragg([0.19, 0.191, 0.19 * d_111 / d_200], spacings)
+    both["evidence"] = {"n_micrographs_with_spots": 1}
+    assert both["confirmed_by"] == ["200"] and _pixel_size_ambiguity(both) is None
+    assert _pixel_size_ambiguity({"pixel_size_A": None, "confirmed_by": []}) is None
 
 
 def _finite_numbers(node) -> bool:
@@ -321,6 +343,8 @@ def test_match_with_masks_asks_the_workflow_to_calibrate_the_labels(tmp_path):
             "high": pytest.approx(dose * 2, abs=0.05),
         },
     }
+    pixel = report["pixel_size"]  # the tiles' spots: unconfirmed, and said so
+    assert (pixel["ambiguity"] is None) == bool(pixel["bragg"]["confirmed_by"])
     fit = report["contrast_fit"]
     assert fit["fitted"] == "images.matched_hrtem.dose_e_per_A2"
     assert fit["statistic"] == "particle_depth"

@@ -299,10 +299,13 @@ def match_micrographs(
     q_report = np.asarray(MTF_REPORT_Q_PER_PX)
     from hrtem_wf.images.formation import mtf
 
+    ambiguity = _pixel_size_ambiguity(bragg)
+    if ambiguity and source.startswith("Bragg"):
+        log.warning("match: pixel size %.4g A: %s", pixel, ambiguity)
     report = {
         "energy_eV": float(energy_eV),
         "n_micrographs": len(micrographs),
-        "pixel_size": {"value_A": pixel, "source": source, "bragg": bragg},
+        "pixel_size": {"value_A": pixel, "source": source, "ambiguity": ambiguity, "bragg": bragg},
         "defocus_A": {
             **_summary(defoci),
             "sign_determined_fraction": float(np.mean([r["sign_determined"] for r in known])),
@@ -371,6 +374,19 @@ def match_micrographs(
         }
     diagnostics = {"spectra": spectra, "fits": fits, "nps": nps, "micrographs": micrographs}
     return report, diagnostics
+
+
+def _pixel_size_ambiguity(bragg: dict) -> str | None:
+    """What else the Bragg spots could mean, when no second reflection tells (None when one
+    does, or when there are no spots)."""
+    if bragg["pixel_size_A"] is None or bragg["confirmed_by"]:
+        return None
+    others = ", ".join(f"{{{n}}} {a:.4g} A" for n, a in bragg["if_main_family_were"].items())
+    return (
+        f"the {bragg['n_spots']} Bragg spots ({bragg['evidence']['n_micrographs_with_spots']} "
+        f"micrographs) form one family, taken for {{{bragg['assumed_reflection']}}}; no other "
+        f"reflection confirms it: were they {others}. Give --pixel-size-A if it is known"
+    )
 
 
 def _defocus_unknown(fit, defocus_range_A: tuple[float, float]) -> str | None:

@@ -198,6 +198,7 @@ def blocks_yaml(blocks: dict, report: dict) -> str:
         "# Suggested by `hrtem-wf match` from "
         f"{report['n_micrographs']} micrographs at {report['energy_eV'] / 1000:g} kV.",
         f"# pixel size {pixel['value_A']:.4g} A ({pixel['source']});",
+        *([f"#   unconfirmed: {pixel['ambiguity']}"] if pixel.get("ambiguity") else []),
         f"# defocus {defocus['min']:.0f}..{defocus['max']:.0f} A (median {defocus['median']:.0f};"
         f" sign by Cs in {100 * defocus['sign_determined_fraction']:.0f} % of micrographs,"
         f" votes {defocus['sign_votes']}; unknown, without Thon rings, in"
