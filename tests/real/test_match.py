@@ -131,6 +131,16 @@ def test_pixel_size_from_lattice_fringes():
     assert report["per_image"][0]["defocus_A"] == pytest.approx(600.0, rel=0.05)
 
 
+def test_fit_contrast_needs_a_real_set(tmp_path):
+    """--fit-contrast fits against the micrographs as a real set: without masks (or with
+    --simulated images) one line says so, and nothing is written."""
+    with pytest.raises(SystemExit) as exit:
+        main(["match", str(REAL / "micrographs"), "--fit-contrast", "--out", str(tmp_path / "o")])
+    (line,) = str(exit.value.code).splitlines()
+    assert line.startswith("hrtem-wf match: --fit-contrast") and "--masks" in line
+    assert not (tmp_path / "o").exists()
+
+
 def test_one_family_of_bragg_spots_is_reported_as_ambiguous():
     """Spots of one spacing only: the pixel size assumes them {111}, and match.json says what it
     would be were they {200} or {220} (and warns), rather than pretending to know."""
@@ -324,9 +334,9 @@ def test_particle_depth_is_the_same_for_any_affine_gray_scale():
 
 
 def test_match_with_masks_asks_the_workflow_to_calibrate_the_labels(tmp_path):
-    """Without --simulated images the label width, the image blur and (from 8-bit exports, whose
-    dose is only an effective one) the dose are the workflow's to measure: the suggested images
-    block calibrates them against the micrographs' real set, the dose around the estimate."""
+    """Without --simulated images the label width and the image blur are the workflow's to
+    measure: the suggested images block calibrates both against the micrographs' real set. The
+    dose is drawn around the estimate, and match.json says why it is not fitted."""
     out = match_real_tiles(tmp_path / "match")
     config = validate(yaml.safe_load((out / "config.yaml").read_text()))
     (images,) = config["images"].values()
@@ -335,29 +345,36 @@ def test_match_with_masks_asks_the_workflow_to_calibrate_the_labels(tmp_path):
     report = json.loads((out / "match.json").read_text())
     dose = report["dose"]["dose_e_per_A2"]["median"]
     assert report["dose"]["kind"] == "effective"
-    assert images["dose_e_per_A2"] == {
-        "calibrate": "matched_real",
-        "around": {
-            "distribution": "loguniform",
-            "low": pytest.approx(dose / 2, abs=0.05),
-            "high": pytest.approx(dose * 2, abs=0.05),
-        },
+    around = {
+        "distribution": "loguniform",
+        "low": pytest.approx(dose / 2, abs=0.05),
+        "high": pytest.approx(dose * 2, abs=0.05),
     }
+    assert images["dose_e_per_A2"] == around
     pixel = report["pixel_size"]  # the tiles' spots: unconfirmed, and said so
     assert (pixel["ambiguity"] is None) == bool(pixel["bragg"]["confirmed_by"])
     fit = report["contrast_fit"]
-    assert fit["fitted"] == "images.matched_hrtem.dose_e_per_A2"
-    assert fit["statistic"] == "particle_depth"
+    assert fit["statistic"] == "particle_depth" and fit["fitted"] is None
     assert fit["real_median"] == pytest.approx(report["particles"]["depth"]["median"])
-    assert "results/calibrations/matched_hrtem.json" in fit["gaps"]
+    assert "--fit-contrast" in fit["why"]
     assert set(config["real_sets"]) == {"matched_real"}
     assert "{calibrate: <real set>}" in (out / "suggested.yaml").read_text()
+
+    # --fit-contrast: an effective dose is the calibration's to fit, around the estimate
+    out = match_real_tiles(tmp_path / "fitted", "--fit-contrast")
+    config = validate(yaml.safe_load((out / "config.yaml").read_text()))
+    (images,) = config["images"].values()
+    assert images["dose_e_per_A2"] == {"calibrate": "matched_real", "around": around}
+    fit = json.loads((out / "match.json").read_text())["contrast_fit"]
+    assert fit["fitted"] == "images.matched_hrtem.dose_e_per_A2"
+    assert fit["against"] == "matched_real"
+    assert "results/calibrations/matched_hrtem.json" in fit["gaps"]
 
 
 def test_match_keeps_a_measured_dose(tmp_path):
     """With gray values that are counts the dose is measured, not effective: the labels and the
-    blur are calibrated, the dose is drawn around the measurement."""
-    out = match_real_tiles(tmp_path / "match", "--counts")
+    blur are calibrated, the dose is drawn around the measurement, --fit-contrast or not."""
+    out = match_real_tiles(tmp_path / "match", "--counts", "--fit-contrast")
     (images,) = yaml.safe_load((out / "config.yaml").read_text())["images"].values()
     assert images["blur_A"] == {"calibrate": "matched_real"}
     assert images["dose_e_per_A2"]["distribution"] == "loguniform"

@@ -41,6 +41,13 @@ MATCH = Command(
             help="cell of the suggested structures (default: 102.4 A)",
         ),
         arg("--name", default="matched", help="name of the suggested blocks"),
+        arg(
+            "--fit-contrast",
+            action="store_true",
+            help="with --masks: the workflow's calibration also fits the dose to the real "
+            "particles' depth (off by default: on the 20 real micrographs it lowered the F1, "
+            "docs/results.md)",
+        ),
         arg("--simulated", help="images store or dataset (Zarr) to compare with"),
         arg("--simulated-pixel-size-A", type=float, help="default: from the store"),
         arg("--max-simulated", type=int, default=32, help="simulated images read (32)"),

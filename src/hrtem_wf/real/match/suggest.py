@@ -210,9 +210,9 @@ def blocks_yaml(blocks: dict, report: dict) -> str:
         "# `--simulated` images were given (realism.json), the image blur kept; else, with",
         "# masks, label.grow_A and blur_A {calibrate: <real set>}: the workflow's calibration",
         "# rule measures them on a pilot draw; else grow_A 0 and the recipe's blur.",
-        "# dose_e_per_A2 {calibrate: ..., around: ...}: the effective dose of 8-bit exports",
+        "# With --fit-contrast, dose_e_per_A2 {calibrate: ..., around: ...}: the effective dose",
         "# scaled until the pilot's particles stand out of the carbon as the real ones do",
-        "# (particle depth; match.json's contrast_fit).",
+        "# (particle depth; match.json's contrast_fit says what was fitted, or why not).",
         "# config.yaml beside this file is a whole config with these blocks and the",
         "# micrographs as its real set; check it with `hrtem-wf plan`.",
     ]
