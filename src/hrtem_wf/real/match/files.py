@@ -124,29 +124,8 @@ def match_files(
     # set), else 0 (and the recipe's blur). The dose, with --fit-contrast: an effective one
     # (8-bit exports) is fitted there too, to the particles' depth; a measured one is kept.
     calibrating = simulated is None and real_set is not None
-    effective = report["dose"]["kind"] == "effective"
-    dose_fitted = calibrating and fit_contrast and effective
-    if dose_fitted:
-        why = (
-            "--fit-contrast: the dose from the noise of exported gray values is only an "
-            "effective one; the calibration rule scales it until the pilot's particle depth is "
-            "the real set's"
-        )
-    elif not effective:
-        why = "the dose is measured (--counts or --mtf): kept"
-    elif calibrating:
-        why = (
-            "not fitted: the dose is drawn around the effective estimate; --fit-contrast fits "
-            "it to the particle depth (on the 20 real micrographs of docs/results.md that "
-            "closed the depth gap but lowered the real F1)"
-        )
-    else:
-        why = (
-            "no real set to fit against: give --masks with a folder of micrographs, without "
-            "--simulated"
-        )
     report["contrast_fit"] = contrast_fit(
-        report, f"{name}_hrtem", real_set_name(name) if dose_fitted else None, why
+        report, f"{name}_hrtem", real_set_name(name) if calibrating else None, fit_contrast
     )
     out = Path(out)
     with staged_outputs(out, "match") as stage:
@@ -175,7 +154,7 @@ def match_files(
             cell_A=cell_A,
             label_grow_A=grow_A,
             blur_A=blur_A,
-            dose_calibrate=real_set_name(name) if dose_fitted else None,
+            dose_calibrate=report["contrast_fit"].get("against"),
         )
         (stage / "suggested.yaml").write_text(blocks_yaml(blocks, report))
         config = suggested_config(blocks, name, real_set)

@@ -54,21 +54,39 @@ def _defocus_distribution(report: dict) -> dict:
     return {"distribution": "mixture", "weights": [0.5, 0.5], "components": [best, mirror]}
 
 
-def contrast_fit(report: dict, images_block: str, calibrate: str | None, why: str) -> dict:
+def contrast_fit(report: dict, images_block: str, real_set: str | None, fit_contrast: bool) -> dict:
     """match.json's `contrast_fit`: what makes the simulated particles stand out of the carbon
     as far as the real ones (the particle depth, which an 8-bit export's offset and stretch
-    leave unchanged, unlike the contrast ratio), and where its gaps before and after are."""
+    leave unchanged, unlike the contrast ratio), whether the workflow fits it and why, and where
+    its gaps before and after are. real_set: the one the workflow calibrates against (None
+    without one); fit_contrast: the user asked (--fit-contrast). Only an effective dose is
+    fitted: a measured one is the dose. `against` names the real set when the dose is fitted."""
     particles = report.get("particles") or {}
     fit = {
         "statistic": "particle_depth",
         "real_median": (particles.get("depth") or {}).get("median"),
         "fitted": None,
-        "why": why,
     }
-    if calibrate is not None:
+    if report["dose"]["kind"] != "effective":
+        fit["why"] = "the dose is measured (--counts or --mtf): kept"
+    elif real_set is None:
+        fit["why"] = (
+            "no real set to fit against: give --masks with a folder of micrographs, without "
+            "--simulated"
+        )
+    elif not fit_contrast:
+        fit["why"] = (
+            "not fitted: the dose is drawn around the effective estimate; --fit-contrast fits "
+            "it to the particle depth (on the 20 real micrographs of docs/results.md that "
+            "closed the depth gap but lowered the real F1)"
+        )
+    else:
         fit.update(
             fitted=f"images.{images_block}.dose_e_per_A2",
-            against=calibrate,
+            against=real_set,
+            why="--fit-contrast: the dose from the noise of exported gray values is only an "
+            "effective one; the calibration rule scales it until the pilot's particle depth is "
+            "the real set's",
             gaps=f"results/calibrations/{images_block}.json: gaps.before and gaps.after "
             "(particle_depth), dose_search",
         )
